@@ -1,0 +1,155 @@
+"""The `minivla` command.
+
+    minivla collect  --task push-v3 --episodes 100 --out data/push-v3
+    minivla train    --dataset data/push-v3 --out runs/push-v3 [--resume runs/push-v3/last.pt]
+    minivla eval     --checkpoint checkpoints/push_v3.pt --episodes 50 [--video-dir videos] [--json out.json]
+    minivla info     --checkpoint checkpoints/push_v3.pt
+
+Every command takes `--config FILE.yaml` (the schema in minivla_core/config.py); flags given on
+the command line override the file. Bad input ends with one `error: ...` line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from minivla_core.config import Config, load_config
+from minivla_core.errors import MiniVLAError
+
+
+def apply_overrides(config: Config, args: argparse.Namespace, mapping: dict[str, str]) -> None:
+    """Copy each non-None flag value onto config ("section.field")."""
+    for flag, target in mapping.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            section, name = target.split(".")
+            setattr(getattr(config, section), name, value)
+
+
+def cmd_collect(config: Config, args) -> int:
+    from minivla_core.data.collect import collect
+    from minivla_core.envs.metaworld_env import check_task
+
+    check_task(config.env.task)
+    started = time.perf_counter()
+    result = collect(config.env, config.collect)
+    seconds = time.perf_counter() - started
+    print(f"kept {result.kept} successful episodes ({result.steps} steps), dropped {result.dropped} failed "
+          f"ones, in {seconds:.1f} s -> {config.collect.out}")
+    if result.kept < config.collect.episodes:
+        print(f"error: only {result.kept} of {config.collect.episodes} episodes succeeded", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_train(config: Config, args) -> int:
+    from minivla_core.train import train
+
+    result = train(config, resume=args.resume)
+    print(f"trained in {result['seconds']:.1f} s; best validation loss {result['best_val']:.4f}; "
+          f"checkpoints in {result['out_dir']}/best.pt and last.pt, curve in loss.png")
+    return 0
+
+
+def cmd_eval(config: Config, args) -> int:
+    from minivla_core.evaluate import evaluate, write_json
+
+    model = None
+    if args.inference_steps is not None or args.n_action_steps is not None:
+        from minivla_core.checkpoint import load_policy
+
+        model = load_policy(config.eval.checkpoint)[0].config
+        model.inference_steps = args.inference_steps or model.inference_steps
+        model.n_action_steps = args.n_action_steps or model.n_action_steps
+    result = evaluate(config.eval, config.env, model, task=args.task, instruction=args.instruction)
+    print(result.summary())
+    if config.eval.json:
+        write_json(result, config.eval.json)
+        print(f"results written to {config.eval.json}")
+    return 0
+
+
+def cmd_info(config: Config, args) -> int:
+    from minivla_core.checkpoint import read_checkpoint
+
+    payload = read_checkpoint(config.eval.checkpoint)
+    shown = {k: payload[k] for k in ("env", "state_dim", "action_dim", "model_config", "vocab", "info")}
+    print(json.dumps(shown, indent=1, default=str))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="minivla", description="A tiny vision-language-action policy for Meta-World.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help: str):
+        p = sub.add_parser(name, help=help, description=help)
+        p.add_argument("--config", help="YAML file with any of the env/model/train/collect/eval sections")
+        return p
+
+    p = command("collect", "record successful scripted-expert episodes to a dataset folder")
+    p.add_argument("--task")
+    p.add_argument("--episodes", type=int, help="successful episodes to keep (default 100)")
+    p.add_argument("--out", help="dataset folder; episodes are appended if it exists")
+    p.add_argument("--seed", type=int, help="layout seed (default 0)")
+    p.add_argument("--camera")
+    p.add_argument("--image-size", type=int)
+    p.set_defaults(run=cmd_collect, overrides={"task": "env.task", "episodes": "collect.episodes", "out": "collect.out",
+                                               "seed": "env.seed", "camera": "env.camera", "image_size": "env.image_size"})
+
+    p = command("train", "train a policy on a dataset folder")
+    p.add_argument("--dataset")
+    p.add_argument("--out", help="run folder for best.pt, last.pt, loss.png")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--device", choices=["cpu", "cuda"])
+    p.add_argument("--seed", type=int)
+    p.add_argument("--threads", type=int, help="torch CPU threads (0 = torch default)")
+    p.add_argument("--resume", help="continue from a last.pt")
+    p.set_defaults(run=cmd_train, overrides={"dataset": "train.dataset", "out": "train.out_dir", "epochs": "train.epochs",
+                                             "batch_size": "train.batch_size", "lr": "train.lr", "device": "train.device",
+                                             "seed": "train.seed", "threads": "train.threads"})
+
+    p = command("eval", "run closed-loop episodes on unseen layouts and report the success rate")
+    p.add_argument("--checkpoint")
+    p.add_argument("--task", help="default: the checkpoint's task")
+    p.add_argument("--instruction", help="default: the task's instruction")
+    p.add_argument("--episodes", type=int)
+    p.add_argument("--seed", type=int, help="layout seed (default 1000; collection uses 0)")
+    p.add_argument("--inference-steps", type=int, help="DDIM steps (default: the checkpoint's)")
+    p.add_argument("--n-action-steps", type=int, help="actions executed per chunk (default: the checkpoint's)")
+    p.add_argument("--max-episode-steps", type=int)
+    p.add_argument("--threads", type=int, help="torch CPU threads (default 1)")
+    p.add_argument("--video-dir", help="write one mp4 per episode here")
+    p.add_argument("--json", help="write the results here")
+    p.set_defaults(run=cmd_eval, overrides={"checkpoint": "eval.checkpoint", "episodes": "eval.episodes",
+                                            "seed": "eval.seed", "threads": "eval.threads",
+                                            "video_dir": "eval.video_dir", "json": "eval.json",
+                                            "max_episode_steps": "env.max_episode_steps"})
+
+    p = command("info", "print what a checkpoint holds")
+    p.add_argument("--checkpoint")
+    p.set_defaults(run=cmd_info, overrides={"checkpoint": "eval.checkpoint"})
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+        apply_overrides(config, args, args.overrides)
+        return args.run(config, args)
+    except MiniVLAError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""One configuration schema for the whole project: dataclasses, read from and written to YAML.
+
+The CLI, the training loop, the evaluator and (later) the ROS nodes all read these classes.
+A YAML file holds any subset of the sections below; every key must be a known field, so a
+typo is an error instead of a silently ignored setting.
+
+    env:    which Meta-World task, camera, image size, episode length, seed
+    model:  encoder sizes, action chunk, diffusion schedule and sampler
+    train:  optimisation
+    collect / eval:  how many episodes, where to write
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from minivla_core.errors import ConfigError
+
+
+@dataclass
+class EnvConfig:
+    task: str = "push-v3"  # Meta-World v3 task name
+    camera: str = "corner2"  # MuJoCo camera; corner cameras are turned upright
+    image_size: int = 64  # square images, pixels per side
+    max_episode_steps: int = 500  # Meta-World's own limit
+    seed: int = 0  # seeds the stream of goal/object variants (see envs/metaworld_env.py)
+
+
+@dataclass
+class ModelConfig:
+    d_model: int = 128  # width of every encoder output and of the fused token
+    d_word: int = 64  # word embedding size of the text encoder
+    max_tokens: int = 32  # longer instructions are cut to this many words
+    horizon: int = 8  # actions predicted per sampling call (the chunk)
+    n_action_steps: int = 4  # actions of each chunk that are executed before sampling again
+    denoiser_hidden: int = 256  # width of the denoising MLP
+    denoiser_blocks: int = 3  # residual blocks in the denoising MLP
+    diffusion_steps: int = 100  # T, the number of training noise levels
+    prediction_type: str = "v"  # what the denoiser predicts: "epsilon", "sample" or "v"
+    inference_steps: int = 10  # DDIM steps at run time (1..diffusion_steps)
+
+
+@dataclass
+class TrainConfig:
+    dataset: str = "data/push-v3"
+    out_dir: str = "runs/push-v3"
+    epochs: int = 60
+    batch_size: int = 128
+    noise_samples_per_obs: int = 4  # diffusion targets per encoded observation (cheap extra signal)
+    lr: float = 3e-4
+    weight_decay: float = 1e-6
+    warmup_steps: int = 200
+    ema_decay: float = 0.995  # evaluation and checkpoints use the EMA weights
+    val_fraction: float = 0.1  # share of episodes held out for validation
+    image_shift: int = 4  # random-shift augmentation, pixels (0 disables)
+    device: str = "cpu"
+    threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    seed: int = 0
+
+
+@dataclass
+class CollectConfig:
+    out: str = "data/push-v3"
+    episodes: int = 100  # successful episodes to keep
+    max_attempts_factor: float = 2.0  # give up after episodes * factor attempts
+
+
+@dataclass
+class EvalConfig:
+    checkpoint: str = "checkpoints/push_v3.pt"
+    episodes: int = 50
+    seed: int = 1000  # variants for evaluation; differs from collection's seed on purpose
+    video_dir: str = ""  # when set, one mp4 per episode is written there
+    json: str = ""  # when set, results are written there as JSON
+    threads: int = 1  # torch CPU threads for the policy (1 = a laptop-like budget)
+
+
+@dataclass
+class Config:
+    env: EnvConfig = field(default_factory=EnvConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    collect: CollectConfig = field(default_factory=CollectConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "Config":
+        return _build(cls, data or {}, "config")
+
+
+def _build(cls, data: Any, where: str):
+    """Build dataclass `cls` from a mapping, recursing into nested dataclasses, rejecting unknown keys."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(fields)}")
+    values = {}
+    for name, value in data.items():
+        default = getattr(cls(), name)
+        if dataclasses.is_dataclass(default):
+            values[name] = _build(type(default), value, f"{where}.{name}")
+        else:
+            values[name] = _coerce(value, type(default), f"{where}.{name}")
+    return cls(**values)
+
+
+def _coerce(value: Any, kind: type, where: str) -> Any:
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}: expected {kind.__name__}, got {value!r}")
+    return value
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Defaults, overridden by the YAML file at `path` when given."""
+    if path is None:
+        return Config()
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    return Config.from_dict(data)
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -1,0 +1,66 @@
+"""Scripted-expert demonstrations, streamed to disk one episode at a time.
+
+Only the frames of the episode being recorded are in memory, so memory stays flat however many
+episodes are collected. Episodes where the expert fails are dropped (and counted). An episode
+ends at the first step that reports success.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm import tqdm
+
+from minivla_core.config import CollectConfig, EnvConfig
+from minivla_core.data.dataset import DatasetWriter
+from minivla_core.envs.metaworld_env import MetaWorldEnv, make_expert
+
+
+@dataclass
+class CollectResult:
+    kept: int
+    dropped: int
+    steps: int
+
+
+def run_expert_episode(env: MetaWorldEnv, expert, episode: int):
+    """One episode with the expert; returns (images, states, actions, success)."""
+    obs = env.reset(episode)
+    images, states, actions = [], [], []
+    while not env.done:
+        action = np.clip(expert.get_action(obs.state), -1.0, 1.0).astype(np.float32)
+        images.append(obs.image)
+        states.append(obs.state)
+        actions.append(action)
+        obs = env.step(action)
+        if obs.success:
+            return images, states, actions, True
+    return images, states, actions, False
+
+
+def collect(env_config: EnvConfig, config: CollectConfig, progress: bool = True) -> CollectResult:
+    env = MetaWorldEnv(env_config)
+    expert = make_expert(env.task)
+    writer = DatasetWriter(config.out, env_config.image_size, env.state_dim, env.action_dim)
+    max_attempts = max(config.episodes, int(config.episodes * config.max_attempts_factor))
+    kept = dropped = steps = 0
+    bar = tqdm(total=config.episodes, desc=f"collect {env.task}", unit="ep", disable=not progress)
+    try:
+        for episode in range(max_attempts):
+            if kept == config.episodes:
+                break
+            images, states, actions, success = run_expert_episode(env, expert, episode)
+            if not success:
+                dropped += 1
+                bar.set_postfix(dropped=dropped)
+                continue
+            writer.append(images, states, actions, task=env.task, instruction=env.instruction,
+                          success=True, source="collect", seed=env_config.seed, episode=episode)
+            kept += 1
+            steps += len(actions)
+            bar.update(1)
+    finally:
+        bar.close()
+        env.close()
+    return CollectResult(kept, dropped, steps)

@@ -1,0 +1,144 @@
+"""The on-disk dataset: a folder of episodes, appended one at a time.
+
+    DATASET/
+      meta.json          {"format": "minivla-dataset", "version": 1,
+                          "image_size": 64, "state_dim": 39, "action_dim": 4}
+      episodes.jsonl     one JSON object per episode, in the order they were written:
+                         {"file": "episodes/000000.npz", "task": "push-v3",
+                          "instruction": "push the puck to the goal", "steps": 61,
+                          "success": true, "source": "collect", "seed": 0, "episode": 0}
+      episodes/000000.npz
+                         images  (T, H, W, 3) uint8   upright camera image before step t
+                         states  (T, 39)      float32 robot/object/goal state before step t
+                         actions (T, 4)       float32 action taken at step t, in [-1, 1]
+
+An episode file is written under a temporary name and renamed, then its line is appended to
+episodes.jsonl, so a crash loses at most the episode being written. Readers trust only the
+index: a listed file that is missing or unreadable is an error naming the file.
+Anything that produces demonstrations (scripted collection, converted rosbags) appends here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from minivla_core.errors import DatasetError
+
+FORMAT = "minivla-dataset"
+VERSION = 1
+
+
+@dataclass
+class Episode:
+    images: np.ndarray
+    states: np.ndarray
+    actions: np.ndarray
+    task: str
+    instruction: str
+
+
+class DatasetWriter:
+    """Appends episodes to a dataset folder, creating it if needed."""
+
+    def __init__(self, root: str | Path, image_size: int, state_dim: int, action_dim: int):
+        self.root = Path(root)
+        self.meta = {"format": FORMAT, "version": VERSION, "image_size": image_size,
+                     "state_dim": state_dim, "action_dim": action_dim}
+        meta_path = self.root / "meta.json"
+        if meta_path.exists():
+            existing = read_meta(self.root)
+            if existing != self.meta:
+                raise DatasetError(f"{self.root} holds episodes of another shape {existing}; "
+                                   f"cannot append episodes shaped {self.meta}")
+        else:
+            (self.root / "episodes").mkdir(parents=True, exist_ok=True)
+            meta_path.write_text(json.dumps(self.meta, indent=1) + "\n")
+        (self.root / "episodes").mkdir(exist_ok=True)
+        self.count = len(read_index(self.root))
+
+    def append(self, images, states, actions, task: str, instruction: str, **info) -> Path:
+        images = np.asarray(images, dtype=np.uint8)
+        states = np.asarray(states, dtype=np.float32)
+        actions = np.asarray(actions, dtype=np.float32)
+        size, sdim, adim = self.meta["image_size"], self.meta["state_dim"], self.meta["action_dim"]
+        steps = len(actions)
+        if steps == 0:
+            raise DatasetError("refusing to write an episode with no steps")
+        if images.shape != (steps, size, size, 3) or states.shape != (steps, sdim) or actions.shape != (steps, adim):
+            raise DatasetError(f"episode arrays have shapes images {images.shape}, states {states.shape}, "
+                               f"actions {actions.shape}; expected ({steps}, {size}, {size}, 3), "
+                               f"({steps}, {sdim}), ({steps}, {adim})")
+        name = f"episodes/{self.count:06d}.npz"
+        tmp = self.root / (name + ".tmp.npz")
+        np.savez_compressed(tmp, images=images, states=states, actions=actions)
+        os.replace(tmp, self.root / name)
+        line = {"file": name, "task": task, "instruction": instruction, "steps": steps, **info}
+        with open(self.root / "episodes.jsonl", "a") as index:
+            index.write(json.dumps(line) + "\n")
+            index.flush()
+            os.fsync(index.fileno())
+        self.count += 1
+        return self.root / name
+
+
+def read_meta(root: str | Path) -> dict:
+    root = Path(root)
+    path = root / "meta.json"
+    if not root.is_dir():
+        raise DatasetError(f"dataset {root} does not exist")
+    if not path.is_file():
+        raise DatasetError(f"{root} is not a dataset: {path.name} is missing")
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path} is not valid JSON: {exc}") from exc
+    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        raise DatasetError(f"{path} is not a {FORMAT} version {VERSION} file")
+    return meta
+
+
+def read_index(root: str | Path) -> list[dict]:
+    path = Path(root) / "episodes.jsonl"
+    if not path.exists():
+        return []
+    entries = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entries.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{path} line {number} is not valid JSON (truncated write?): {exc}") from exc
+    return entries
+
+
+def load_episodes(root: str | Path) -> tuple[dict, list[Episode]]:
+    """Read a whole dataset into memory, checking every episode against meta.json."""
+    root = Path(root)
+    meta = read_meta(root)
+    index = read_index(root)
+    if not index:
+        raise DatasetError(f"dataset {root} has no episodes")
+    episodes = []
+    for entry in index:
+        path = root / entry["file"]
+        if not path.is_file():
+            raise DatasetError(f"dataset {root} lists {entry['file']} but the file is missing")
+        try:
+            with np.load(path) as arrays:
+                images, states, actions = arrays["images"], arrays["states"], arrays["actions"]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            raise DatasetError(f"episode file {path} is unreadable or truncated: {exc}") from exc
+        steps, size = entry["steps"], meta["image_size"]
+        if (images.shape != (steps, size, size, 3) or states.shape != (steps, meta["state_dim"])
+                or actions.shape != (steps, meta["action_dim"])):
+            raise DatasetError(f"episode file {path} has shapes {images.shape}, {states.shape}, {actions.shape}, "
+                               f"which do not match its index entry ({steps} steps) and meta.json")
+        episodes.append(Episode(images, states, actions, entry["task"], entry["instruction"]))
+    return meta, episodes

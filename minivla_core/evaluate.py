@@ -1,0 +1,130 @@
+"""Closed-loop evaluation: run a checkpoint in the real MuJoCo env and count successes.
+
+Episodes use `eval.seed` (1000 by default), so their goal/object layouts differ from every
+layout seen in collection (seed 0). An episode ends at its first successful step or after
+`env.max_episode_steps` steps.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from minivla_core.checkpoint import load_policy
+from minivla_core.config import EnvConfig, EvalConfig, ModelConfig
+from minivla_core.envs.metaworld_env import MetaWorldEnv
+from minivla_core.errors import CheckpointError
+from minivla_core.model.policy import PolicyRunner
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval for a success rate (sensible at 0% and 100%, unlike +-1.96 sd)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass
+class EvalResult:
+    task: str
+    checkpoint: str
+    episodes: int
+    successes: int
+    success_rate: float
+    ci95: tuple[float, float]
+    mean_steps_to_success: float | None
+    seed: int
+    inference_steps: int
+    n_action_steps: int
+    seconds: float
+    per_episode: list[dict] = field(default_factory=list)
+
+    def summary(self) -> str:
+        low, high = self.ci95
+        steps = f"{self.mean_steps_to_success:.1f}" if self.mean_steps_to_success is not None else "-"
+        return (f"{self.task}: {self.successes}/{self.episodes} = {100 * self.success_rate:.1f}% "
+                f"(95% CI {100 * low:.1f}-{100 * high:.1f}%), mean steps to success {steps}")
+
+
+def env_config_for(checkpoint_env: dict, base: EnvConfig, task: str | None = None) -> EnvConfig:
+    """The env the checkpoint was trained on (camera, image size), on `task` if given."""
+    return EnvConfig(task=task or checkpoint_env["task"], camera=checkpoint_env["camera"],
+                     image_size=checkpoint_env["image_size"], max_episode_steps=base.max_episode_steps,
+                     seed=base.seed)
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: int = 20, scale: int = 4) -> None:
+    import cv2
+
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width * scale, height * scale))
+    for frame in frames:
+        big = cv2.resize(frame, (width * scale, height * scale), interpolation=cv2.INTER_NEAREST)
+        writer.write(cv2.cvtColor(big, cv2.COLOR_RGB2BGR))
+    writer.release()
+
+
+def evaluate(eval_config: EvalConfig, env_base: EnvConfig, model_overrides: ModelConfig | None = None,
+             task: str | None = None, instruction: str | None = None, progress: bool = True) -> EvalResult:
+    if eval_config.threads > 0:
+        torch.set_num_threads(eval_config.threads)
+    policy, payload = load_policy(eval_config.checkpoint)
+    env_config = env_config_for(payload["env"], env_base, task)
+    env_config.seed = eval_config.seed
+    env = MetaWorldEnv(env_config)
+    if (payload["state_dim"], payload["action_dim"]) != (env.state_dim, env.action_dim):
+        env.close()
+        raise CheckpointError(f"checkpoint {eval_config.checkpoint} expects state/action sizes "
+                              f"{payload['state_dim']}/{payload['action_dim']}, task {env.task} has "
+                              f"{env.state_dim}/{env.action_dim}")
+    mc = model_overrides or policy.config
+    runner = PolicyRunner(policy, instruction or env.instruction, mc.n_action_steps, mc.inference_steps)
+    video_dir = Path(eval_config.video_dir) if eval_config.video_dir else None
+    if video_dir:
+        video_dir.mkdir(parents=True, exist_ok=True)
+
+    started = time.perf_counter()
+    per_episode = []
+    bar = tqdm(range(eval_config.episodes), desc=f"eval {env.task}", unit="ep", disable=not progress)
+    try:
+        for episode in bar:
+            obs = env.reset(episode)
+            runner.reset()
+            frames = [obs.image]
+            while not obs.success and not env.done:
+                obs = env.step(runner.act(obs.image, obs.state))
+                if video_dir:
+                    frames.append(obs.image)
+            per_episode.append({"episode": episode, "success": obs.success, "steps": env.step_count})
+            if video_dir:
+                write_video(video_dir / f"{env.task}_ep{episode:03d}_{'success' if obs.success else 'fail'}.mp4", frames)
+            bar.set_postfix(success=f"{sum(e['success'] for e in per_episode)}/{len(per_episode)}")
+    finally:
+        bar.close()
+        env.close()
+
+    successes = sum(e["success"] for e in per_episode)
+    steps = [e["steps"] for e in per_episode if e["success"]]
+    n = len(per_episode)
+    return EvalResult(task=env_config.task, checkpoint=str(eval_config.checkpoint), episodes=n, successes=successes,
+                      success_rate=successes / n if n else 0.0, ci95=wilson_interval(successes, n),
+                      mean_steps_to_success=float(np.mean(steps)) if steps else None, seed=eval_config.seed,
+                      inference_steps=runner.inference_steps, n_action_steps=runner.n_action_steps,
+                      seconds=time.perf_counter() - started, per_episode=per_episode)
+
+
+def write_json(result: EvalResult, path: str | Path) -> None:
+    data = dict(result.__dict__)
+    data["ci95"] = list(result.ci95)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(data, indent=1) + "\n")

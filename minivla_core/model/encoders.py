@@ -1,0 +1,75 @@
+"""The three encoders and the fusion MLP. Each maps its input to one d_model-sized token."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class TinyCNN(nn.Module):
+    """(B, 3, H, W) floats in [0, 1] -> (B, d_model).
+
+    Four stride-2 convolutions shrink a 64x64 image to 4x4; the 4x4 map is flattened (not
+    averaged) so the token still says *where* things are in the picture.
+    """
+
+    def __init__(self, d_model: int, image_size: int):
+        super().__init__()
+        self.convs = nn.ModuleList([
+            nn.Conv2d(3, 16, kernel_size=5, stride=2, padding=2),
+            nn.Conv2d(16, 32, kernel_size=3, stride=2, padding=1),
+            nn.Conv2d(32, 64, kernel_size=3, stride=2, padding=1),
+            nn.Conv2d(64, 64, kernel_size=3, stride=2, padding=1),
+        ])
+        side = image_size
+        for _ in self.convs:
+            side = (side + 1) // 2
+        self.proj = nn.Linear(64 * side * side, d_model)
+        self.norm = nn.LayerNorm(d_model)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images * 2.0 - 1.0
+        for conv in self.convs:
+            x = F.relu(conv(x))
+        return self.norm(self.proj(x.flatten(1)))
+
+
+class TextGRU(nn.Module):
+    """(B, L) token ids, 0 = padding, and (B,) lengths -> (B, d_model): the GRU's last hidden state."""
+
+    def __init__(self, vocab_size: int, d_word: int, d_model: int):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, d_word, padding_idx=0)
+        self.gru = nn.GRU(d_word, d_model, batch_first=True)
+        self.norm = nn.LayerNorm(d_model)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        packed = nn.utils.rnn.pack_padded_sequence(
+            self.embed(tokens), lengths.cpu(), batch_first=True, enforce_sorted=False)
+        _, hidden = self.gru(packed)
+        return self.norm(hidden[-1])
+
+
+class StateMLP(nn.Module):
+    """(B, state_dim) normalised state -> (B, d_model)."""
+
+    def __init__(self, state_dim: int, d_model: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(state_dim, 128), nn.ReLU(), nn.Linear(128, d_model))
+        self.norm = nn.LayerNorm(d_model)
+
+    def forward(self, state: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.net(state))
+
+
+class FusionMLP(nn.Module):
+    """Image, text and state tokens -> one conditioning vector for the action head."""
+
+    def __init__(self, d_model: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(3 * d_model, 2 * d_model), nn.ReLU(), nn.Linear(2 * d_model, d_model))
+        self.norm = nn.LayerNorm(d_model)
+
+    def forward(self, image_token, text_token, state_token) -> torch.Tensor:
+        return self.norm(self.net(torch.cat([image_token, text_token, state_token], dim=-1)))

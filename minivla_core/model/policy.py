@@ -1,0 +1,132 @@
+"""The VLA policy: encoders + fusion + diffusion head + normalisers + tokenizer, and the
+chunk-executing runner used by evaluation and by the ROS policy node.
+
+    image (B,H,W,3) uint8 ─ TinyCNN ─┐
+    instruction words ─── TextGRU ───┼─ FusionMLP ─ cond ─ DiffusionHead ─ (B, horizon, 4) actions
+    state (B,39) ── normalise ─ MLP ─┘
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import torch
+from torch import nn
+
+from minivla_core.config import ModelConfig
+from minivla_core.model.diffusion import DiffusionHead
+from minivla_core.model.encoders import FusionMLP, StateMLP, TextGRU, TinyCNN
+from minivla_core.model.normalizer import RangeNormalizer
+from minivla_core.model.tokenizer import WordTokenizer
+
+
+class VLAPolicy(nn.Module):
+    def __init__(self, config: ModelConfig, vocab: list[str], state_dim: int, action_dim: int, image_size: int):
+        super().__init__()
+        self.config = config
+        self.state_dim, self.action_dim, self.image_size = state_dim, action_dim, image_size
+        self.tokenizer = WordTokenizer(vocab)
+        self.image_encoder = TinyCNN(config.d_model, image_size)
+        self.text_encoder = TextGRU(len(vocab), config.d_word, config.d_model)
+        self.state_encoder = StateMLP(state_dim, config.d_model)
+        self.fusion = FusionMLP(config.d_model)
+        self.head = DiffusionHead(config.horizon, action_dim, config.d_model, config.denoiser_hidden,
+                                  config.denoiser_blocks, config.diffusion_steps, config.prediction_type)
+        self.state_normalizer = RangeNormalizer(state_dim, "gaussian")
+        self.action_normalizer = RangeNormalizer(action_dim, "limits")
+
+    def tokenize(self, instructions: list[str]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        """Padded token ids (B, L), lengths (B,), and every word that was not in the vocabulary."""
+        encoded = [self.tokenizer.encode(text, self.config.max_tokens) for text in instructions]
+        lengths = torch.tensor([len(ids) for ids, _ in encoded])
+        tokens = torch.zeros(len(encoded), int(lengths.max()), dtype=torch.long)
+        for row, (ids, _) in enumerate(encoded):
+            tokens[row, : len(ids)] = torch.tensor(ids)
+        unknown = [word for _, words in encoded for word in words]
+        return tokens, lengths, unknown
+
+    def encode(self, images: torch.Tensor, states: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """images (B,3,H,W) floats in [0,1], raw states (B,S) -> conditioning (B, d_model)."""
+        image_token = self.image_encoder(images)
+        text_token = self.text_encoder(tokens.to(images.device), lengths)
+        state_token = self.state_encoder(self.state_normalizer.normalize(states))
+        return self.fusion(image_token, text_token, state_token)
+
+    def compute_loss(self, images, states, tokens, lengths, action_chunks, noise_samples: int = 1) -> torch.Tensor:
+        """Diffusion loss for raw action chunks (B, horizon, A); each observation is encoded once
+        and scored against `noise_samples` independent noise draws."""
+        cond = self.encode(images, states, tokens, lengths)
+        x0 = self.action_normalizer.normalize(action_chunks)
+        return self.head.loss(x0.repeat(noise_samples, 1, 1), cond.repeat(noise_samples, 1))
+
+    @torch.no_grad()
+    def predict_action_chunk(self, images, states, tokens, lengths, inference_steps: int | None = None,
+                             generator: torch.Generator | None = None) -> torch.Tensor:
+        """Raw action chunks (B, horizon, A) for images (B,3,H,W) in [0,1] and raw states (B,S)."""
+        cond = self.encode(images, states, tokens, lengths)
+        x0 = self.head.sample(cond, inference_steps or self.config.inference_steps, generator)
+        return self.action_normalizer.unnormalize(x0)
+
+
+def image_to_tensor(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) or (B, H, W, 3) uint8 -> (B, 3, H, W) float in [0, 1]."""
+    tensor = torch.from_numpy(np.ascontiguousarray(image))
+    if tensor.ndim == 3:
+        tensor = tensor[None]
+    return tensor.permute(0, 3, 1, 2).float() / 255.0
+
+
+class PolicyRunner:
+    """Closed-loop use of a VLAPolicy: one action per call, sampling a new chunk only when the
+    previous chunk's first `n_action_steps` actions have been used (LeRobot's select_action)."""
+
+    def __init__(self, policy: VLAPolicy, instruction: str, n_action_steps: int | None = None,
+                 inference_steps: int | None = None, seed: int = 0):
+        self.policy = policy.eval()
+        self.n_action_steps = n_action_steps or policy.config.n_action_steps
+        if not 1 <= self.n_action_steps <= policy.config.horizon:
+            raise ValueError(f"n_action_steps must be in 1..{policy.config.horizon}, got {self.n_action_steps}")
+        self.inference_steps = inference_steps or policy.config.inference_steps
+        self.generator = torch.Generator().manual_seed(seed)
+        self.queue: deque[np.ndarray] = deque()
+        self.chunk_index = -1  # how many chunks have been sampled since reset, minus one
+        self.unknown_words: list[str] = []
+        self.set_instruction(instruction)
+
+    def set_instruction(self, instruction: str) -> list[str]:
+        """Switch instruction (clears queued actions); returns the words the model does not know."""
+        self.tokens, self.lengths, self.unknown_words = self.policy.tokenize([instruction])
+        self.instruction = instruction
+        self.queue.clear()
+        return self.unknown_words
+
+    def reset(self) -> None:
+        self.queue.clear()
+        self.chunk_index = -1
+
+    def check_inputs(self, image: np.ndarray, state: np.ndarray) -> None:
+        size, state_dim = self.policy.image_size, self.policy.state_dim
+        if image.dtype != np.uint8 or image.shape != (size, size, 3):
+            raise ValueError(f"image is {image.shape} {image.dtype}, expected ({size}, {size}, 3) uint8 RGB")
+        if state.shape != (state_dim,):
+            raise ValueError(f"state has shape {state.shape}, expected ({state_dim},)")
+        if not np.all(np.isfinite(state)):
+            raise ValueError("state contains NaN or infinite values")
+
+    def sample_chunk(self, image: np.ndarray, state: np.ndarray) -> np.ndarray:
+        """A fresh (horizon, A) chunk for one observation."""
+        self.check_inputs(image, state)
+        states = torch.from_numpy(np.asarray(state, dtype=np.float32))[None]
+        chunk = self.policy.predict_action_chunk(image_to_tensor(image), states, self.tokens, self.lengths,
+                                                 self.inference_steps, self.generator)
+        return chunk[0].numpy()
+
+    def act(self, image: np.ndarray, state: np.ndarray) -> np.ndarray:
+        """The next action; every observation is checked, also those that only pop the queue."""
+        self.check_inputs(image, state)
+        if not self.queue:
+            chunk = self.sample_chunk(image, state)
+            self.queue.extend(chunk[: self.n_action_steps])
+            self.chunk_index += 1
+        return self.queue.popleft()

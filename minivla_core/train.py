@@ -1,0 +1,230 @@
+"""Behaviour cloning of the diffusion policy on a dataset folder.
+
+Each training sample is one time step t of one episode: the image and state at t, the episode's
+instruction, and the chunk of `horizon` actions starting at t (the last action repeated past the
+end of the episode). Episodes, not steps, are split between training and validation.
+
+Writes to train.out_dir:
+    best.pt     EMA weights with the lowest validation loss
+    last.pt     EMA weights after the last epoch, plus everything --resume needs
+    loss.png    training and validation loss per epoch
+    history.json
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from minivla_core.checkpoint import read_checkpoint, save_checkpoint
+from minivla_core.config import Config
+from minivla_core.data.dataset import load_episodes
+from minivla_core.errors import ConfigError, DatasetError
+from minivla_core.model.policy import VLAPolicy
+from minivla_core.model.tokenizer import WordTokenizer
+
+
+class StepDataset:
+    """All samples of a set of episodes, as tensors in memory (100 episodes at 64x64 ~ 80 MB)."""
+
+    def __init__(self, episodes, horizon: int, instruction_ids: dict[str, int]):
+        images, states, chunks, instructions = [], [], [], []
+        for episode in episodes:
+            steps = len(episode.actions)
+            padded = np.concatenate([episode.actions, np.repeat(episode.actions[-1:], horizon - 1, axis=0)])
+            chunks.append(np.stack([padded[t: t + horizon] for t in range(steps)]))
+            images.append(episode.images)
+            states.append(episode.states)
+            instructions.append(np.full(steps, instruction_ids[episode.instruction]))
+        self.images = torch.from_numpy(np.concatenate(images)).permute(0, 3, 1, 2).contiguous()  # uint8
+        self.states = torch.from_numpy(np.concatenate(states))
+        self.chunks = torch.from_numpy(np.concatenate(chunks))
+        self.instructions = torch.from_numpy(np.concatenate(instructions))
+
+    def __len__(self) -> int:
+        return len(self.states)
+
+
+def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Shift each image by up to `pad` pixels in x and y, filling with the edge (DrQ-style)."""
+    if pad <= 0:
+        return images
+    batch, channels, height, width = images.shape
+    padded = F.pad(images, (pad, pad, pad, pad), mode="replicate")
+    dx = torch.randint(0, 2 * pad + 1, (batch,), generator=generator)
+    dy = torch.randint(0, 2 * pad + 1, (batch,), generator=generator)
+    rows = (dy[:, None] + torch.arange(height))[:, None, :, None].to(images.device)
+    cols = (dx[:, None] + torch.arange(width))[:, None, None, :].to(images.device)
+    b = torch.arange(batch, device=images.device)[:, None, None, None]
+    c = torch.arange(channels, device=images.device)[None, :, None, None]
+    return padded[b, c, rows, cols]
+
+
+def split_episodes(episodes, val_fraction: float, seed: int):
+    order = list(range(len(episodes)))
+    random.Random(seed).shuffle(order)
+    n_val = int(round(len(episodes) * val_fraction)) if len(episodes) > 1 else 0
+    n_val = min(n_val, len(episodes) - 1)
+    val = [episodes[i] for i in sorted(order[:n_val])]
+    train = [episodes[i] for i in sorted(order[n_val:])]
+    return train, val
+
+
+def batch_inputs(policy: VLAPolicy, data: StepDataset, index: torch.Tensor, text: tuple, device, shift: int = 0,
+                 generator=None):
+    tokens, lengths = text
+    images = random_shift(data.images[index].to(device).float() / 255.0, shift, generator)
+    rows = data.instructions[index]
+    return images, data.states[index].to(device), tokens[rows].to(device), lengths[rows], data.chunks[index].to(device)
+
+
+@torch.no_grad()
+def validation_loss(policy, data: StepDataset, text, device, batch_size: int) -> float:
+    """Diffusion loss with fixed noise draws, so epochs are comparable."""
+    if len(data) == 0:
+        return float("nan")
+    generator = torch.Generator(device=device).manual_seed(1234)
+    total = 0.0
+    for start in range(0, len(data), batch_size):
+        index = torch.arange(start, min(start + batch_size, len(data)))
+        images, states, tokens, lengths, chunks = batch_inputs(policy, data, index, text, device)
+        cond = policy.encode(images, states, tokens, lengths)
+        total += policy.head.loss(policy.action_normalizer.normalize(chunks), cond, generator).item() * len(index)
+    return total / len(data)
+
+
+def plot_history(history: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    epochs = range(1, len(history["train_loss"]) + 1)
+    ax.plot(epochs, history["train_loss"], label="train")
+    ax.plot(epochs, history["val_loss"], label="validation (EMA weights)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("diffusion loss")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name not in ("cpu", "cuda"):
+        raise ConfigError(f"device must be 'cpu' or 'cuda', got {name!r}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' asked for, but torch sees no CUDA GPU")
+    return torch.device(name)
+
+
+def train(config: Config, resume: str | None = None, progress: bool = True) -> dict:
+    tc, mc = config.train, config.model
+    device = resolve_device(tc.device)
+    if tc.threads > 0:
+        torch.set_num_threads(tc.threads)
+    torch.manual_seed(tc.seed)
+    np.random.seed(tc.seed)
+
+    meta, episodes = load_episodes(tc.dataset)
+    if meta["image_size"] != config.env.image_size:
+        raise DatasetError(f"dataset {tc.dataset} has {meta['image_size']}px images but env.image_size is "
+                           f"{config.env.image_size}")
+    train_eps, val_eps = split_episodes(episodes, tc.val_fraction, tc.seed)
+    instructions = sorted({e.instruction for e in episodes})
+    vocab = WordTokenizer.from_texts(instructions).vocab
+    policy = VLAPolicy(mc, vocab, meta["state_dim"], meta["action_dim"], meta["image_size"])
+    text = policy.tokenize(instructions)[:2]
+    ids = {text: i for i, text in enumerate(instructions)}
+    train_data = StepDataset(train_eps, mc.horizon, ids)
+    val_data = StepDataset(val_eps, mc.horizon, ids) if val_eps else None
+    policy.state_normalizer.fit(train_data.states)
+    policy.action_normalizer.fit(train_data.chunks)
+    policy.to(device)
+    ema = copy.deepcopy(policy).eval().requires_grad_(False)
+
+    steps_per_epoch = max(1, len(train_data) // tc.batch_size)
+    total_steps = steps_per_epoch * tc.epochs
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+
+    def lr_factor(step: int) -> float:  # linear warm-up, then cosine decay to zero
+        if step < tc.warmup_steps:
+            return (step + 1) / tc.warmup_steps
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - tc.warmup_steps) / max(1, total_steps - tc.warmup_steps))))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    history = {"train_loss": [], "val_loss": [], "seconds": []}
+    start_epoch, best_val = 0, float("inf")
+    if resume:
+        state = read_checkpoint(resume).get("training")
+        if state is None:
+            raise ConfigError(f"{resume} has no training state; resume from a last.pt")
+        policy.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history = state["history"]
+        start_epoch, best_val = len(history["train_loss"]), float(state["best_val"])
+        torch.manual_seed(tc.seed + start_epoch)
+
+    out_dir = Path(tc.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env_info = {"task": config.env.task, "camera": config.env.camera, "image_size": meta["image_size"]}
+    generator = torch.Generator().manual_seed(tc.seed + start_epoch)
+    started = time.perf_counter() - (history["seconds"][-1] if history["seconds"] else 0.0)
+    bar = tqdm(total=total_steps, initial=start_epoch * steps_per_epoch, desc="train", unit="step", disable=not progress)
+    for epoch in range(start_epoch, tc.epochs):
+        policy.train()
+        order = torch.randperm(len(train_data), generator=generator)
+        epoch_loss = 0.0
+        for step in range(steps_per_epoch):
+            index = order[step * tc.batch_size: (step + 1) * tc.batch_size]
+            images, states, tokens, lengths, chunks = batch_inputs(policy, train_data, index, text, device,
+                                                                   tc.image_shift, generator)
+            loss = policy.compute_loss(images, states, tokens, lengths, chunks, tc.noise_samples_per_obs)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            with torch.no_grad():
+                decay = min(tc.ema_decay, (1 + scheduler.last_epoch) / (10 + scheduler.last_epoch))
+                for p_ema, p in zip(ema.parameters(), policy.parameters()):
+                    p_ema.lerp_(p, 1 - decay)
+                for b_ema, b in zip(ema.buffers(), policy.buffers()):
+                    b_ema.copy_(b)
+            epoch_loss += loss.item()
+            bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.4f}")
+        val = validation_loss(ema, val_data, text, device, 512) if val_data else float("nan")
+        history["train_loss"].append(epoch_loss / steps_per_epoch)
+        history["val_loss"].append(val)
+        history["seconds"].append(time.perf_counter() - started)
+        info = {"epoch": epoch + 1, "train_loss": history["train_loss"][-1], "val_loss": val,
+                "train_episodes": len(train_eps), "val_episodes": len(val_eps), "train_samples": len(train_data),
+                "seconds": history["seconds"][-1], "dataset": str(tc.dataset), "train_config": asdict(tc)}
+        if val_data is None or val < best_val:
+            best_val = val if val_data else best_val
+            save_checkpoint(out_dir / "best.pt", ema, env_info, info)
+        training = {"model": policy.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "history": history, "best_val": best_val}
+        save_checkpoint(out_dir / "last.pt", ema, env_info, info, training)
+        (out_dir / "history.json").write_text(json.dumps(history, indent=1))
+        plot_history(history, out_dir / "loss.png")
+        bar.write(f"epoch {epoch + 1}/{tc.epochs}  train {history['train_loss'][-1]:.4f}  val {val:.4f}")
+    bar.close()
+    return {"history": history, "out_dir": str(out_dir), "best_val": best_val,
+            "seconds": history["seconds"][-1] if history["seconds"] else 0.0}

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Set up a fresh Debian 12 machine for minivla: the apt packages headless MuJoCo rendering needs,
+# and a .venv at the repo root with every Python dependency and the `minivla` command.
+# Safe to run again: it skips what is already in place.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+# EGL + Mesa for offscreen rendering (MUJOCO_GL=egl), ffmpeg-free mp4 writing goes through OpenCV.
+APT_PACKAGES="libegl1 libegl-mesa0 libgl1-mesa-dri libglx-mesa0 python3-venv"
+missing=""
+for pkg in $APT_PACKAGES; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
+done
+if [ -n "$missing" ]; then
+  echo "[setup] installing apt packages:$missing"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
+fi
+
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  echo "[setup] creating .venv with $($PYTHON --version)"
+  "$PYTHON" -m venv .venv
+fi
+
+stamp=.venv/.minivla-setup
+want="$(cat requirements.txt setup.py | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "[setup] installing Python packages into .venv"
+  .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
+  .venv/bin/python -m pip install -q -r requirements.txt
+  .venv/bin/python -m pip install -q --no-build-isolation --no-deps -e .
+  echo "$want" > "$stamp"
+fi
+echo "[setup] ready: .venv/bin/minivla"

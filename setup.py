@@ -1,0 +1,14 @@
+"""pip install of the Python side: `minivla_core` (no ROS needed) and the `minivla` command."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="minivla_ros",
+    version="0.1.0",
+    description="A tiny vision-language-action policy for Meta-World, with ROS 2 nodes",
+    packages=find_packages(include=["minivla_core", "minivla_core.*"]),
+    python_requires=">=3.10",
+    install_requires=["torch==2.13.0", "metaworld==3.1.1", "packaging", "numpy<2.3", "opencv-python-headless<5",
+                      "pyyaml", "tqdm", "matplotlib"],
+    entry_points={"console_scripts": ["minivla = minivla_core.cli:main"]},
+)

@@ -1,0 +1,137 @@
+"""Checkpoints (round trip, untrusted files) and the `minivla` command's errors, end to end."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, tiny_model_config
+from minivla_core.checkpoint import load_policy, save_checkpoint
+from minivla_core.errors import CheckpointError
+from minivla_core.model.policy import PolicyRunner, VLAPolicy
+from minivla_core.model.tokenizer import WordTokenizer
+
+
+def minivla(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "minivla_core.cli", *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def save_tiny(path, state_dim=39, action_dim=4):
+    vocab = WordTokenizer.from_texts(["push the puck to the goal"]).vocab
+    policy = VLAPolicy(tiny_model_config(), vocab, state_dim, action_dim, image_size=32)
+    policy.state_normalizer.fit(torch.randn(100, state_dim))
+    policy.action_normalizer.fit(torch.rand(100, action_dim) * 2 - 1)
+    save_checkpoint(path, policy, {"task": "push-v3", "camera": "corner2", "image_size": 32})
+    return policy
+
+
+class CodeInPickle:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_checkpoint_round_trip_gives_identical_actions(tmp_path):
+    policy = save_tiny(tmp_path / "c.pt").eval()
+    loaded, payload = load_policy(tmp_path / "c.pt", state_dim=39, action_dim=4)
+    assert payload["vocab"] == policy.tokenizer.vocab and loaded.config == policy.config
+    image = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    state = np.random.default_rng(1).normal(size=39).astype(np.float32)
+    a = PolicyRunner(policy, "push the puck", seed=7).sample_chunk(image, state)
+    b = PolicyRunner(loaded, "push the puck", seed=7).sample_chunk(image, state)
+    np.testing.assert_array_equal(a, b)
+    for name in ("scale", "offset"):
+        torch.testing.assert_close(getattr(loaded.action_normalizer, name), getattr(policy.action_normalizer, name))
+
+
+def test_untrusted_checkpoints_are_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    torch.save({"format": "minivla-checkpoint", "payload": CodeInPickle(marker)}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="pickled code"):
+        load_policy(tmp_path / "evil.pt")
+    assert not marker.exists()
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_policy(tmp_path / "missing.pt")
+    (tmp_path / "garbage.pt").write_bytes(os.urandom(4096))
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_policy(tmp_path / "garbage.pt")
+    save_tiny(tmp_path / "good.pt")
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "good.pt").read_bytes()[:20000])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_policy(tmp_path / "cut.pt")
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a minivla checkpoint"):
+        load_policy(tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="expects a state of size 39, but the environment has 12"):
+        load_policy(tmp_path / "good.pt", state_dim=12)
+
+
+def test_cli_errors_are_one_line_and_exit_2(tmp_path, two_episode_dataset):
+    save_tiny(tmp_path / "small_state.pt", state_dim=10)
+    save_tiny(tmp_path / "good.pt")
+    marker = tmp_path / "pwned"
+    torch.save({"x": CodeInPickle(marker)}, tmp_path / "evil.pt")
+    (tmp_path / "corrupt.pt").write_bytes(b"not a zip file at all")
+    truncated = tmp_path / "truncated"
+    subprocess.run(["cp", "-r", str(two_episode_dataset), str(truncated)], check=True)
+    episode = truncated / "episodes" / "000001.npz"
+    episode.write_bytes(episode.read_bytes()[:500])
+    cases = [
+        (["eval", "--checkpoint", tmp_path / "missing.pt"], "checkpoint .*missing.pt does not exist"),
+        (["eval", "--checkpoint", tmp_path / "corrupt.pt"], "corrupt or truncated"),
+        (["eval", "--checkpoint", tmp_path / "evil.pt"], "pickled code"),
+        (["eval", "--checkpoint", tmp_path / "small_state.pt"], "expects state/action sizes 10/4, task push-v3 has 39/4"),
+        (["collect", "--task", "push-v9", "--out", tmp_path / "x"], "unknown Meta-World task 'push-v9'"),
+        (["train", "--dataset", tmp_path / "nowhere", "--out", tmp_path / "run"], "dataset .*nowhere does not exist"),
+        (["train", "--dataset", truncated, "--out", tmp_path / "run"], "000001.npz is unreadable or truncated"),
+        (["eval", "--checkpoint", tmp_path / "good.pt", "--instruction", "  "], "is empty"),
+    ]
+    for args, message in cases:
+        result = minivla(*args)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: "), result.stderr
+        assert __import__("re").search(message, last), (message, last)
+    assert not marker.exists()
+
+
+def test_end_to_end_collect_train_eval(tmp_path, tiny_checkpoint):
+    """Two real episodes on disk -> a few training steps -> one closed-loop episode in MuJoCo."""
+    run = tiny_checkpoint.parent
+    for name in ("best.pt", "last.pt", "loss.png", "history.json"):
+        assert (run / name).is_file(), name
+    history = json.loads((run / "history.json").read_text())
+    assert len(history["train_loss"]) == 2 and all(np.isfinite(history["train_loss"]))
+    out = tmp_path / "eval.json"
+    result = minivla("eval", "--checkpoint", tiny_checkpoint, "--episodes", "1", "--max-episode-steps", "20",
+                     "--json", out, "--video-dir", tmp_path / "videos")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    for key in ("success_rate", "episodes", "successes", "mean_steps_to_success", "task", "checkpoint"):
+        assert key in data
+    assert data["episodes"] == 1 and data["task"] == "push-v3" and 0.0 <= data["success_rate"] <= 1.0
+    assert data["per_episode"][0]["steps"] <= 20
+    videos = list((tmp_path / "videos").glob("*.mp4"))
+    assert len(videos) == 1 and videos[0].stat().st_size > 1000
+
+
+def test_resume_continues_the_epoch_count(tmp_path, two_episode_dataset, tiny_checkpoint):
+    from minivla_core.config import Config, EnvConfig
+    from minivla_core.train import train
+
+    run = tmp_path / "run"
+    subprocess.run(["cp", "-r", str(tiny_checkpoint.parent), str(run)], check=True)
+    config = Config(env=EnvConfig(image_size=32), model=tiny_model_config())
+    config.train.dataset, config.train.out_dir = str(two_episode_dataset), str(run)
+    config.train.epochs, config.train.batch_size, config.train.warmup_steps, config.train.val_fraction = 3, 16, 2, 0.5
+    result = train(config, resume=str(run / "last.pt"), progress=False)
+    assert len(result["history"]["train_loss"]) == 3
+    assert result["history"]["train_loss"][:2] == json.loads((tiny_checkpoint.parent / "history.json").read_text())["train_loss"]

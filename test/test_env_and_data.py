@@ -1,0 +1,105 @@
+"""The real Meta-World env wrapper and the on-disk dataset format."""
+
+import json
+
+import numpy as np
+import pytest
+
+from minivla_core.config import EnvConfig
+from minivla_core.data.dataset import DatasetWriter, load_episodes, read_index
+from minivla_core.envs.metaworld_env import MetaWorldEnv, check_task, instruction_for, make_expert
+from minivla_core.errors import DatasetError, TaskError
+
+
+@pytest.fixture(scope="module")
+def env():
+    with MetaWorldEnv(EnvConfig(image_size=32)) as env:
+        yield env
+
+
+def test_reset_and_step_give_upright_images_and_states(env):
+    obs = env.reset(0)
+    assert obs.image.shape == (32, 32, 3) and obs.image.dtype == np.uint8
+    assert obs.image.flags["C_CONTIGUOUS"]
+    assert obs.state.shape == (39,) and obs.state.dtype == np.float32
+    assert np.any(obs.state[-3:] != 0)  # the goal is observable
+    # Upright: the corner2 camera sees the floor/table (bright) in the lower half and the dark
+    # background in the upper half; rendered raw, the camera would show it the other way round.
+    brightness = obs.image.mean(axis=(1, 2))
+    assert brightness[16:].mean() > brightness[:16].mean()
+    after = env.step(np.array([1.0, 0.0, 0.0, 0.0]))
+    assert after.step == 1 and after.state[0] > obs.state[0]  # moved along +x
+
+
+def test_layouts_depend_only_on_seed_and_episode(env):
+    first = env.reset(3).state.copy()
+    env.reset(4)
+    assert np.array_equal(env.reset(3).state, first)
+    with MetaWorldEnv(EnvConfig(image_size=32, seed=1000)) as other:
+        assert not np.allclose(other.reset(3).state[-3:], first[-3:])  # unseen goal for another seed
+
+
+def test_expert_solves_push(env):
+    expert = make_expert("push-v3")
+    obs = env.reset(0)
+    while not obs.success and not env.done:
+        obs = env.step(np.clip(expert.get_action(obs.state), -1, 1))
+    assert obs.success and env.step_count < 200
+
+
+def test_bad_task_camera_and_action_are_named():
+    with pytest.raises(TaskError, match="unknown Meta-World task 'psuh-v3'.*push-v3"):
+        check_task("psuh-v3")
+    with pytest.raises(TaskError, match="unknown camera 'nope'"):
+        MetaWorldEnv(EnvConfig(camera="nope"))
+    assert instruction_for("push-v3") == "push the puck to the goal"
+    assert instruction_for("sweep-into-v3") == "sweep into"
+
+
+def test_invalid_action_is_refused(env):
+    env.reset(0)
+    with pytest.raises(ValueError, match="4 finite numbers"):
+        env.step(np.array([np.nan, 0, 0, 0]))
+    with pytest.raises(ValueError, match="4 finite numbers"):
+        env.step(np.zeros(3))
+
+
+def test_collected_dataset_is_on_disk_and_loads(two_episode_dataset):
+    meta, episodes = load_episodes(two_episode_dataset)
+    assert meta["image_size"] == 32 and len(episodes) == 2
+    index = read_index(two_episode_dataset)
+    for entry, episode in zip(index, episodes):
+        assert entry["success"] and entry["task"] == "push-v3"
+        assert episode.images.shape == (entry["steps"], 32, 32, 3)
+        assert np.abs(episode.actions).max() <= 1.0
+        assert episode.instruction == "push the puck to the goal"
+
+
+def test_writer_appends_and_refuses_other_shapes(tmp_path):
+    writer = DatasetWriter(tmp_path / "d", image_size=8, state_dim=3, action_dim=2)
+    writer.append(np.zeros((5, 8, 8, 3)), np.zeros((5, 3)), np.zeros((5, 2)), task="t", instruction="do it")
+    again = DatasetWriter(tmp_path / "d", image_size=8, state_dim=3, action_dim=2)
+    again.append(np.ones((2, 8, 8, 3)), np.ones((2, 3)), np.ones((2, 2)), task="t", instruction="do it")
+    assert [len(e.actions) for e in load_episodes(tmp_path / "d")[1]] == [5, 2]
+    with pytest.raises(DatasetError, match="another shape"):
+        DatasetWriter(tmp_path / "d", image_size=16, state_dim=3, action_dim=2)
+    with pytest.raises(DatasetError, match="expected"):
+        again.append(np.zeros((2, 8, 8, 3)), np.zeros((3, 3)), np.zeros((2, 2)), task="t", instruction="x")
+
+
+def test_missing_truncated_and_empty_datasets_are_named(tmp_path):
+    with pytest.raises(DatasetError, match="does not exist"):
+        load_episodes(tmp_path / "nowhere")
+    writer = DatasetWriter(tmp_path / "d", image_size=8, state_dim=3, action_dim=2)
+    with pytest.raises(DatasetError, match="no episodes"):
+        load_episodes(tmp_path / "d")
+    path = writer.append(np.zeros((5, 8, 8, 3)), np.zeros((5, 3)), np.zeros((5, 2)), task="t", instruction="x")
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(DatasetError, match="000000.npz is unreadable or truncated"):
+        load_episodes(tmp_path / "d")
+    path.unlink()
+    with pytest.raises(DatasetError, match="file is missing"):
+        load_episodes(tmp_path / "d")
+    (tmp_path / "d" / "episodes.jsonl").write_text(json.dumps({"file": "x"})[:7] + "\n")
+    with pytest.raises(DatasetError, match="line 1 is not valid JSON"):
+        load_episodes(tmp_path / "d")

@@ -1,0 +1,128 @@
+"""The model's parts on their own: shapes, schedule, tokenizer, normaliser, sampler."""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_model_config
+from minivla_core.errors import InstructionError
+from minivla_core.model.diffusion import DiffusionHead, cosine_alpha_bar, ddim_timesteps
+from minivla_core.model.normalizer import RangeNormalizer
+from minivla_core.model.policy import PolicyRunner, VLAPolicy
+from minivla_core.model.tokenizer import WordTokenizer
+
+
+def make_policy(**overrides):
+    config = tiny_model_config()
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    vocab = WordTokenizer.from_texts(["push the puck to the goal"]).vocab
+    return VLAPolicy(config, vocab, state_dim=39, action_dim=4, image_size=32)
+
+
+def test_schedule_reaches_pure_noise_at_the_last_step():
+    alpha_bar = cosine_alpha_bar(100)
+    assert alpha_bar[0] > 0.999  # the first level is almost clean
+    assert alpha_bar[-1] < 1e-4  # the last level is (numerically) pure noise
+    assert torch.all(alpha_bar[1:] < alpha_bar[:-1])
+
+
+def test_ddim_timesteps_start_at_pure_noise_and_descend():
+    for steps in (1, 5, 10, 100):
+        levels = ddim_timesteps(100, steps)
+        assert levels[0] == 99 and len(levels) == steps
+        assert levels == sorted(levels, reverse=True) and len(set(levels)) == steps
+    with pytest.raises(ValueError):
+        ddim_timesteps(100, 0)
+    with pytest.raises(ValueError):
+        ddim_timesteps(100, 101)
+
+
+def test_encoder_and_chunk_shapes():
+    policy = make_policy()
+    images = torch.rand(3, 3, 32, 32)
+    states = torch.randn(3, 39)
+    tokens, lengths, unknown = policy.tokenize(["push the puck", "push the puck to the goal", "goal"])
+    assert tokens.shape == (3, 6) and lengths.tolist() == [3, 6, 1] and unknown == []
+    cond = policy.encode(images, states, tokens, lengths)
+    assert cond.shape == (3, 32)
+    chunk = policy.predict_action_chunk(images, states, tokens, lengths, inference_steps=2)
+    assert chunk.shape == (3, 4, 4)
+    loss = policy.compute_loss(images, states, tokens, lengths, torch.rand(3, 4, 4), noise_samples=2)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+
+
+def test_padding_does_not_change_the_text_token():
+    policy = make_policy().eval()
+    alone, lengths_alone, _ = policy.tokenize(["push the puck"])
+    padded, lengths_padded, _ = policy.tokenize(["push the puck", "push the puck to the goal"])
+    with torch.no_grad():
+        a = policy.text_encoder(alone, lengths_alone)[0]
+        b = policy.text_encoder(padded, lengths_padded)[0]
+    torch.testing.assert_close(a, b)
+
+
+def test_tokenizer_maps_unknown_words_to_unk_and_rejects_empty_text():
+    tokenizer = WordTokenizer.from_texts(["push the puck to the goal"])
+    ids, unknown = tokenizer.encode("Push the BLUE puck, quickly!", max_tokens=32)
+    assert unknown == ["blue", "quickly"]
+    assert ids[2] == ids[4] == 1  # <unk>
+    assert ids[0] == tokenizer.ids["push"]
+    ids, _ = tokenizer.encode("goal " * 1000, max_tokens=32)
+    assert len(ids) == 32
+    for empty in ("", "   ", "?!"):
+        with pytest.raises(InstructionError, match="empty"):
+            tokenizer.encode(empty, max_tokens=32)
+
+
+def test_normalizers_round_trip():
+    data = torch.randn(500, 5) * torch.tensor([1.0, 10.0, 0.01, 3.0, 0.0]) + torch.tensor([0.0, 5.0, -2.0, 1.0, 7.0])
+    for mode in ("limits", "gaussian"):
+        normalizer = RangeNormalizer(5, mode)
+        normalizer.fit(data)
+        normalized = normalizer.normalize(data)
+        torch.testing.assert_close(normalizer.unnormalize(normalized), data, atol=1e-4, rtol=1e-4)
+        assert torch.all(torch.isfinite(normalized))
+        varying = normalized[:, :4]
+        if mode == "limits":
+            assert varying.min() >= -1 - 1e-5 and varying.max() <= 1 + 1e-5
+            torch.testing.assert_close(varying.min(0).values, -torch.ones(4))
+        else:
+            torch.testing.assert_close(varying.mean(0), torch.zeros(4), atol=1e-4, rtol=0)
+    assert torch.allclose(normalized[:, 4], torch.zeros(500), atol=1e-5)  # constant column: centred, not divided by 0
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "sample", "v"])
+def test_sampler_recovers_a_learnable_target(prediction_type):
+    """A denoiser trained on one fixed chunk must sample that chunk (real training, real DDIM)."""
+    torch.manual_seed(0)
+    head = DiffusionHead(horizon=2, action_dim=2, cond_dim=8, hidden=64, blocks=2, train_steps=50,
+                         prediction_type=prediction_type)
+    target = torch.tensor([[0.5, -0.5], [0.25, 0.75]])
+    cond = torch.zeros(64, 8)
+    optimizer = torch.optim.Adam(head.parameters(), lr=3e-3)
+    for _ in range(400):
+        loss = head.loss(target.expand(64, 2, 2), cond)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    sample = head.sample(cond[:16], inference_steps=10)
+    assert (sample - target).abs().mean() < 0.1
+
+
+def test_runner_executes_n_action_steps_per_chunk_and_checks_inputs():
+    policy = make_policy()
+    runner = PolicyRunner(policy, "push the puck", n_action_steps=2)
+    image = np.zeros((32, 32, 3), np.uint8)
+    state = np.zeros(39, np.float32)
+    for _ in range(5):
+        action = runner.act(image, state)
+        assert action.shape == (4,)
+    assert runner.chunk_index == 2  # chunks sampled at calls 1, 3 and 5
+    with pytest.raises(ValueError, match="expected \\(32, 32, 3\\) uint8"):
+        runner.act(np.zeros((64, 64, 3), np.uint8), state)
+    with pytest.raises(ValueError, match="NaN"):
+        runner.sample_chunk(image, np.full(39, np.nan, np.float32))
+    with pytest.raises(ValueError, match="shape"):
+        runner.sample_chunk(image, np.zeros(7, np.float32))
+    assert runner.set_instruction("push the red block") == ["red", "block"]
