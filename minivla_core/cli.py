@@ -4,6 +4,7 @@
     minivla train    --dataset data/push-v3 --out runs/push-v3 [--resume runs/push-v3/last.pt]
     minivla eval     --checkpoint checkpoints/push_v3.pt --episodes 50 [--video-dir videos] [--json out.json]
     minivla info     --checkpoint checkpoints/push_v3.pt
+    minivla run      --episodes 20          (the ROS 2 graph; see minivla_ros/bringup.py)
 
 Every command takes `--config FILE.yaml` (the schema in minivla_core/config.py); flags given on
 the command line override the file. Bad input ends with one `error: ...` line and exit status 2.
@@ -72,6 +73,30 @@ def cmd_eval(config: Config, args) -> int:
     return 0
 
 
+def cmd_run(config: Config, args) -> int:
+    """The ROS graph (simulator bridge + policy node) for N episodes. Needs the ROS 2 set-up."""
+    from minivla_core.envs.metaworld_env import check_task, instruction_for
+
+    try:
+        from minivla_ros import bringup
+    except ImportError as exc:
+        print(f"error: `minivla run` needs ROS 2 (rclpy and the minivla_ros messages): {exc}. "
+              f"Run scripts/setup.sh first.", file=sys.stderr)
+        return 2
+    task = check_task(args.task or "push-v3")
+    overrides = {name: value for name, value in (
+        ("policy.checkpoint", args.checkpoint), ("policy.control_rate", args.control_rate),
+        ("policy.inference_steps", args.inference_steps), ("policy.n_action_steps", args.n_action_steps),
+        ("env.seed", args.seed)) if value is not None}
+    params = args.params_file or bringup.DEFAULT_PARAMS
+    result = bringup.run(args.episodes, task, args.instruction or instruction_for(task), params, overrides)
+    print(bringup.summarize(result))
+    if args.json:
+        bringup.write_json(result, args.json)
+        print(f"results written to {args.json}")
+    return 0
+
+
 def cmd_info(config: Config, args) -> int:
     from minivla_core.checkpoint import read_checkpoint
 
@@ -130,6 +155,21 @@ def build_parser() -> argparse.ArgumentParser:
                                             "seed": "eval.seed", "threads": "eval.threads",
                                             "video_dir": "eval.video_dir", "json": "eval.json",
                                             "max_episode_steps": "env.max_episode_steps"})
+
+    p = sub.add_parser("run", help="run the sim-plus-policy ROS graph for N episodes and report",
+                       description="Start the simulator bridge and the policy node (as `ros2 launch minivla_ros "
+                                   "sim_policy.launch.py` would), send the instruction, report N episodes.")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--task", help="default push-v3")
+    p.add_argument("--instruction", help="default: the task's instruction")
+    p.add_argument("--checkpoint")
+    p.add_argument("--control-rate", type=float)
+    p.add_argument("--inference-steps", type=int)
+    p.add_argument("--n-action-steps", type=int)
+    p.add_argument("--seed", type=int, help="layout seed (default 1000, as in config/sim_policy.yaml)")
+    p.add_argument("--params-file", help="ROS parameter file (default config/sim_policy.yaml)")
+    p.add_argument("--json", help="write the results here")
+    p.set_defaults(run=cmd_run, overrides={}, config=None)
 
     p = command("info", "print what a checkpoint holds")
     p.add_argument("--checkpoint")

@@ -8,6 +8,7 @@ typo is an error instead of a silently ignored setting.
     model:  encoder sizes, action chunk, diffusion schedule and sampler
     train:  optimisation
     collect / eval:  how many episodes, where to write
+    bridge / policy: the ROS nodes (simulator bridge, policy node)
 """
 
 from __future__ import annotations
@@ -81,12 +82,37 @@ class EvalConfig:
 
 
 @dataclass
+class BridgeConfig:
+    """The simulator bridge node (minivla_ros/sim_bridge.py); the env itself comes from EnvConfig."""
+
+    step_rate: float = 20.0  # simulator steps per second
+    command_timeout: float = 0.5  # seconds without a new action command before the bridge says it is holding
+    episodes: int = 0  # stop stepping after this many episodes (0 = run forever)
+
+
+@dataclass
+class PolicyNodeConfig:
+    """The policy node (minivla_ros/policy_node.py)."""
+
+    checkpoint: str = "checkpoints/push_v3.pt"
+    control_rate: float = 20.0  # action commands per second
+    inference_steps: int = 0  # DDIM steps per sampling call (0 = the checkpoint's)
+    n_action_steps: int = 0  # actions executed per chunk (0 = the checkpoint's)
+    stale_after: float = 0.25  # seconds after which an image or state counts as stale
+    instruction: str = ""  # initial instruction (empty = wait for one on the instruction topic)
+    threads: int = 1  # torch CPU threads for sampling
+    seed: int = 0  # sampler noise seed
+
+
+@dataclass
 class Config:
     env: EnvConfig = field(default_factory=EnvConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     collect: CollectConfig = field(default_factory=CollectConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    bridge: BridgeConfig = field(default_factory=BridgeConfig)
+    policy: PolicyNodeConfig = field(default_factory=PolicyNodeConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -8,6 +8,7 @@ chunk-executing runner used by evaluation and by the ROS policy node.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 
 import numpy as np
@@ -91,6 +92,8 @@ class PolicyRunner:
         self.generator = torch.Generator().manual_seed(seed)
         self.queue: deque[np.ndarray] = deque()
         self.chunk_index = -1  # how many chunks have been sampled since reset, minus one
+        self.step_in_chunk = -1  # position in its chunk of the action act() returned last
+        self.last_sample_seconds = 0.0  # duration of the latest sampling call
         self.unknown_words: list[str] = []
         self.set_instruction(instruction)
 
@@ -126,7 +129,10 @@ class PolicyRunner:
         """The next action; every observation is checked, also those that only pop the queue."""
         self.check_inputs(image, state)
         if not self.queue:
+            started = time.perf_counter()
             chunk = self.sample_chunk(image, state)
+            self.last_sample_seconds = time.perf_counter() - started
             self.queue.extend(chunk[: self.n_action_steps])
             self.chunk_index += 1
+        self.step_in_chunk = self.n_action_steps - len(self.queue)
         return self.queue.popleft()
