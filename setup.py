@@ -1,9 +1,13 @@
-"""pip install of the Python side: `minivla_core` (no ROS needed) and the `minivla` command."""
+"""pip install of the ROS-free side: `minivla_core` and the `minivla` command.
+
+The distribution is called `minivla`, not `minivla_ros`: the ROS package of that name (msg/ and
+the nodes) is built and installed by CMake (scripts/setup_ros.sh, or colcon), and two
+installs under one name would delete each other."""
 
 from setuptools import find_packages, setup
 
 setup(
-    name="minivla_ros",
+    name="minivla",
     version="0.1.0",
     description="A tiny vision-language-action policy for Meta-World, with ROS 2 nodes",
     packages=find_packages(include=["minivla_core", "minivla_core.*"]),

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up a fresh Debian 12 machine for minivla: the apt packages headless MuJoCo rendering needs,
-# and a .venv at the repo root with every Python dependency and the `minivla` command.
+# a .venv at the repo root with every Python dependency and the `minivla` command, and ROS 2
+# Jazzy (PyPI wheels) with this package's messages and nodes built into the same .venv.
 # Safe to run again: it skips what is already in place.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,4 +36,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q --no-build-isolation --no-deps -e .
   echo "$want" > "$stamp"
 fi
+# ROS 2 Jazzy from PyPI wheels, and this package's interfaces and nodes built into .venv.
+# minivla_core stays the editable pip install above (MINIVLA_INSTALL_CORE=OFF).
+MINIVLA_INSTALL_CORE=OFF bash scripts/setup_ros.sh .venv
 echo "[setup] ready: .venv/bin/minivla"

@@ -1,0 +1,59 @@
+"""Messages <-> numpy, with the checks that turn bad input into a clear error.
+
+Each `*_from_msg` raises ValueError naming what was wrong; nodes log that and drop the message.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from cv_bridge import CvBridge
+from sensor_msgs.msg import Image
+
+from minivla_ros.msg import ActionCommand, RobotState
+
+_bridge = CvBridge()
+
+
+def image_to_msg(image: np.ndarray, stamp: Time, frame_id: str = "camera") -> Image:
+    msg = _bridge.cv2_to_imgmsg(np.ascontiguousarray(image), encoding="rgb8")
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    return msg
+
+
+def image_from_msg(msg: Image, size: int) -> np.ndarray:
+    """(size, size, 3) uint8 RGB, or ValueError naming what the image is instead."""
+    if msg.encoding != "rgb8" or msg.height != size or msg.width != size:
+        raise ValueError(f"image is {msg.width}x{msg.height} {msg.encoding or '(no encoding)'}, "
+                         f"expected {size}x{size} rgb8")
+    try:
+        return np.asarray(_bridge.imgmsg_to_cv2(msg, desired_encoding="rgb8"))
+    except Exception as exc:  # cv_bridge raises its own error types for short or odd buffers
+        raise ValueError(f"image data does not match its header ({msg.width}x{msg.height} {msg.encoding}, "
+                         f"step {msg.step}, {len(msg.data)} bytes): {exc}") from exc
+
+
+def state_to_msg(state: np.ndarray, stamp: Time) -> RobotState:
+    msg = RobotState()
+    msg.header.stamp = stamp
+    msg.state = np.asarray(state, dtype=np.float32).tolist()
+    return msg
+
+
+def state_from_msg(msg: RobotState, size: int) -> np.ndarray:
+    state = np.asarray(msg.state, dtype=np.float32)
+    if state.shape != (size,):
+        raise ValueError(f"state has {state.size} numbers, expected {size}")
+    if not np.all(np.isfinite(state)):
+        raise ValueError(f"state contains NaN or infinite values at {np.flatnonzero(~np.isfinite(state)).tolist()}")
+    return state
+
+
+def action_from_msg(msg: ActionCommand, size: int) -> np.ndarray:
+    action = np.asarray(msg.action, dtype=np.float32)
+    if action.shape != (size,):
+        raise ValueError(f"action command has {action.size} numbers, expected {size}")
+    if not np.all(np.isfinite(action)):
+        raise ValueError("action command contains NaN or infinite values")
+    return action

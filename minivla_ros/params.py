@@ -1,0 +1,36 @@
+"""ROS parameters declared from the config dataclasses, so nodes, CLI and YAML share one schema.
+
+A field `task` of the `env` section becomes the parameter `env.task`; in a parameter file it
+nests as `env: {task: push-v3}`, the same shape as minivla's own YAML config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from rclpy.node import Node
+
+
+def declare_section(node: Node, section: str, defaults):
+    """Declare one parameter per dataclass field (default = the field's value); return the filled dataclass."""
+    values = {}
+    for field in dataclasses.fields(defaults):
+        name = f"{section}.{field.name}"
+        node.declare_parameter(name, getattr(defaults, field.name))
+        values[field.name] = node.get_parameter(name).value
+    return type(defaults)(**values)
+
+
+def resolve_path(path: str) -> Path:
+    """A relative path is looked up in the working directory, then in the installed package's share."""
+    candidate = Path(path)
+    if candidate.is_absolute() or candidate.exists():
+        return candidate
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+        shared = Path(get_package_share_directory("minivla_ros")) / path
+        return shared if shared.exists() else candidate
+    except (ImportError, PackageNotFoundError, ValueError):
+        return candidate

@@ -1,0 +1,142 @@
+"""Simulator bridge: Meta-World (through minivla_core's env wrapper) as if it were a robot.
+
+At `bridge.step_rate` it applies the newest action command, steps the simulation, and publishes
+the camera image, the robot state and the episode status. Rules:
+- Each command is applied at most once. When no new command has arrived since the last step,
+  the arm holds still (zero motion, gripper as last commanded) instead of replaying the old one.
+- An episode's clock starts with its first command: until then the bridge keeps publishing the
+  initial observation without stepping, so no episode times out while no policy is running.
+- An episode ends on success, on time-out (env.max_episode_steps) or on the `reset_episode`
+  service; the next one starts at once. Layouts follow (env.seed, episode) as in `minivla eval`.
+
+Parameters: the fields of EnvConfig (`env.*`) and BridgeConfig (`bridge.*`).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from std_srvs.srv import Trigger
+
+from minivla_core.config import BridgeConfig, EnvConfig
+from minivla_core.envs.metaworld_env import MetaWorldEnv
+from minivla_ros import qos
+from minivla_ros.conversions import action_from_msg, image_to_msg, state_to_msg
+from minivla_ros.msg import ActionCommand, EpisodeStatus, RobotState
+from minivla_ros.params import declare_section
+
+
+class SimBridgeNode(Node):
+    def __init__(self):
+        super().__init__("sim_bridge")
+        self.env_config = declare_section(self, "env", EnvConfig())
+        self.config = declare_section(self, "bridge", BridgeConfig())
+        self.env = MetaWorldEnv(self.env_config)
+        self.image_pub = self.create_publisher(Image, qos.IMAGE_TOPIC, qos.SENSOR_QOS)
+        self.state_pub = self.create_publisher(RobotState, qos.STATE_TOPIC, qos.SENSOR_QOS)
+        self.status_pub = self.create_publisher(EpisodeStatus, qos.EPISODE_STATUS_TOPIC, qos.RELIABLE_QOS)
+        self.create_subscription(ActionCommand, qos.ACTION_TOPIC, self.on_command, qos.RELIABLE_QOS)
+        self.create_service(Trigger, qos.RESET_SERVICE, self.on_reset_request)
+        self.timer = self.create_timer(1.0 / self.config.step_rate, self.step)
+
+        self.newest_command: np.ndarray | None = None
+        self.last_command_time = time.monotonic()
+        self.gripper = -1.0
+        self.holding_reported = False
+        self.episodes_done = 0
+        self.start_episode(0)
+        self.get_logger().info(f"simulating {self.env.task} ({self.env_config.camera} camera, "
+                               f"{self.env_config.image_size}px) at {self.config.step_rate} Hz, seed {self.env_config.seed}")
+
+    def start_episode(self, episode: int) -> None:
+        self.obs = self.env.reset(episode)
+        self.episode_return = 0.0
+        self.started = False
+        self.newest_command = None
+        self.gripper = -1.0
+        self.publish_observation()
+
+    def on_command(self, msg: ActionCommand) -> None:
+        try:
+            self.newest_command = action_from_msg(msg, self.env.action_dim)
+        except ValueError as exc:
+            self.get_logger().error(f"ignoring action command: {exc}", throttle_duration_sec=1.0)
+            return
+        self.last_command_time = time.monotonic()
+
+    def on_reset_request(self, request, response):
+        self.finish_episode(success=False, reason="reset requested")
+        response.success, response.message = True, f"started episode {self.env.episode}"
+        return response
+
+    def step(self) -> None:
+        if self.config.episodes and self.episodes_done >= self.config.episodes:
+            return
+        command, self.newest_command = self.newest_command, None
+        if command is None:
+            if not self.started:  # waiting for this episode's first command
+                self.publish_observation()
+                return
+            idle = time.monotonic() - self.last_command_time
+            if idle > self.config.command_timeout and not self.holding_reported:
+                self.get_logger().warning(f"no action command for {idle:.2f} s: holding still")
+                self.holding_reported = True
+            command = np.array([0.0, 0.0, 0.0, self.gripper], dtype=np.float32)
+        else:
+            self.started, self.holding_reported = True, False
+            self.gripper = float(command[3])
+        self.obs = self.env.step(command)
+        self.episode_return += self.obs.reward
+        self.publish_observation()
+        if self.obs.success or self.env.done:
+            self.finish_episode(self.obs.success, "success" if self.obs.success else "time-out")
+
+    def finish_episode(self, success: bool, reason: str) -> None:
+        self.publish_status(done=True, success=success)
+        self.get_logger().info(f"episode {self.env.episode} ended ({reason}) after {self.env.step_count} steps")
+        self.episodes_done += 1
+        self.start_episode(self.env.episode + 1)
+
+    def publish_observation(self) -> None:
+        stamp = self.get_clock().now().to_msg()
+        self.image_pub.publish(image_to_msg(self.obs.image, stamp))
+        self.state_pub.publish(state_to_msg(self.obs.state, stamp))
+        self.publish_status(done=False, success=self.obs.success)
+
+    def publish_status(self, done: bool, success: bool) -> None:
+        msg = EpisodeStatus()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.task = self.env.task
+        msg.episode = self.env.episode
+        msg.step = self.env.step_count
+        msg.success = bool(success)
+        msg.done = done
+        msg.episode_return = float(self.episode_return)
+        self.status_pub.publish(msg)
+
+    def destroy_node(self) -> None:
+        self.env.close()
+        super().destroy_node()
+
+
+def main(args=None) -> None:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = SimBridgeNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""The ROS graph with real nodes: instruction QoS, closed loop, and bad input.
+
+The policy node and the simulator bridge run as separate processes (as with `ros2 launch`);
+the test process plays the other side with its own rclpy node.
+"""
+
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+
+from minivla_ros import bringup, qos
+from minivla_ros.conversions import image_to_msg, state_to_msg
+from minivla_ros.msg import ActionCommand, PolicyStatus, RobotState
+
+ROOT = Path(__file__).resolve().parents[2]
+CHECKPOINT = ROOT / "checkpoints" / "push_v3.pt"
+
+
+class FakeRobot(Node):
+    """Publishes camera images and states like the bridge would; records what the policy sends."""
+
+    def __init__(self):
+        super().__init__("test_robot")
+        self.image_pub = self.create_publisher(Image, qos.IMAGE_TOPIC, qos.SENSOR_QOS)
+        self.state_pub = self.create_publisher(RobotState, qos.STATE_TOPIC, qos.SENSOR_QOS)
+        self.instruction_pub = self.create_publisher(String, qos.INSTRUCTION_TOPIC, 10)  # ros2 topic pub's QoS
+        self.commands: list[ActionCommand] = []
+        self.status: PolicyStatus | None = None
+        self.create_subscription(ActionCommand, qos.ACTION_TOPIC, self.commands.append, qos.RELIABLE_QOS)
+        self.create_subscription(PolicyStatus, qos.POLICY_STATUS_TOPIC, self.on_status, qos.RELIABLE_QOS)
+        self.image = np.zeros((64, 64, 3), np.uint8)
+        self.state = np.zeros(39, np.float32)
+        self.encoding = "rgb8"
+        self.sending = True
+
+    def on_status(self, msg):
+        self.status = msg
+
+    def publish(self):
+        if not self.sending:
+            return
+        stamp = self.get_clock().now().to_msg()
+        image = image_to_msg(self.image, stamp)
+        image.encoding = self.encoding
+        self.image_pub.publish(image)
+        self.state_pub.publish(state_to_msg(self.state, stamp))
+
+
+def spin_for(node, seconds, every=None):
+    import rclpy
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if every:
+            every()
+        rclpy.spin_once(node, timeout_sec=0.05)
+
+
+@pytest.fixture
+def policy_process(tmp_path, ros):
+    """Start a policy node process; yields (start function); output goes to a log file."""
+    started = []
+
+    def start(**overrides):
+        log = open(tmp_path / f"policy{len(started)}.log", "w+")
+        process = subprocess.Popen(
+            [*bringup.node_command("minivla_ros.policy_node", bringup.DEFAULT_PARAMS,
+                                   {"policy.checkpoint": str(CHECKPOINT), **overrides})],
+            stdout=log, stderr=subprocess.STDOUT, env=bringup.ros_environment(), cwd=ROOT)
+        started.append((process, log))
+        return process, lambda: Path(log.name).read_text()
+
+    yield start
+    bringup.stop_processes([p for p, _ in started])
+    for _, log in started:
+        log.close()
+
+
+def wait_until(node, condition, timeout, every=None):
+    import rclpy
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        if every:
+            every()
+        rclpy.spin_once(node, timeout_sec=0.05)
+    return condition()
+
+
+def test_default_qos_instruction_reaches_policy_and_it_acts(policy_process):
+    process, output = policy_process()
+    robot = FakeRobot()
+    try:
+        assert wait_until(robot, lambda: robot.status is not None, 60, robot.publish), output()
+        assert not robot.status.active and "no instruction" in robot.status.reason
+        assert robot.commands == []
+        robot.instruction_pub.publish(String(data="push the puck to the goal"))
+        assert wait_until(robot, lambda: len(robot.commands) >= 10, 20, robot.publish), output()
+        command = robot.commands[-1]
+        assert len(command.action) == 4 and all(-1.0 <= a <= 1.0 for a in command.action)
+        assert command.step_in_chunk < 4
+        assert "instruction: 'push the puck to the goal'" in output()
+        # A word the policy never saw is reported, not fatal.
+        robot.instruction_pub.publish(String(data="push the purple puck to the goal"))
+        assert wait_until(robot, lambda: "read as <unk>: purple" in output(), 10, robot.publish), output()
+        count = len(robot.commands)
+        spin_for(robot, 1.0, robot.publish)
+        assert len(robot.commands) > count and process.poll() is None
+    finally:
+        robot.destroy_node()
+
+
+def test_bad_inputs_get_a_log_line_and_no_action(policy_process):
+    process, output = policy_process(**{"policy.instruction": "push the puck to the goal"})
+    robot = FakeRobot()
+    try:
+        assert wait_until(robot, lambda: len(robot.commands) > 0, 60, robot.publish), output()
+
+        def acting_stops_after(change, log_text, undo):
+            change()
+            spin_for(robot, 0.6, robot.publish)  # longer than stale_after (0.25 s)
+            count = len(robot.commands)
+            spin_for(robot, 1.0, robot.publish)
+            assert len(robot.commands) == count, f"still acting after: {log_text}"
+            assert log_text in output(), output()
+            undo()
+            assert wait_until(robot, lambda: len(robot.commands) > count, 10, robot.publish), output()
+
+        acting_stops_after(lambda: setattr(robot, "encoding", "bgr8"),
+                           "dropping camera image: image is 64x64 bgr8, expected 64x64 rgb8",
+                           lambda: setattr(robot, "encoding", "rgb8"))
+        acting_stops_after(lambda: setattr(robot, "image", np.zeros((48, 48, 3), np.uint8)),
+                           "image is 48x48 rgb8, expected 64x64 rgb8",
+                           lambda: setattr(robot, "image", np.zeros((64, 64, 3), np.uint8)))
+        acting_stops_after(lambda: robot.state.__setitem__(5, np.nan),
+                           "dropping robot state: state contains NaN",
+                           lambda: robot.state.__setitem__(5, 0.0))
+        acting_stops_after(lambda: setattr(robot, "state", np.zeros(12, np.float32)),
+                           "state has 12 numbers, expected 39",
+                           lambda: setattr(robot, "state", np.zeros(39, np.float32)))
+        acting_stops_after(lambda: setattr(robot, "sending", False), "camera image is stale",
+                           lambda: setattr(robot, "sending", True))
+
+        for text, message in (("", "is empty"), ("x" * 10240, "ignoring instruction of 10240 characters")):
+            robot.instruction_pub.publish(String(data=text))
+            assert wait_until(robot, lambda: message in output(), 10, robot.publish), output()
+        count = len(robot.commands)
+        spin_for(robot, 1.0, robot.publish)
+        assert len(robot.commands) > count  # the previous instruction is still in force
+        assert robot.status.instruction == "push the puck to the goal"
+        assert process.poll() is None
+    finally:
+        robot.destroy_node()
+
+
+def test_missing_checkpoint_is_reported_and_node_keeps_running(policy_process, tmp_path):
+    process, output = policy_process(**{"policy.checkpoint": str(tmp_path / "nope.pt"),
+                                        "policy.instruction": "push the puck to the goal"})
+    robot = FakeRobot()
+    try:
+        assert wait_until(robot, lambda: robot.status is not None, 60, robot.publish), output()
+        assert not robot.status.active and "does not exist" in robot.status.reason
+        spin_for(robot, 1.0, robot.publish)
+        assert robot.commands == [] and process.poll() is None
+        assert "no policy loaded: checkpoint" in output()
+    finally:
+        robot.destroy_node()
+
+
+def test_closed_loop_through_the_graph():
+    """Bridge + policy processes, real MuJoCo, the bundled checkpoint: episodes end in success."""
+    result = bringup.run(episodes=2, task="push-v3", instruction="push the puck to the goal")
+    assert [e["episode"] for e in result.episodes] == [0, 1]
+    assert result.successes >= 1, result.episodes
+    status = result.policy_status
+    assert status["active"] and status["ticks"] > 40
+    assert 15.0 < status["achieved_rate"] < 25.0
