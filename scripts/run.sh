@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# The README's main command: set up (idempotent), then run the bundled push-v3 policy
-# closed-loop on 20 goal/object layouts it never saw and report what happened.
+# The README's main command: set up (idempotent), then run the sim-plus-policy ROS graph
+# (simulator bridge + policy node with the bundled push-v3 checkpoint) for 20 episodes on
+# layouts never seen in training, and report each episode and the policy node's timing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
+export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-$(( (RANDOM % 100) + 1 ))}"
+export ROS_HOME="${ROS_HOME:-$(mktemp -d -t minivla-ros-home.XXXXXX)}"
 export MUJOCO_GL="${MUJOCO_GL:-egl}"
-exec .venv/bin/minivla eval --checkpoint checkpoints/push_v3.pt --episodes "${EPISODES:-20}" --json runs/main/eval.json "$@"
+exec .venv/bin/minivla run --episodes "${EPISODES:-20}" --json runs/main/run.json "$@"
