@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -43,7 +44,7 @@ def machine() -> str:
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return f"{cpu}, {torch.get_num_threads()} torch threads available, {platform.platform()}, torch {torch.__version__}"
+    return f"{cpu}, {os.cpu_count()} cores, {platform.platform()}, torch {torch.__version__}"
 
 
 def measure_latency(checkpoint: Path, repeats: int = 50) -> list[dict]:

@@ -44,7 +44,7 @@ class PolicyNode(Node):
         self.load(self.config.checkpoint)
 
         self.image = self.state = None
-        self.image_stamp = None
+        self.image_stamp = self.chunk_stamp = None
         self.image_time = self.state_time = -float("inf")
         self.episode = None
         self.period = 1.0 / self.config.control_rate
@@ -128,6 +128,7 @@ class PolicyNode(Node):
 
     # --- control loop -------------------------------------------------------------------------
     def tick(self) -> None:
+        tick_stamp = self.get_clock().now().to_msg()
         now = time.monotonic()
         if self.tick_times and now - self.tick_times[-1] > 1.5 * self.period:
             self.dropped_ticks += int(round((now - self.tick_times[-1]) / self.period)) - 1
@@ -147,14 +148,15 @@ class PolicyNode(Node):
         except ValueError as exc:
             self.get_logger().error(f"not acting: {exc}", throttle_duration_sec=1.0)
             return
-        if self.runner.step_in_chunk == 0:
+        if self.runner.step_in_chunk == 0:  # a new chunk was sampled from the current observation
             self.latencies.append(self.runner.last_sample_seconds)
+            self.chunk_stamp = self.image_stamp
         msg = ActionCommand()
-        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.stamp = tick_stamp
         msg.action = [float(a) for a in np.clip(action, -1.0, 1.0)]
         msg.chunk = max(self.runner.chunk_index, 0)
         msg.step_in_chunk = self.runner.step_in_chunk
-        msg.observation_stamp = self.image_stamp
+        msg.observation_stamp = self.chunk_stamp
         self.command_pub.publish(msg)
 
     def why_not_ready(self, now: float) -> str | None:
