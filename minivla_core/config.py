@@ -8,7 +8,7 @@ typo is an error instead of a silently ignored setting.
     model:  encoder sizes, action chunk, diffusion schedule and sampler
     train:  optimisation
     collect / eval:  how many episodes, where to write
-    bridge / policy: the ROS nodes (simulator bridge, policy node)
+    bridge / policy / expert / recorder: the ROS nodes
 """
 
 from __future__ import annotations
@@ -88,6 +88,7 @@ class BridgeConfig:
     step_rate: float = 20.0  # simulator steps per second
     command_timeout: float = 0.5  # seconds without a new action command before the bridge says it is holding
     episodes: int = 0  # stop stepping after this many episodes (0 = run forever)
+    min_subscribers: int = 0  # hold the first episode until this many nodes subscribe to robot_state
 
 
 @dataclass
@@ -105,6 +106,21 @@ class PolicyNodeConfig:
 
 
 @dataclass
+class ExpertNodeConfig:
+    """The expert node (minivla_ros/expert_node.py); it follows the task in episode_status."""
+
+    task: str = "push-v3"  # task of the expert until episode_status names one
+
+
+@dataclass
+class RecorderConfig:
+    """The recorder node (minivla_ros/recorder.py)."""
+
+    out: str = "bags/demos"  # rosbag2 folder to create (must not exist yet)
+    storage: str = "mcap"  # "mcap" or "sqlite3"
+
+
+@dataclass
 class Config:
     env: EnvConfig = field(default_factory=EnvConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -113,6 +129,8 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     bridge: BridgeConfig = field(default_factory=BridgeConfig)
     policy: PolicyNodeConfig = field(default_factory=PolicyNodeConfig)
+    expert: ExpertNodeConfig = field(default_factory=ExpertNodeConfig)
+    recorder: RecorderConfig = field(default_factory=RecorderConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

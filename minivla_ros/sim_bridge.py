@@ -49,6 +49,7 @@ class SimBridgeNode(Node):
         self.gripper = -1.0
         self.holding_reported = False
         self.episodes_done = 0
+        self.ready_since = None
         self.start_episode(0)
         self.get_logger().info(f"simulating {self.env.task} ({self.env_config.camera} camera, "
                                f"{self.env_config.image_size}px) at {self.config.step_rate} Hz, seed {self.env_config.seed}")
@@ -78,6 +79,9 @@ class SimBridgeNode(Node):
         if self.config.episodes and self.episodes_done >= self.config.episodes:
             return
         command, self.newest_command = self.newest_command, None
+        if self.episodes_done == 0 and not self.started and not self.subscribers_ready():
+            self.publish_observation()  # e.g. a recorder is still connecting: don't start yet
+            return
         if command is None:
             if not self.started:  # waiting for this episode's first command
                 self.publish_observation()
@@ -96,6 +100,14 @@ class SimBridgeNode(Node):
         if self.obs.success or self.env.done:
             self.finish_episode(self.obs.success, "success" if self.obs.success else "time-out")
 
+    def subscribers_ready(self) -> bool:
+        """True once bridge.min_subscribers nodes have subscribed to robot_state for a second."""
+        if self.state_pub.get_subscription_count() < self.config.min_subscribers:
+            self.ready_since = None
+            return False
+        self.ready_since = self.ready_since or time.monotonic()
+        return time.monotonic() - self.ready_since > 1.0
+
     def finish_episode(self, success: bool, reason: str) -> None:
         self.publish_status(done=True, success=success)
         self.get_logger().info(f"episode {self.env.episode} ended ({reason}) after {self.env.step_count} steps")
@@ -103,14 +115,15 @@ class SimBridgeNode(Node):
         self.start_episode(self.env.episode + 1)
 
     def publish_observation(self) -> None:
+        """Image, state and status of one observation share one stamp (recordings rely on it)."""
         stamp = self.get_clock().now().to_msg()
         self.image_pub.publish(image_to_msg(self.obs.image, stamp))
         self.state_pub.publish(state_to_msg(self.obs.state, stamp))
-        self.publish_status(done=False, success=self.obs.success)
+        self.publish_status(done=False, success=self.obs.success, stamp=stamp)
 
-    def publish_status(self, done: bool, success: bool) -> None:
+    def publish_status(self, done: bool, success: bool, stamp=None) -> None:
         msg = EpisodeStatus()
-        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.stamp = stamp or self.get_clock().now().to_msg()
         msg.task = self.env.task
         msg.episode = self.env.episode
         msg.step = self.env.step_count

@@ -27,13 +27,17 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 
+# This machine's pip config names local indexes that warn on every package; keep the log readable.
+quiet() { "$@" 2>&1 | { grep -vE "WARNING: Location 'file://|^\s*$" || true; }; }
+
 stamp=.venv/.minivla-setup
 want="$(cat requirements.txt setup.py | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "[setup] installing Python packages into .venv"
-  .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
-  .venv/bin/python -m pip install -q -r requirements.txt
-  .venv/bin/python -m pip install -q --no-build-isolation --no-deps -e .
+  quiet .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
+  quiet .venv/bin/python -m pip install -q -r requirements.txt
+  .venv/bin/python -m pip install -q --no-build-isolation --no-deps -e . >/dev/null 2>&1 \
+    || .venv/bin/python -m pip install --no-build-isolation --no-deps -e .  # show the error
   echo "$want" > "$stamp"
 fi
 # ROS 2 Jazzy from PyPI wheels, and this package's interfaces and nodes built into .venv.

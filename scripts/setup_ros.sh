@@ -111,7 +111,8 @@ pip_want="$(hash_files "$SCRIPT")-$("$PY" -c 'import platform; print(platform.py
 if [ "$(cat "$pip_stamp" 2>/dev/null)" != "$pip_want" ]; then
   log "installing ROS 2 Jazzy wheels and tools into $VENV (about 30 s, 500 MB)"
   t0=$SECONDS
-  "$PY" -m pip install -q --disable-pip-version-check "${PIP_REQUIREMENTS[@]}"
+  "$PY" -m pip install -q --disable-pip-version-check "${PIP_REQUIREMENTS[@]}" 2>&1 \
+    | { grep -vE "WARNING: Location 'file://" || true; }
   log "pip done in $((SECONDS - t0)) s"
   echo "$pip_want" > "$pip_stamp"
 fi

@@ -1,21 +1,14 @@
 """Shared fixtures: a tiny model config and a small real dataset collected once per session."""
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("MUJOCO_GL", "egl")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from minivla_core.config import CollectConfig, Config, EnvConfig, ModelConfig  # noqa: E402
-
-
-def tiny_model_config() -> ModelConfig:
-    return ModelConfig(d_model=32, d_word=16, horizon=4, n_action_steps=2, denoiser_hidden=64,
-                       denoiser_blocks=1, diffusion_steps=20, inference_steps=4)
+from minivla_test_utils import tiny_model_config  # noqa: E402
+from minivla_core.config import CollectConfig, Config, EnvConfig  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, tiny_model_config
+from minivla_test_utils import ROOT, tiny_model_config
 from minivla_core.checkpoint import load_policy, save_checkpoint
 from minivla_core.errors import CheckpointError
 from minivla_core.model.policy import PolicyRunner, VLAPolicy

@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import ROOT
+from minivla_test_utils import ROOT
 from minivla_core.config import Config, load_config, save_config
 from minivla_core.errors import ConfigError
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_model_config
+from minivla_test_utils import tiny_model_config
 from minivla_core.errors import InstructionError
 from minivla_core.model.diffusion import DiffusionHead, cosine_alpha_bar, ddim_timesteps
 from minivla_core.model.normalizer import RangeNormalizer

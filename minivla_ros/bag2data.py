@@ -1,0 +1,184 @@
+"""Demonstration bags -> the training dataset (`minivla bag2data BAG... --out DATASET`).
+
+Reads rosbag2 folders (MCAP or sqlite3 storage, as written by `ros2 bag record` or
+`minivla record`) and bare .mcap files (e.g. from the `mcap-ros2-support` writer). Needs
+`rosbags` and `mcap` only, no rclpy. Messages are taken in arrival order, and:
+- each action command is paired with the newest camera image and robot state before it;
+- episodes are split by episode_status: an episode ends at its status with done=True, whose
+  success flag decides whether it is kept (failed ones only with keep_failed);
+- each episode carries the newest instruction before its first action (the task's default
+  instruction when the bag has none);
+- a bag that stops mid-way (recorder killed, file cut) still gives every episode that was
+  complete before the cut; the unfinished one is dropped and counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from minivla_core.data.dataset import DatasetWriter
+from minivla_core.envs.metaworld_env import instruction_for
+from minivla_core.errors import DatasetError
+from minivla_ros.bag_types import RECORDED_TOPICS, REQUIRED_TOPICS, make_typestore
+
+
+@dataclass
+class Summary:
+    episodes: int = 0
+    steps: int = 0
+    dropped_failed: int = 0
+    dropped_incomplete: int = 0
+    unpaired_actions: int = 0
+    truncated: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        text = (f"{self.episodes} episodes ({self.steps} steps) written; dropped {self.dropped_failed} failed and "
+                f"{self.dropped_incomplete} incomplete episodes; {self.unpaired_actions} actions had no image/state "
+                f"before them")
+        return "\n".join([text] + [f"note: {n}" for n in self.notes + self.truncated])
+
+
+def read_messages(path: Path, typestore) -> Iterator[tuple[str, object]]:
+    """(topic, decoded message) in recorded order. Raises DatasetError for unreadable input, and
+    _Truncated (after yielding everything readable) when the data stops mid-way."""
+    mcap_files = [path] if path.is_file() else sorted(path.glob("*.mcap"))
+    if path.is_file() and path.suffix != ".mcap":
+        raise DatasetError(f"{path} is neither a rosbag2 folder nor an .mcap file")
+    if not path.exists():
+        raise DatasetError(f"bag {path} does not exist")
+    if mcap_files:
+        for file in mcap_files:
+            yield from _read_mcap(file, typestore)
+        return
+    if path.is_dir() and (path / "metadata.yaml").exists():
+        yield from _read_rosbag2(path, typestore)
+        return
+    raise DatasetError(f"{path} holds no .mcap file and no metadata.yaml: not a bag")
+
+
+class _Truncated(Exception):
+    pass
+
+
+def _read_mcap(file: Path, typestore) -> Iterator[tuple[str, object]]:
+    from mcap.exceptions import McapError
+    from mcap.records import Channel, Message, Schema
+    from mcap.stream_reader import StreamReader
+
+    schemas, channels = {}, {}
+    with open(file, "rb") as stream:
+        try:
+            records = StreamReader(stream).records
+            for record in records:
+                if isinstance(record, Schema):
+                    schemas[record.id] = record.name
+                elif isinstance(record, Channel):
+                    channels[record.id] = (record.topic, schemas.get(record.schema_id, ""))
+                    yield "__channel__", record.topic
+                elif isinstance(record, Message) and record.channel_id in channels:
+                    topic, msgtype = channels[record.channel_id]
+                    if topic in RECORDED_TOPICS:
+                        yield topic, typestore.deserialize_cdr(bytes(record.data), msgtype)
+        except (McapError, EOFError, ValueError, AssertionError, KeyError) as exc:
+            if not channels:
+                raise DatasetError(f"{file} is not a readable MCAP file: {exc}") from exc
+            raise _Truncated(f"{file} stops mid-way ({type(exc).__name__}: {exc})") from exc
+
+
+def _read_rosbag2(path: Path, typestore) -> Iterator[tuple[str, object]]:
+    from rosbags.highlevel import AnyReader
+
+    try:
+        reader = AnyReader([path], default_typestore=typestore)
+        reader.open()
+    except Exception as exc:  # rosbags raises several unrelated types for unreadable bags
+        raise DatasetError(f"bag {path} cannot be opened: {exc}") from exc
+    try:
+        for connection in reader.connections:
+            yield "__channel__", connection.topic
+        wanted = [c for c in reader.connections if c.topic in RECORDED_TOPICS]
+        try:
+            for connection, _, raw in reader.messages(connections=wanted):
+                yield connection.topic, reader.deserialize(raw, connection.msgtype)
+        except Exception as exc:
+            raise _Truncated(f"bag {path} stops mid-way ({type(exc).__name__}: {exc})") from exc
+    finally:
+        reader.close()
+
+
+def image_array(msg) -> np.ndarray:
+    if msg.encoding not in ("rgb8", "bgr8"):
+        raise DatasetError(f"camera image encoding {msg.encoding!r} is not supported (rgb8 or bgr8)")
+    rows = np.asarray(msg.data, dtype=np.uint8).reshape(msg.height, msg.step)
+    image = rows[:, : msg.width * 3].reshape(msg.height, msg.width, 3)
+    return np.ascontiguousarray(image[..., ::-1] if msg.encoding == "bgr8" else image)
+
+
+def convert(bags: list[str | Path], out: str | Path, keep_failed: bool = False) -> Summary:
+    typestore = make_typestore()
+    summary = Summary()
+    writer: DatasetWriter | None = None
+    for bag in map(Path, bags):
+        topics: set[str] = set()
+        image = state = None
+        instruction = None
+        episode = task = None
+        steps: list[tuple] = []
+        episode_instruction = None
+        messages = 0
+        try:
+            for topic, msg in read_messages(bag, typestore):
+                if topic == "__channel__":
+                    topics.add(msg)
+                    continue
+                messages += 1
+                if topic == "/camera/image_raw":
+                    image = image_array(msg)
+                elif topic == "/robot_state":
+                    state = np.asarray(msg.state, dtype=np.float32)
+                elif topic == "/instruction":
+                    instruction = msg.data
+                elif topic == "/action_command":
+                    if image is None or state is None or episode is None:
+                        summary.unpaired_actions += 1
+                        continue
+                    if not steps:
+                        episode_instruction = instruction
+                    steps.append((image, state, np.asarray(msg.action, dtype=np.float32)))
+                elif topic == "/episode_status":
+                    if msg.episode != episode and steps:  # a new episode without a done for the old one
+                        summary.dropped_incomplete += 1
+                        steps = []
+                    episode, task = msg.episode, msg.task
+                    if msg.done:
+                        if steps and (msg.success or keep_failed):
+                            if writer is None:
+                                writer = DatasetWriter(out, steps[0][0].shape[0], len(steps[0][1]), len(steps[0][2]))
+                            if episode_instruction is None:
+                                episode_instruction = instruction_for(task)
+                                note = f"{bag} has no instruction before episode {episode}: used {episode_instruction!r}"
+                                summary.notes.append(note)
+                            images, states, actions = (np.stack(column) for column in zip(*steps))
+                            writer.append(images, states, actions, task=task, instruction=episode_instruction,
+                                          success=bool(msg.success), source="bag", bag=str(bag), episode=int(episode))
+                            summary.episodes += 1
+                            summary.steps += len(steps)
+                        elif steps:
+                            summary.dropped_failed += 1
+                        steps, image, state, episode = [], None, None, None
+        except _Truncated as exc:
+            summary.truncated.append(f"{exc}; kept the episodes completed before that point")
+        if steps:
+            summary.dropped_incomplete += 1
+        if messages == 0 and not summary.truncated:
+            raise DatasetError(f"bag {bag} has no messages")
+        missing = [t for t in REQUIRED_TOPICS if t not in topics]
+        if missing:
+            raise DatasetError(f"bag {bag} lacks the required topic(s) {', '.join(missing)} "
+                               f"(recorded: {', '.join(sorted(topics)) or 'none'})")
+    return summary

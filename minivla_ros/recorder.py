@@ -1,0 +1,92 @@
+"""Recorder node: writes the demonstration topics to a rosbag2 folder (MCAP by default), as
+`ros2 bag record` would, for machines without rosbag2.
+
+Messages arrive serialized (`raw=True`) and are written as they are, stamped with their arrival
+time, so nothing is decoded on the way. The folder gets its metadata.yaml, and the MCAP file its
+message definitions (including this package's own types), when the node shuts down; a recorder
+that is killed leaves a truncated bag whose complete episodes `minivla bag2data` still recovers.
+Parameters: the fields of RecorderConfig (`recorder.*`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.typesys.store import Typestore
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+
+from minivla_core.config import RecorderConfig
+from minivla_ros.bag_types import RECORDED_TOPICS, make_typestore
+from minivla_ros.msg import ActionCommand, EpisodeStatus, RobotState
+from minivla_ros.params import declare_section
+
+MESSAGE_CLASSES = {"sensor_msgs/msg/Image": Image, "minivla_ros/msg/RobotState": RobotState,
+                   "minivla_ros/msg/ActionCommand": ActionCommand, "std_msgs/msg/String": String,
+                   "minivla_ros/msg/EpisodeStatus": EpisodeStatus}
+# Deep queues so a burst never overflows. The sensor topics are published best effort (sensor-data
+# QoS), which a reliable subscription would not match; everything else is reliable.
+RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+BEST_EFFORT = QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE)
+SENSOR_TOPICS = ("/camera/image_raw", "/robot_state")
+
+
+class RecorderNode(Node):
+    def __init__(self):
+        super().__init__("recorder")
+        self.config = declare_section(self, "recorder", RecorderConfig())
+        storage = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}.get(self.config.storage)
+        if storage is None:
+            raise ValueError(f"recorder.storage must be 'mcap' or 'sqlite3', got {self.config.storage!r}")
+        path = Path(self.config.out)
+        if path.exists():
+            raise FileExistsError(f"bag folder {path} already exists; choose a new recorder.out")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        typestore: Typestore = make_typestore()
+        self.writer = Writer(path, version=9, storage_plugin=storage)
+        self.writer.open()
+        self.counts: Counter[str] = Counter()
+        for topic, msgtype in RECORDED_TOPICS.items():
+            connection = self.writer.add_connection(topic, msgtype, typestore=typestore)
+            self.create_subscription(MESSAGE_CLASSES[msgtype], topic, self.writer_callback(topic, connection),
+                                     BEST_EFFORT if topic in SENSOR_TOPICS else RELIABLE, raw=True)
+        self.get_logger().info(f"recording {', '.join(RECORDED_TOPICS)} to {path} ({self.config.storage})")
+
+    def writer_callback(self, topic, connection):
+        def write(data: bytes) -> None:
+            self.writer.write(connection, self.get_clock().now().nanoseconds, data)
+            self.counts[topic] += 1
+        return write
+
+    def destroy_node(self) -> None:
+        self.writer.close()
+        counts = ", ".join(f"{topic} {self.counts[topic]}" for topic in RECORDED_TOPICS)
+        self.get_logger().info(f"bag closed: {self.config.out} ({counts})")
+        super().destroy_node()
+
+
+def main(args=None) -> None:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = RecorderNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (ValueError, FileExistsError) as exc:
+        print(f"error: recorder: {exc}", flush=True)
+        raise SystemExit(2)
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()
