@@ -5,6 +5,8 @@
     minivla eval     --checkpoint checkpoints/push_v3.pt --episodes 50 [--video-dir videos] [--json out.json]
     minivla info     --checkpoint checkpoints/push_v3.pt
     minivla run      --episodes 20          (the ROS 2 graph; see minivla_ros/bringup.py)
+    minivla record   --episodes 100 --out bags/push    (expert demos through ROS, as a rosbag2 folder)
+    minivla bag2data bags/push --out data/push-ros      (bags -> dataset)
 
 Every command takes `--config FILE.yaml` (the schema in minivla_core/config.py); flags given on
 the command line override the file. Bad input ends with one `error: ...` line and exit status 2.
@@ -16,6 +18,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 from minivla_core.config import Config, load_config
 from minivla_core.errors import MiniVLAError
@@ -97,6 +100,39 @@ def cmd_run(config: Config, args) -> int:
     return 0
 
 
+def cmd_record(config: Config, args) -> int:
+    """Scripted-expert demonstrations through the ROS graph, recorded as a rosbag2 folder."""
+    from minivla_core.envs.metaworld_env import check_task, instruction_for
+
+    try:
+        from minivla_ros import bringup
+    except ImportError as exc:
+        print(f"error: `minivla record` needs ROS 2 (rclpy and the minivla_ros messages): {exc}", file=sys.stderr)
+        return 2
+    task = check_task(args.task or "push-v3")
+    if Path(args.out).exists():
+        print(f"error: {args.out} already exists; choose a new bag folder", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    result = bringup.record(args.episodes, task, args.instruction or instruction_for(task), Path(args.out),
+                            args.storage, step_rate=args.step_rate)
+    seconds = time.perf_counter() - started
+    print(f"recorded {len(result.episodes)} episodes ({result.successes} successful) in {seconds:.1f} s -> {args.out}")
+    return 0
+
+
+def cmd_bag2data(config: Config, args) -> int:
+    """Bags -> dataset folder (appending)."""
+    try:
+        from minivla_ros.bag2data import convert
+    except ImportError as exc:
+        print(f"error: `minivla bag2data` needs the rosbags and mcap packages: {exc}", file=sys.stderr)
+        return 2
+    summary = convert(args.bags, args.out, keep_failed=args.keep_failed)
+    print(f"{summary}\n-> {args.out}")
+    return 0
+
+
 def cmd_info(config: Config, args) -> int:
     from minivla_core.checkpoint import read_checkpoint
 
@@ -170,6 +206,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params-file", help="ROS parameter file (default config/sim_policy.yaml)")
     p.add_argument("--json", help="write the results here")
     p.set_defaults(run=cmd_run, overrides={}, config=None)
+
+    p = sub.add_parser("record", help="record scripted-expert demonstrations through the ROS graph as a bag",
+                       description="Start the simulator bridge, the scripted expert node and a recorder of the "
+                                   "demonstration topics (see minivla_ros/bag_types.py); stop after N episodes.")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--task", help="default push-v3")
+    p.add_argument("--instruction", help="default: the task's instruction")
+    p.add_argument("--out", required=True, help="new rosbag2 folder")
+    p.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap")
+    p.add_argument("--step-rate", type=float, help="simulator steps per second (default 20)")
+    p.set_defaults(run=cmd_record, overrides={}, config=None)
+
+    p = sub.add_parser("bag2data", help="convert demonstration bags into (or onto) a dataset folder",
+                       description="Pair each action with the newest image and state before it, split episodes "
+                                   "by episode_status, keep successful ones, append to the dataset.")
+    p.add_argument("bags", nargs="+", help="rosbag2 folders (MCAP or sqlite3) or .mcap files")
+    p.add_argument("--out", required=True, help="dataset folder (created, or appended to)")
+    p.add_argument("--keep-failed", action="store_true", help="keep episodes that did not succeed")
+    p.set_defaults(run=cmd_bag2data, overrides={}, config=None)
 
     p = command("info", "print what a checkpoint holds")
     p.add_argument("--checkpoint")

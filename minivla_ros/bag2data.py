@@ -3,7 +3,9 @@
 Reads rosbag2 folders (MCAP or sqlite3 storage, as written by `ros2 bag record` or
 `minivla record`) and bare .mcap files (e.g. from the `mcap-ros2-support` writer). Needs
 `rosbags` and `mcap` only, no rclpy. Messages are taken in arrival order, and:
-- each action command is paired with the newest camera image and robot state before it;
+- each action command is paired with the newest camera image and robot state before it; when
+  several commands answer the same observation, the newest wins (the simulator bridge, like a
+  robot driver, applies only the newest command at each step);
 - episodes are split by episode_status: an episode ends at its status with done=True, whose
   success flag decides whether it is kept (failed ones only with keep_failed);
 - each episode carries the newest instruction before its first action (the task's default
@@ -13,6 +15,8 @@ Reads rosbag2 folders (MCAP or sqlite3 storage, as written by `ros2 bag record` 
 """
 
 from __future__ import annotations
+
+import heapq
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -38,13 +42,13 @@ class Summary:
 
     def __str__(self) -> str:
         text = (f"{self.episodes} episodes ({self.steps} steps) written; dropped {self.dropped_failed} failed and "
-                f"{self.dropped_incomplete} incomplete episodes; {self.unpaired_actions} actions had no image/state "
-                f"before them")
+                f"{self.dropped_incomplete} incomplete episodes; {self.unpaired_actions} actions left unpaired (sent "
+                f"before any observation or in answer to an episode's final one)")
         return "\n".join([text] + [f"note: {n}" for n in self.notes + self.truncated])
 
 
-def read_messages(path: Path, typestore) -> Iterator[tuple[str, object]]:
-    """(topic, decoded message) in recorded order. Raises DatasetError for unreadable input, and
+def read_messages(path: Path, typestore) -> Iterator[tuple[str, int, object]]:
+    """(topic, log time in ns, decoded message) in recorded order. Raises DatasetError for unreadable input, and
     _Truncated (after yielding everything readable) when the data stops mid-way."""
     mcap_files = [path] if path.is_file() else sorted(path.glob("*.mcap"))
     if path.is_file() and path.suffix != ".mcap":
@@ -79,11 +83,11 @@ def _read_mcap(file: Path, typestore) -> Iterator[tuple[str, object]]:
                     schemas[record.id] = record.name
                 elif isinstance(record, Channel):
                     channels[record.id] = (record.topic, schemas.get(record.schema_id, ""))
-                    yield "__channel__", record.topic
+                    yield "__channel__", 0, record.topic
                 elif isinstance(record, Message) and record.channel_id in channels:
                     topic, msgtype = channels[record.channel_id]
                     if topic in RECORDED_TOPICS:
-                        yield topic, typestore.deserialize_cdr(bytes(record.data), msgtype)
+                        yield topic, record.log_time, typestore.deserialize_cdr(bytes(record.data), msgtype)
         except (McapError, EOFError, ValueError, AssertionError, KeyError) as exc:
             if not channels:
                 raise DatasetError(f"{file} is not a readable MCAP file: {exc}") from exc
@@ -100,15 +104,50 @@ def _read_rosbag2(path: Path, typestore) -> Iterator[tuple[str, object]]:
         raise DatasetError(f"bag {path} cannot be opened: {exc}") from exc
     try:
         for connection in reader.connections:
-            yield "__channel__", connection.topic
+            yield "__channel__", 0, connection.topic
         wanted = [c for c in reader.connections if c.topic in RECORDED_TOPICS]
         try:
-            for connection, _, raw in reader.messages(connections=wanted):
-                yield connection.topic, reader.deserialize(raw, connection.msgtype)
+            for connection, log_time, raw in reader.messages(connections=wanted):
+                yield connection.topic, log_time, reader.deserialize(raw, connection.msgtype)
         except Exception as exc:
             raise _Truncated(f"bag {path} stops mid-way ({type(exc).__name__}: {exc})") from exc
     finally:
         reader.close()
+
+
+TOPIC_ORDER = {topic: i for i, topic in enumerate(
+    ("/instruction", "/camera/image_raw", "/robot_state", "/episode_status", "/action_command"))}
+
+
+def in_stamp_order(messages: Iterator[tuple[str, int, object]], window_ns: int = 2_000_000_000):
+    """Messages re-sorted by header stamp (log time for messages without a header).
+
+    A recorder takes simultaneous messages in whatever order its executor serves them, so log
+    time order can put a command before the observation it answers. Header stamps are what the
+    publishers meant. Sorting happens in a sliding window, so memory stays bounded."""
+    heap: list = []
+    count = 0
+    source = iter(messages)
+    while True:
+        try:
+            topic, log_time, msg = next(source)
+        except StopIteration:
+            break
+        except _Truncated:  # what was read before the cut still counts: flush it, then report the cut
+            while heap:
+                yield heapq.heappop(heap)[3:]
+            raise
+        if topic == "__channel__":
+            yield topic, msg
+            continue
+        stamp = getattr(getattr(msg, "header", None), "stamp", None)
+        key = stamp.sec * 1_000_000_000 + stamp.nanosec if stamp is not None and (stamp.sec or stamp.nanosec) else log_time
+        heapq.heappush(heap, (key, TOPIC_ORDER[topic], count, topic, msg))
+        count += 1
+        while heap and heap[0][0] < log_time - window_ns:
+            yield heapq.heappop(heap)[3:]
+    while heap:
+        yield heapq.heappop(heap)[3:]
 
 
 def image_array(msg) -> np.ndarray:
@@ -119,6 +158,20 @@ def image_array(msg) -> np.ndarray:
     return np.ascontiguousarray(image[..., ::-1] if msg.encoding == "bgr8" else image)
 
 
+def write_episode(writer, out, steps, task, episode, instruction, default_instruction, success, bag, summary):
+    if writer is None:
+        writer = DatasetWriter(out, steps[0][0].shape[0], len(steps[0][1]), len(steps[0][2]))
+    if instruction is None:
+        instruction = default_instruction
+        summary.notes.append(f"{bag} has no instruction before episode {episode}: used {instruction!r}")
+    images, states, actions = (np.stack(column) for column in list(zip(*steps))[:3])
+    writer.append(images, states, actions, task=task, instruction=instruction, success=success,
+                  source="bag", bag=str(bag), episode=int(episode))
+    summary.episodes += 1
+    summary.steps += len(steps)
+    return writer
+
+
 def convert(bags: list[str | Path], out: str | Path, keep_failed: bool = False) -> Summary:
     typestore = make_typestore()
     summary = Summary()
@@ -127,12 +180,12 @@ def convert(bags: list[str | Path], out: str | Path, keep_failed: bool = False) 
         topics: set[str] = set()
         image = state = None
         instruction = None
-        episode = task = None
-        steps: list[tuple] = []
+        episode = task = step = None
+        steps: list[tuple] = []  # (image, state, action, step of the observation)
         episode_instruction = None
         messages = 0
         try:
-            for topic, msg in read_messages(bag, typestore):
+            for topic, msg in in_stamp_order(read_messages(bag, typestore)):
                 if topic == "__channel__":
                     topics.add(msg)
                     continue
@@ -149,25 +202,20 @@ def convert(bags: list[str | Path], out: str | Path, keep_failed: bool = False) 
                         continue
                     if not steps:
                         episode_instruction = instruction
-                    steps.append((image, state, np.asarray(msg.action, dtype=np.float32)))
+                    action = np.asarray(msg.action, dtype=np.float32)
+                    if steps and steps[-1][3] == step:
+                        steps[-1] = (image, state, action, step)  # a newer command for the same observation
+                    else:
+                        steps.append((image, state, action, step))
                 elif topic == "/episode_status":
                     if msg.episode != episode and steps:  # a new episode without a done for the old one
                         summary.dropped_incomplete += 1
                         steps = []
-                    episode, task = msg.episode, msg.task
+                    episode, task, step = msg.episode, msg.task, msg.step
                     if msg.done:
                         if steps and (msg.success or keep_failed):
-                            if writer is None:
-                                writer = DatasetWriter(out, steps[0][0].shape[0], len(steps[0][1]), len(steps[0][2]))
-                            if episode_instruction is None:
-                                episode_instruction = instruction_for(task)
-                                note = f"{bag} has no instruction before episode {episode}: used {episode_instruction!r}"
-                                summary.notes.append(note)
-                            images, states, actions = (np.stack(column) for column in zip(*steps))
-                            writer.append(images, states, actions, task=task, instruction=episode_instruction,
-                                          success=bool(msg.success), source="bag", bag=str(bag), episode=int(episode))
-                            summary.episodes += 1
-                            summary.steps += len(steps)
+                            writer = write_episode(writer, out, steps, task, episode, episode_instruction,
+                                                   instruction_for(task), bool(msg.success), bag, summary)
                         elif steps:
                             summary.dropped_failed += 1
                         steps, image, state, episode = [], None, None, None

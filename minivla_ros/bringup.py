@@ -158,6 +158,61 @@ def run(episodes: int, task: str, instruction: str, params_file: Path = DEFAULT_
     return result
 
 
+def record(episodes: int, task: str, instruction: str, out: Path, storage: str = "mcap",
+           params_file: Path = DEFAULT_PARAMS, step_rate: float | None = None, startup_timeout: float = 120.0) -> RunResult:
+    """Simulator bridge + scripted expert + recorder for N episodes: a demonstration bag at `out`.
+
+    The recorder and the expert start first; the instruction is published once the recorder
+    listens, and the bridge holds its first episode until both subscribe to robot_state.
+    """
+    env = ros_environment()
+    os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID", "ROS_HOME")})
+    out = Path(out).resolve()
+    if out.exists():
+        raise FileExistsError(f"{out} already exists; choose a new bag folder")
+    print(f"[minivla record] ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, logs in {env['ROS_HOME']}", flush=True)
+    recorder = start_node("minivla_ros.recorder", params_file, {"recorder.out": out, "recorder.storage": storage}, env)
+    expert = start_node("minivla_ros.expert_node", params_file, {"expert.task": task}, env)
+    processes = [expert, recorder]
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    monitor = Monitor(context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(monitor)
+    result = RunResult(task)
+    try:
+        # Recorder and expert first: the recorder must hear the expert's commands from the start.
+        deadline = time.monotonic() + startup_timeout
+        while (monitor.instruction_pub.get_subscription_count() < 1
+               or monitor.count_publishers("/" + qos.ACTION_TOPIC) < 1):
+            if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
+                raise RuntimeError("the recorder or the expert did not start")
+            executor.spin_once(timeout_sec=0.2)
+        end = time.monotonic() + 1.0  # discovery is mutual but not simultaneous: let it settle
+        while time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.1)
+        monitor.instruction_pub.publish(String(data=instruction))
+        # The bridge holds its first episode until the expert and the recorder subscribe to its state.
+        bridge_overrides = {"env.task": task, "env.seed": 0, "bridge.episodes": episodes, "bridge.min_subscribers": 2}
+        if step_rate:
+            bridge_overrides["bridge.step_rate"] = step_rate
+        processes = [start_node("minivla_ros.sim_bridge", params_file, bridge_overrides, env), expert, recorder]
+        print(f"[minivla record] recording {episodes} {task} expert episodes to {out}", flush=True)
+        while len(monitor.finished) < episodes:
+            if any(p.poll() is not None for p in processes):
+                raise RuntimeError("a node exited during the recording")
+            executor.spin_once(timeout_sec=0.5)
+    finally:
+        result.episodes = [monitor.finished[k] for k in sorted(monitor.finished)][:episodes]
+        executor.shutdown()
+        monitor.destroy_node()
+        rclpy.try_shutdown(context=context)
+        stop_processes(processes[:-1])  # bridge and expert first, so the recorder gets their last messages
+        time.sleep(0.5)
+        stop_processes([recorder])
+    return result
+
+
 def summarize(result: RunResult) -> str:
     n = len(result.episodes)
     steps = [e["steps"] for e in result.episodes if e["success"]]

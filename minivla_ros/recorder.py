@@ -3,8 +3,10 @@
 
 Messages arrive serialized (`raw=True`) and are written as they are, stamped with their arrival
 time, so nothing is decoded on the way. The folder gets its metadata.yaml, and the MCAP file its
-message definitions (including this package's own types), when the node shuts down; a recorder
-that is killed leaves a truncated bag whose complete episodes `minivla bag2data` still recovers.
+message definitions (including this package's own types), when the node shuts down. The MCAP
+writer (rosbags) flushes 1 MiB chunks: a recorder that is killed loses at most the last chunk
+(about 80 observations at 64x64), and `minivla bag2data` still recovers every episode completed
+before it.
 Parameters: the fields of RecorderConfig (`recorder.*`).
 """
 

@@ -6,6 +6,8 @@ the camera image, the robot state and the episode status. Rules:
   the arm holds still (zero motion, gripper as last commanded) instead of replaying the old one.
 - An episode's clock starts with its first command: until then the bridge keeps publishing the
   initial observation without stepping, so no episode times out while no policy is running.
+  With `bridge.min_subscribers` > 0 it publishes nothing at all until that many nodes subscribe
+  to robot_state (a recording then starts with the first observation).
 - An episode ends on success, on time-out (env.max_episode_steps) or on the `reset_episode`
   service; the next one starts at once. Layouts follow (env.seed, episode) as in `minivla eval`.
 
@@ -60,7 +62,6 @@ class SimBridgeNode(Node):
         self.started = False
         self.newest_command = None
         self.gripper = -1.0
-        self.publish_observation()
 
     def on_command(self, msg: ActionCommand) -> None:
         try:
@@ -80,8 +81,7 @@ class SimBridgeNode(Node):
             return
         command, self.newest_command = self.newest_command, None
         if self.episodes_done == 0 and not self.started and not self.subscribers_ready():
-            self.publish_observation()  # e.g. a recorder is still connecting: don't start yet
-            return
+            return  # e.g. a recorder is still connecting: publish nothing, start nothing yet
         if command is None:
             if not self.started:  # waiting for this episode's first command
                 self.publish_observation()
@@ -102,6 +102,8 @@ class SimBridgeNode(Node):
 
     def subscribers_ready(self) -> bool:
         """True once bridge.min_subscribers nodes have subscribed to robot_state for a second."""
+        if self.config.min_subscribers <= 0:
+            return True
         if self.state_pub.get_subscription_count() < self.config.min_subscribers:
             self.ready_since = None
             return False
@@ -109,14 +111,16 @@ class SimBridgeNode(Node):
         return time.monotonic() - self.ready_since > 1.0
 
     def finish_episode(self, success: bool, reason: str) -> None:
-        self.publish_status(done=True, success=success)
+        # The closing status describes the last observation, so it carries that observation's stamp.
+        self.publish_status(done=True, success=success, stamp=self.obs_stamp)
         self.get_logger().info(f"episode {self.env.episode} ended ({reason}) after {self.env.step_count} steps")
         self.episodes_done += 1
         self.start_episode(self.env.episode + 1)
+        self.publish_observation()
 
     def publish_observation(self) -> None:
         """Image, state and status of one observation share one stamp (recordings rely on it)."""
-        stamp = self.get_clock().now().to_msg()
+        stamp = self.obs_stamp = self.get_clock().now().to_msg()
         self.image_pub.publish(image_to_msg(self.obs.image, stamp))
         self.state_pub.publish(state_to_msg(self.obs.state, stamp))
         self.publish_status(done=False, success=self.obs.success, stamp=stamp)

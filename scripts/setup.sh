@@ -31,16 +31,18 @@ fi
 quiet() { "$@" 2>&1 | { grep -vE "WARNING: Location 'file://|^\s*$" || true; }; }
 
 stamp=.venv/.minivla-setup
-want="$(cat requirements.txt setup.py | sha256sum | cut -d' ' -f1)"
+want="$(cat requirements.txt setup.py scripts/setup.sh | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "[setup] installing Python packages into .venv"
   quiet .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
   quiet .venv/bin/python -m pip install -q -r requirements.txt
-  .venv/bin/python -m pip install -q --no-build-isolation --no-deps -e . >/dev/null 2>&1 \
-    || .venv/bin/python -m pip install --no-build-isolation --no-deps -e .  # show the error
+  # compat mode: a .pth file puts the repo root on sys.path, so minivla_core and the hand-written
+  # minivla_ros modules are used from the source tree (the generated messages come from cmake).
+  pip_editable=(.venv/bin/python -m pip install --no-build-isolation --no-deps -e . --config-settings editable_mode=compat)
+  "${pip_editable[@]}" -q >/dev/null 2>&1 || "${pip_editable[@]}"  # on failure, again with its output
   echo "$want" > "$stamp"
 fi
 # ROS 2 Jazzy from PyPI wheels, and this package's interfaces and nodes built into .venv.
-# minivla_core stays the editable pip install above (MINIVLA_INSTALL_CORE=OFF).
-MINIVLA_INSTALL_CORE=OFF bash scripts/setup_ros.sh .venv
+# The Python sources stay the editable install above (MINIVLA_INSTALL_PYTHON_SOURCES=OFF).
+MINIVLA_INSTALL_PYTHON_SOURCES=OFF bash scripts/setup_ros.sh .venv
 echo "[setup] ready: .venv/bin/minivla"

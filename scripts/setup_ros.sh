@@ -157,7 +157,7 @@ for f in "$site_pkgs"/minivla?ros.egg-link "$site_pkgs"/__editable__*minivla?ros
 done
 build_stamp="$VENV/.minivla-ros-build"
 # Everything the build reads or installs: if none changed, the venv holds the current install.
-build_want="${MINIVLA_INSTALL_CORE:-ON}-$(
+build_want="${MINIVLA_INSTALL_PYTHON_SOURCES:-ON}-$(
   {
     find msg package.xml CMakeLists.txt minivla_ros minivla_core launch config scripts/ros \
       -type f ! -path '*/__pycache__/*' ! -name '*.pyc' 2>/dev/null || true
@@ -189,7 +189,7 @@ cmake -S "$REPO" -B "$BUILD_DIR" -G Ninja --log-level=WARNING \
   -DCMAKE_PREFIX_PATH="$VENV" \
   -DCMAKE_INSTALL_PREFIX="$VENV" \
   -DPython3_EXECUTABLE="$PY" \
-  -DMINIVLA_INSTALL_CORE="${MINIVLA_INSTALL_CORE:-ON}" \
+  -DMINIVLA_INSTALL_PYTHON_SOURCES="${MINIVLA_INSTALL_PYTHON_SOURCES:-ON}" \
   > "$BUILD_DIR/configure.log" 2>&1 || { tail -40 "$BUILD_DIR/configure.log" >&2; die "cmake configure failed (log: $BUILD_DIR/configure.log)"; }
 log "building and installing (ninja install)"
 ninja -C "$BUILD_DIR" install > "$BUILD_DIR/build.log" 2>&1 \
