@@ -104,13 +104,17 @@ def main() -> None:
             shutil.copy(checkpoint, args.keep)
     results["checkpoint"] = str(checkpoint)
     if not args.skip_eval:
-        result = evaluate(EvalConfig(checkpoint=str(checkpoint), episodes=args.eval_episodes), EnvConfig())
+        result = evaluate(EvalConfig(checkpoint=str(checkpoint), episodes=args.eval_episodes), EnvConfig()).only
         results["eval"] = {k: v for k, v in result.__dict__.items() if k != "per_episode"}
     results["latency"] = measure_latency(checkpoint)
 
-    table = render_table(results)
+    write_results(results, render_table(results), args.out)
+
+
+def write_results(results: dict, table: str, out: str | Path) -> None:
+    """Print the table; write it to OUT.md and the raw results to OUT.json."""
     print(table)
-    out = Path(args.out)
+    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=list) + "\n")
     out.with_suffix(".md").write_text(table + "\n")

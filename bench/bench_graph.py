@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import sys
 import threading
@@ -27,7 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_core import git_commit, machine  # noqa: E402
+from bench.bench_core import git_commit, machine, write_results  # noqa: E402
 from minivla_core.config import EnvConfig, EvalConfig  # noqa: E402
 from minivla_core.evaluate import evaluate, wilson_interval  # noqa: E402
 from minivla_ros import bringup  # noqa: E402
@@ -84,7 +83,7 @@ def main() -> None:
         recorder.join()
     graph_seconds = time.monotonic() - started
 
-    offline = evaluate(EvalConfig(checkpoint=args.checkpoint, episodes=args.episodes, seed=1000), EnvConfig())
+    offline = evaluate(EvalConfig(checkpoint=args.checkpoint, episodes=args.episodes, seed=1000), EnvConfig()).only
 
     stamps = np.array([c[0] for c in commands])
     periods = np.diff(stamps) * 1e3
@@ -106,13 +105,7 @@ def main() -> None:
                     "sampling_tick_latency_p99_ms": float(np.percentile(latency[sampling], 99))},
         "policy_status": graph.policy_status,
     }
-    table = render_table(results)
-    print(table)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=list) + "\n")
-    out.with_suffix(".md").write_text(table + "\n")
-    print(f"written: {out.with_suffix('.md')} and .json")
+    write_results(results, render_table(results), args.out)
 
 
 def render_table(r: dict) -> str:

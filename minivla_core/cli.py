@@ -37,14 +37,16 @@ def cmd_collect(config: Config, args) -> int:
     from minivla_core.data.collect import collect
     from minivla_core.envs.metaworld_env import check_task
 
-    check_task(config.env.task)
+    for task in config.collect.tasks or [config.env.task]:
+        check_task(task)
     started = time.perf_counter()
     result = collect(config.env, config.collect)
     seconds = time.perf_counter() - started
     print(f"kept {result.kept} successful episodes ({result.steps} steps), dropped {result.dropped} failed "
           f"ones, in {seconds:.1f} s -> {config.collect.out}")
-    if result.kept < config.collect.episodes:
-        print(f"error: only {result.kept} of {config.collect.episodes} episodes succeeded", file=sys.stderr)
+    wanted = config.collect.episodes * len(config.collect.tasks or [config.env.task])
+    if result.kept < wanted:
+        print(f"error: only {result.kept} of {wanted} episodes succeeded", file=sys.stderr)
         return 1
     return 0
 
@@ -153,12 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("collect", "record successful scripted-expert episodes to a dataset folder")
     p.add_argument("--task")
-    p.add_argument("--episodes", type=int, help="successful episodes to keep (default 100)")
+    p.add_argument("--tasks", nargs="+", help="several tasks into one dataset")
+    p.add_argument("--paraphrases", action="store_true", default=None,
+                   help="label episodes with each task's training paraphrases in turn")
+    p.add_argument("--episodes", type=int, help="successful episodes to keep per task (default 100)")
     p.add_argument("--out", help="dataset folder; episodes are appended if it exists")
     p.add_argument("--seed", type=int, help="layout seed (default 0)")
     p.add_argument("--camera")
     p.add_argument("--image-size", type=int)
-    p.set_defaults(run=cmd_collect, overrides={"task": "env.task", "episodes": "collect.episodes", "out": "collect.out",
+    p.set_defaults(run=cmd_collect, overrides={"task": "env.task", "tasks": "collect.tasks", "paraphrases": "collect.paraphrases",
+                                               "episodes": "collect.episodes", "out": "collect.out",
                                                "seed": "env.seed", "camera": "env.camera", "image_size": "env.image_size"})
 
     p = command("train", "train a policy on a dataset folder")
@@ -177,9 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("eval", "run closed-loop episodes on unseen layouts and report the success rate")
     p.add_argument("--checkpoint")
-    p.add_argument("--task", help="default: the checkpoint's task")
-    p.add_argument("--instruction", help="default: the task's instruction")
-    p.add_argument("--episodes", type=int)
+    p.add_argument("--task", help="one task (default: the checkpoint's task or tasks)")
+    p.add_argument("--tasks", nargs="+", help="several tasks: a per-task table and the average")
+    p.add_argument("--instruction", help="one instruction for every episode (default: see --instructions)")
+    p.add_argument("--instructions", choices=["plain", "held_out", "other_task"],
+                   help="each task's plain instruction (default), its held-out paraphrases, or another "
+                        "task's instruction")
+    p.add_argument("--episodes", type=int, help="per task")
     p.add_argument("--seed", type=int, help="layout seed (default 1000; collection uses 0)")
     p.add_argument("--inference-steps", type=int, help="DDIM steps (default: the checkpoint's)")
     p.add_argument("--n-action-steps", type=int, help="actions executed per chunk (default: the checkpoint's)")
@@ -188,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video-dir", help="write one mp4 per episode here")
     p.add_argument("--json", help="write the results here")
     p.set_defaults(run=cmd_eval, overrides={"checkpoint": "eval.checkpoint", "episodes": "eval.episodes",
+                                            "tasks": "eval.tasks", "instructions": "eval.instructions",
                                             "seed": "eval.seed", "threads": "eval.threads",
                                             "video_dir": "eval.video_dir", "json": "eval.json",
                                             "max_episode_steps": "env.max_episode_steps"})

@@ -44,6 +44,7 @@ class ModelConfig:
     diffusion_steps: int = 100  # T, the number of training noise levels
     prediction_type: str = "v"  # what the denoiser predicts: "epsilon", "sample" or "v"
     inference_steps: int = 10  # DDIM steps at run time (1..diffusion_steps)
+    text_film: bool = False  # the instruction also modulates image and state features (FiLM)
 
 
 @dataclass
@@ -67,15 +68,19 @@ class TrainConfig:
 @dataclass
 class CollectConfig:
     out: str = "data/push-v3"
-    episodes: int = 100  # successful episodes to keep
+    episodes: int = 100  # successful episodes to keep, per task
     max_attempts_factor: float = 2.0  # give up after episodes * factor attempts
+    tasks: list[str] = field(default_factory=list)  # several tasks into one dataset (empty: env.task)
+    paraphrases: bool = False  # rotate each task's training paraphrases over its episodes
 
 
 @dataclass
 class EvalConfig:
     checkpoint: str = "checkpoints/push_v3.pt"
-    episodes: int = 50
+    episodes: int = 50  # per task
     seed: int = 1000  # variants for evaluation; differs from collection's seed on purpose
+    tasks: list[str] = field(default_factory=list)  # empty: the task(s) the checkpoint was trained on
+    instructions: str = "plain"  # "plain", "held_out" (paraphrases never trained on), "other_task"
     video_dir: str = ""  # when set, one mp4 per episode is written there
     json: str = ""  # when set, results are written there as JSON
     threads: int = 1  # torch CPU threads for the policy (1 = a laptop-like budget)
@@ -159,6 +164,10 @@ def _build(cls, data: Any, where: str):
 
 
 def _coerce(value: Any, kind: type, where: str) -> Any:
+    if kind is list:
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
+        return list(value)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):

@@ -2,7 +2,7 @@
 
 Episodes use `eval.seed` (1000 by default), so their goal/object layouts differ from every
 layout seen in collection (seed 0). An episode ends at its first successful step or after
-`env.max_episode_steps` steps.
+`env.max_episode_steps` steps. Several tasks give a per-task table and the average.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from tqdm import tqdm
 
 from minivla_core.checkpoint import load_policy
 from minivla_core.config import EnvConfig, EvalConfig, ModelConfig
-from minivla_core.envs.metaworld_env import MetaWorldEnv
-from minivla_core.errors import CheckpointError
+from minivla_core.envs.metaworld_env import INSTRUCTIONS, MetaWorldEnv, check_task, instruction_for, paraphrases
+from minivla_core.errors import CheckpointError, ConfigError
 from minivla_core.model.policy import PolicyRunner
 
 
@@ -74,11 +74,27 @@ def write_video(path: Path, frames: list[np.ndarray], fps: int = 20, scale: int 
     writer.release()
 
 
-def evaluate(eval_config: EvalConfig, env_base: EnvConfig, model_overrides: ModelConfig | None = None,
-             task: str | None = None, instruction: str | None = None, progress: bool = True) -> EvalResult:
-    if eval_config.threads > 0:
-        torch.set_num_threads(eval_config.threads)
-    policy, payload = load_policy(eval_config.checkpoint)
+INSTRUCTION_MODES = ("plain", "held_out", "other_task")
+
+
+def instructions_for(task: str, mode: str, all_tasks: list[str]) -> list[str]:
+    """The instructions an evaluation of `task` cycles through.
+
+    plain: the task's own instruction. held_out: its paraphrases that were never trained on.
+    other_task: the plain instruction of the next task in the list (does language matter?)."""
+    if mode == "plain":
+        return [instruction_for(task)]
+    if mode == "held_out":
+        return paraphrases(task, held_out=True) or [instruction_for(task)]
+    if mode == "other_task":
+        known = [t for t in (all_tasks if len(all_tasks) > 1 else list(INSTRUCTIONS)) if t != task] or [task]
+        following = [t for t in known if t > task] + [t for t in known if t < task]
+        return [instruction_for(following[0])]
+    raise ConfigError(f"eval.instructions must be one of {INSTRUCTION_MODES}, got {mode!r}")
+
+
+def evaluate_task(policy, payload: dict, task: str, eval_config: EvalConfig, env_base: EnvConfig,
+                  model: ModelConfig, instructions: list[str], progress: bool) -> EvalResult:
     env_config = env_config_for(payload["env"], env_base, task)
     env_config.seed = eval_config.seed
     env = MetaWorldEnv(env_config)
@@ -87,8 +103,7 @@ def evaluate(eval_config: EvalConfig, env_base: EnvConfig, model_overrides: Mode
         raise CheckpointError(f"checkpoint {eval_config.checkpoint} expects state/action sizes "
                               f"{payload['state_dim']}/{payload['action_dim']}, task {env.task} has "
                               f"{env.state_dim}/{env.action_dim}")
-    mc = model_overrides or policy.config
-    runner = PolicyRunner(policy, instruction or env.instruction, mc.n_action_steps, mc.inference_steps)
+    runner = PolicyRunner(policy, instructions[0], model.n_action_steps, model.inference_steps)
     video_dir = Path(eval_config.video_dir) if eval_config.video_dir else None
     if video_dir:
         video_dir.mkdir(parents=True, exist_ok=True)
@@ -98,6 +113,9 @@ def evaluate(eval_config: EvalConfig, env_base: EnvConfig, model_overrides: Mode
     bar = tqdm(range(eval_config.episodes), desc=f"eval {env.task}", unit="ep", disable=not progress)
     try:
         for episode in bar:
+            instruction = instructions[episode % len(instructions)]
+            if instruction != runner.instruction:
+                runner.set_instruction(instruction)
             obs = env.reset(episode)
             runner.reset()
             frames = [obs.image]
@@ -105,7 +123,8 @@ def evaluate(eval_config: EvalConfig, env_base: EnvConfig, model_overrides: Mode
                 obs = env.step(runner.act(obs.image, obs.state))
                 if video_dir:
                     frames.append(obs.image)
-            per_episode.append({"episode": episode, "success": obs.success, "steps": env.step_count})
+            per_episode.append({"episode": episode, "success": obs.success, "steps": env.step_count,
+                                "instruction": instruction})
             if video_dir:
                 write_video(video_dir / f"{env.task}_ep{episode:03d}_{'success' if obs.success else 'fail'}.mp4", frames)
             bar.set_postfix(success=f"{sum(e['success'] for e in per_episode)}/{len(per_episode)}")
@@ -123,8 +142,74 @@ def evaluate(eval_config: EvalConfig, env_base: EnvConfig, model_overrides: Mode
                       seconds=time.perf_counter() - started, per_episode=per_episode)
 
 
-def write_json(result: EvalResult, path: str | Path) -> None:
+@dataclass
+class MultiEvalResult:
+    """Several tasks: per-task results and their average."""
+
+    checkpoint: str
+    instructions: str
+    per_task: dict[str, EvalResult]
+
+    @property
+    def success_rate(self) -> float:
+        return float(np.mean([r.success_rate for r in self.per_task.values()]))
+
+    @property
+    def only(self) -> EvalResult:
+        """The result of a single-task evaluation."""
+        (result,) = self.per_task.values()
+        return result
+
+    def summary(self) -> str:
+        if len(self.per_task) == 1:
+            return next(iter(self.per_task.values())).summary()
+        lines = [f"{'task':<26} {'success':>9} {'95% CI':>13} {'mean steps':>11}"]
+        for task, r in self.per_task.items():
+            steps = f"{r.mean_steps_to_success:.1f}" if r.mean_steps_to_success is not None else "-"
+            lines.append(f"{task:<26} {r.successes:>3}/{r.episodes:<3} {100 * r.ci95[0]:>5.0f}-{100 * r.ci95[1]:.0f}% "
+                         f"{steps:>11}")
+        lines.append(f"{'average':<26} {100 * self.success_rate:>8.1f}%   (instructions: {self.instructions})")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        results = list(self.per_task.values())
+        steps = [s for r in results for s in [e["steps"] for e in r.per_episode if e["success"]]]
+        data = {"task": results[0].task if len(results) == 1 else ",".join(self.per_task),
+                "checkpoint": self.checkpoint, "instructions": self.instructions,
+                "success_rate": self.success_rate, "episodes": sum(r.episodes for r in results),
+                "successes": sum(r.successes for r in results),
+                "mean_steps_to_success": float(np.mean(steps)) if steps else None,
+                "per_task": {task: result_dict(r) for task, r in self.per_task.items()}}
+        if len(results) == 1:  # single task: its own fields at the top level too
+            data.update({k: v for k, v in result_dict(results[0]).items() if k not in data or k == "success_rate"})
+        return data
+
+
+def result_dict(result: EvalResult) -> dict:
     data = dict(result.__dict__)
     data["ci95"] = list(result.ci95)
+    return data
+
+
+def evaluate(eval_config: EvalConfig, env_base: EnvConfig, model_overrides: ModelConfig | None = None,
+             task: str | None = None, instruction: str | None = None, progress: bool = True) -> MultiEvalResult:
+    """Closed-loop evaluation of eval_config.checkpoint on each task (eval.tasks, `task`, or the
+    checkpoint's own), with an explicit `instruction` or those of eval.instructions."""
+    if eval_config.threads > 0:
+        torch.set_num_threads(eval_config.threads)
+    policy, payload = load_policy(eval_config.checkpoint)
+    trained = payload["env"].get("tasks") or [payload["env"]["task"]]
+    tasks = [task] if task else (eval_config.tasks or trained)
+    for name in tasks:
+        check_task(name)
+    model = model_overrides or policy.config
+    per_task = {}
+    for name in tasks:
+        instructions = [instruction] if instruction else instructions_for(name, eval_config.instructions, trained)
+        per_task[name] = evaluate_task(policy, payload, name, eval_config, env_base, model, instructions, progress)
+    return MultiEvalResult(str(eval_config.checkpoint), "given" if instruction else eval_config.instructions, per_task)
+
+
+def write_json(result: MultiEvalResult, path: str | Path) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(data, indent=1) + "\n")
+    Path(path).write_text(json.dumps(result.to_dict(), indent=1) + "\n")

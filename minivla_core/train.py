@@ -182,7 +182,8 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> d
 
     out_dir = Path(tc.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    env_info = {"task": config.env.task, "camera": config.env.camera, "image_size": meta["image_size"]}
+    tasks = sorted({e.task for e in episodes})
+    env_info = {"task": tasks[0], "tasks": tasks, "camera": config.env.camera, "image_size": meta["image_size"]}
     generator = torch.Generator().manual_seed(tc.seed + start_epoch)
     started = time.perf_counter() - (history["seconds"][-1] if history["seconds"] else 0.0)
     bar = tqdm(total=total_steps, initial=start_epoch * steps_per_epoch, desc="train", unit="step", disable=not progress)

@@ -10,8 +10,6 @@ exactly in a recording. Parameters: the fields of ExpertNodeConfig (`expert.*`).
 from __future__ import annotations
 
 import numpy as np
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
 from minivla_core.config import ExpertNodeConfig
@@ -21,6 +19,7 @@ from minivla_ros import qos
 from minivla_ros.conversions import state_from_msg
 from minivla_ros.msg import ActionCommand, EpisodeStatus, RobotState
 from minivla_ros.params import declare_section
+from minivla_ros.spin import run_node
 
 
 class ExpertNode(Node):
@@ -70,17 +69,7 @@ class ExpertNode(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = ExpertNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(ExpertNode, args)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,7 @@ import time
 from collections import deque
 
 import numpy as np
-import rclpy
 import torch
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
@@ -30,6 +28,7 @@ from minivla_ros import qos
 from minivla_ros.conversions import image_from_msg, state_from_msg
 from minivla_ros.msg import ActionCommand, EpisodeStatus, PolicyStatus, RobotState
 from minivla_ros.params import declare_section, resolve_path
+from minivla_ros.spin import run_node
 
 MAX_INSTRUCTION_CHARS = 1000
 
@@ -190,17 +189,7 @@ class PolicyNode(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = PolicyNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(PolicyNode, args)
 
 
 if __name__ == "__main__":

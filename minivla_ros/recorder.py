@@ -15,8 +15,6 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosbags.rosbag2 import StoragePlugin, Writer
@@ -28,6 +26,7 @@ from minivla_core.config import RecorderConfig
 from minivla_ros.bag_types import RECORDED_TOPICS, make_typestore
 from minivla_ros.msg import ActionCommand, EpisodeStatus, RobotState
 from minivla_ros.params import declare_section
+from minivla_ros.spin import run_node
 
 MESSAGE_CLASSES = {"sensor_msgs/msg/Image": Image, "minivla_ros/msg/RobotState": RobotState,
                    "minivla_ros/msg/ActionCommand": ActionCommand, "std_msgs/msg/String": String,
@@ -74,20 +73,7 @@ class RecorderNode(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = RecorderNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (ValueError, FileExistsError) as exc:
-        print(f"error: recorder: {exc}", flush=True)
-        raise SystemExit(2)
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(RecorderNode, args)
 
 
 if __name__ == "__main__":

@@ -10,27 +10,31 @@ the camera image, the robot state and the episode status. Rules:
   to robot_state (a recording then starts with the first observation).
 - An episode ends on success, on time-out (env.max_episode_steps) or on the `reset_episode`
   service; the next one starts at once. Layouts follow (env.seed, episode) as in `minivla eval`.
+- The task can change while running: `ros2 param set /sim_bridge env.task drawer-open-v3` ends
+  the current episode and continues in the new task (an unknown task name is refused).
 
 Parameters: the fields of EnvConfig (`env.*`) and BridgeConfig (`bridge.*`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
-import rclpy
-from rclpy.executors import ExternalShutdownException
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 
 from minivla_core.config import BridgeConfig, EnvConfig
-from minivla_core.envs.metaworld_env import MetaWorldEnv
+from minivla_core.envs.metaworld_env import MetaWorldEnv, check_task
+from minivla_core.errors import TaskError
 from minivla_ros import qos
 from minivla_ros.conversions import action_from_msg, image_to_msg, state_to_msg
 from minivla_ros.msg import ActionCommand, EpisodeStatus, RobotState
 from minivla_ros.params import declare_section
+from minivla_ros.spin import run_node
 
 
 class SimBridgeNode(Node):
@@ -45,6 +49,8 @@ class SimBridgeNode(Node):
         self.create_subscription(ActionCommand, qos.ACTION_TOPIC, self.on_command, qos.RELIABLE_QOS)
         self.create_service(Trigger, qos.RESET_SERVICE, self.on_reset_request)
         self.timer = self.create_timer(1.0 / self.config.step_rate, self.step)
+        self.pending_task: str | None = None
+        self.add_on_set_parameters_callback(self.on_set_parameters)
 
         self.newest_command: np.ndarray | None = None
         self.last_command_time = time.monotonic()
@@ -52,6 +58,7 @@ class SimBridgeNode(Node):
         self.holding_reported = False
         self.episodes_done = 0
         self.ready_since = None
+        self.obs_stamp = None  # stamp of the newest published observation
         self.start_episode(0)
         self.get_logger().info(f"simulating {self.env.task} ({self.env_config.camera} camera, "
                                f"{self.env_config.image_size}px) at {self.config.step_rate} Hz, seed {self.env_config.seed}")
@@ -71,6 +78,31 @@ class SimBridgeNode(Node):
             return
         self.last_command_time = time.monotonic()
 
+    def on_set_parameters(self, parameters):
+        """`ros2 param set /sim_bridge env.task drawer-open-v3` switches task at the next step."""
+        for parameter in parameters:
+            if parameter.name == "env.task":
+                try:
+                    self.pending_task = check_task(parameter.value)
+                except TaskError as exc:
+                    return SetParametersResult(successful=False, reason=str(exc))
+            elif parameter.name.startswith("env."):
+                return SetParametersResult(successful=False, reason=f"{parameter.name} is fixed while running; "
+                                                                      f"restart the node to change it")
+        return SetParametersResult(successful=True)
+
+    def switch_task(self, task: str) -> None:
+        """End the current episode, rebuild the environment for `task`, start its next episode."""
+        self.publish_status(done=True, success=False, stamp=self.obs_stamp)
+        self.get_logger().info(f"switching from {self.env.task} to {task}")
+        episode = self.env.episode + 1
+        self.env.close()
+        self.env_config = dataclasses.replace(self.env_config, task=task)
+        self.env = MetaWorldEnv(self.env_config)
+        self.episodes_done += 1
+        self.start_episode(episode)
+        self.publish_observation()
+
     def on_reset_request(self, request, response):
         self.finish_episode(success=False, reason="reset requested")
         response.success, response.message = True, f"started episode {self.env.episode}"
@@ -79,6 +111,11 @@ class SimBridgeNode(Node):
     def step(self) -> None:
         if self.config.episodes and self.episodes_done >= self.config.episodes:
             return
+        if self.pending_task is not None:
+            task, self.pending_task = self.pending_task, None
+            if task != self.env.task:
+                self.switch_task(task)
+                return
         command, self.newest_command = self.newest_command, None
         if self.episodes_done == 0 and not self.started and not self.subscribers_ready():
             return  # e.g. a recorder is still connecting: publish nothing, start nothing yet
@@ -142,17 +179,7 @@ class SimBridgeNode(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SimBridgeNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(SimBridgeNode, args)
 
 
 if __name__ == "__main__":

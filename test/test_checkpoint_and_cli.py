@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -135,3 +134,29 @@ def test_resume_continues_the_epoch_count(tmp_path, two_episode_dataset, tiny_ch
     result = train(config, resume=str(run / "last.pt"), progress=False)
     assert len(result["history"]["train_loss"]) == 3
     assert result["history"]["train_loss"][:2] == json.loads((tiny_checkpoint.parent / "history.json").read_text())["train_loss"]
+
+
+def test_eval_over_several_tasks_writes_a_per_task_table(tmp_path, tiny_checkpoint):
+    out = tmp_path / "multi.json"
+    result = minivla("eval", "--checkpoint", tiny_checkpoint, "--tasks", "push-v3", "reach-v3", "--episodes", "1",
+                     "--max-episode-steps", "5", "--instructions", "held_out", "--json", out)
+    assert result.returncode == 0, result.stderr
+    assert "average" in result.stdout and "reach-v3" in result.stdout
+    data = json.loads(out.read_text())
+    assert set(data["per_task"]) == {"push-v3", "reach-v3"} and data["episodes"] == 2
+    rates = [data["per_task"][t]["success_rate"] for t in data["per_task"]]
+    assert data["success_rate"] == pytest.approx(sum(rates) / 2)
+    from minivla_core.envs.metaworld_env import paraphrases
+
+    assert data["per_task"]["reach-v3"]["per_episode"][0]["instruction"] in paraphrases("reach-v3", held_out=True)
+
+
+def test_other_task_instructions_name_another_task():
+    from minivla_core.evaluate import instructions_for
+    from minivla_core.envs.metaworld_env import instruction_for
+
+    tasks = ["push-v3", "reach-v3", "door-open-v3"]
+    for task in tasks:
+        (other,) = instructions_for(task, "other_task", tasks)
+        assert other != instruction_for(task) and other in [instruction_for(t) for t in tasks]
+    assert instructions_for("push-v3", "plain", tasks) == ["push the puck to the goal"]

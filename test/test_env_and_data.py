@@ -103,3 +103,26 @@ def test_missing_truncated_and_empty_datasets_are_named(tmp_path):
     (tmp_path / "d" / "episodes.jsonl").write_text(json.dumps({"file": "x"})[:7] + "\n")
     with pytest.raises(DatasetError, match="line 1 is not valid JSON"):
         load_episodes(tmp_path / "d")
+
+
+def test_paraphrases_hold_some_out_of_training():
+    from minivla_core.envs.metaworld_env import INSTRUCTIONS, paraphrases
+
+    assert len(INSTRUCTIONS) >= 6
+    for task in INSTRUCTIONS:
+        train, held_out = paraphrases(task), paraphrases(task, held_out=True)
+        assert len(train) >= 3 and len(held_out) == 2 and not set(train) & set(held_out)
+        assert instruction_for(task) == train[0]
+    assert paraphrases("sweep-into-v3", held_out=True) == []
+
+
+def test_multi_task_collection_labels_episodes_with_paraphrases(tmp_path):
+    from minivla_core.config import CollectConfig
+    from minivla_core.data.collect import collect
+    from minivla_core.envs.metaworld_env import paraphrases
+
+    config = CollectConfig(out=str(tmp_path / "d"), episodes=2, tasks=["reach-v3", "push-v3"], paraphrases=True)
+    assert collect(EnvConfig(image_size=32), config, progress=False).kept == 4
+    index = read_index(tmp_path / "d")
+    assert [e["task"] for e in index] == ["reach-v3", "reach-v3", "push-v3", "push-v3"]
+    assert [e["instruction"] for e in index[:2]] == paraphrases("reach-v3")[:2]

@@ -126,3 +126,20 @@ def test_runner_executes_n_action_steps_per_chunk_and_checks_inputs():
     with pytest.raises(ValueError, match="shape"):
         runner.sample_chunk(image, np.zeros(7, np.float32))
     assert runner.set_instruction("push the red block") == ["red", "block"]
+
+
+def test_text_film_conditions_the_observation_tokens_on_the_instruction():
+    policy = make_policy(text_film=True)
+    assert policy.fusion.film is not None and make_policy().fusion.film is None
+    images, states = torch.rand(2, 3, 32, 32), torch.randn(2, 39)
+    tokens, lengths, _ = policy.tokenize(["push the puck", "goal"])
+    with torch.no_grad():  # zero the film layer: the instruction then only enters through concatenation
+        policy.fusion.film.weight.zero_()
+        policy.fusion.film.bias.zero_()
+        plain = policy.encode(images, states, tokens, lengths)
+        policy.fusion.film.bias[:32].fill_(1.0)  # image features doubled by the text pathway
+        modulated = policy.encode(images, states, tokens, lengths)
+    assert not torch.allclose(plain, modulated)
+    loss = policy.compute_loss(images, states, tokens, lengths, torch.rand(2, 4, 4))
+    loss.backward()
+    assert policy.fusion.film.weight.grad is not None

@@ -2,11 +2,14 @@
 
 Only the frames of the episode being recorded are in memory, so memory stays flat however many
 episodes are collected. Episodes where the expert fails are dropped (and counted). An episode
-ends at the first step that reports success.
+ends at the first step that reports success. Several tasks go into one dataset (collect.tasks),
+each episode labelled with its task's instruction, or with one of its training paraphrases in
+turn (collect.paraphrases).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +17,7 @@ from tqdm import tqdm
 
 from minivla_core.config import CollectConfig, EnvConfig
 from minivla_core.data.dataset import DatasetWriter
-from minivla_core.envs.metaworld_env import MetaWorldEnv, make_expert
+from minivla_core.envs.metaworld_env import MetaWorldEnv, check_task, make_expert, paraphrases
 
 
 @dataclass
@@ -40,8 +43,18 @@ def run_expert_episode(env: MetaWorldEnv, expert, episode: int):
 
 
 def collect(env_config: EnvConfig, config: CollectConfig, progress: bool = True) -> CollectResult:
+    """`config.episodes` successful episodes of each task (config.tasks, or env.task) into one dataset."""
+    total = CollectResult(0, 0, 0)
+    for task in config.tasks or [env_config.task]:
+        result = collect_task(dataclasses.replace(env_config, task=check_task(task)), config, progress)
+        total = CollectResult(total.kept + result.kept, total.dropped + result.dropped, total.steps + result.steps)
+    return total
+
+
+def collect_task(env_config: EnvConfig, config: CollectConfig, progress: bool) -> CollectResult:
     env = MetaWorldEnv(env_config)
     expert = make_expert(env.task)
+    instructions = paraphrases(env.task) if config.paraphrases else [env.instruction]
     writer = DatasetWriter(config.out, env_config.image_size, env.state_dim, env.action_dim)
     max_attempts = max(config.episodes, int(config.episodes * config.max_attempts_factor))
     kept = dropped = steps = 0
@@ -55,7 +68,7 @@ def collect(env_config: EnvConfig, config: CollectConfig, progress: bool = True)
                 dropped += 1
                 bar.set_postfix(dropped=dropped)
                 continue
-            writer.append(images, states, actions, task=env.task, instruction=env.instruction,
+            writer.append(images, states, actions, task=env.task, instruction=instructions[kept % len(instructions)],
                           success=True, source="collect", seed=env_config.seed, episode=episode)
             kept += 1
             steps += len(actions)

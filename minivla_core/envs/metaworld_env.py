@@ -26,15 +26,28 @@ import numpy as np  # noqa: E402
 from minivla_core.config import EnvConfig  # noqa: E402
 from minivla_core.errors import TaskError  # noqa: E402
 
-# One plain instruction per task. Tasks not listed get one made from their name.
+# Paraphrased instructions per task. The first is the task's plain instruction; the last
+# HELD_OUT ones never appear in training data and are used only in evaluation, so evaluation
+# asks in word combinations the policy has not been trained on. Tasks not listed get one
+# instruction made from their name.
 INSTRUCTIONS = {
-    "push-v3": "push the puck to the goal",
-    "reach-v3": "reach the goal position",
-    "pick-place-v3": "pick up the puck and place it at the goal",
-    "drawer-open-v3": "open the drawer",
-    "button-press-topdown-v3": "press the button from the top",
-    "door-open-v3": "open the door",
+    "push-v3": ["push the puck to the goal", "slide the puck over to the target",
+                "shove the puck until it reaches the goal", "move the puck to the target by pushing it",
+                "push the small puck onto the goal spot"],
+    "reach-v3": ["reach the goal position", "move the gripper to the target", "put the hand at the goal",
+                 "bring the gripper to the goal position", "reach out to the target point"],
+    "pick-place-v3": ["pick up the puck and place it at the goal", "grab the puck and put it on the target",
+                      "lift the puck and set it down at the goal", "grasp the puck and place it at the target",
+                      "pick the puck up and put it at the goal position"],
+    "drawer-open-v3": ["open the drawer", "pull the drawer open", "slide the drawer out",
+                       "pull out the drawer", "open the drawer by pulling it"],
+    "button-press-topdown-v3": ["press the button from the top", "push the button down", "press down on the button",
+                                "push down on the button from above", "press the button"],
+    "door-open-v3": ["open the door", "swing the door open", "pull the door open",
+                     "pull the door until it opens", "open the door wide"],
 }
+HELD_OUT = 2
+
 
 UPSIDE_DOWN_CAMERAS = {"corner", "corner2", "corner3", "corner4"}
 STATE_DIM = 39
@@ -56,8 +69,16 @@ def check_task(task: str) -> str:
     return task
 
 
+def paraphrases(task: str, held_out: bool = False) -> list[str]:
+    """Training paraphrases of a task's instruction, or (held_out=True) the evaluation-only ones."""
+    if task not in INSTRUCTIONS:
+        return [] if held_out else [task.removesuffix("-v3").replace("-", " ")]
+    return INSTRUCTIONS[task][-HELD_OUT:] if held_out else INSTRUCTIONS[task][:-HELD_OUT]
+
+
 def instruction_for(task: str) -> str:
-    return INSTRUCTIONS.get(task) or task.removesuffix("-v3").replace("-", " ")
+    """The task's plain instruction."""
+    return paraphrases(task)[0]
 
 
 def make_expert(task: str):

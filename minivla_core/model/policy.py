@@ -31,7 +31,7 @@ class VLAPolicy(nn.Module):
         self.image_encoder = TinyCNN(config.d_model, image_size)
         self.text_encoder = TextGRU(len(vocab), config.d_word, config.d_model)
         self.state_encoder = StateMLP(state_dim, config.d_model)
-        self.fusion = FusionMLP(config.d_model)
+        self.fusion = FusionMLP(config.d_model, config.text_film)
         self.head = DiffusionHead(config.horizon, action_dim, config.d_model, config.denoiser_hidden,
                                   config.denoiser_blocks, config.diffusion_steps, config.prediction_type)
         self.state_normalizer = RangeNormalizer(state_dim, "gaussian")

@@ -183,3 +183,41 @@ def test_closed_loop_through_the_graph():
     status = result.policy_status
     assert status["active"] and status["ticks"] > 40
     assert 15.0 < status["achieved_rate"] < 25.0
+
+
+def test_bridge_switches_task_on_a_parameter_change(ros, tmp_path):
+    """`ros2 param set /sim_bridge env.task reach-v3`, done through the same SetParameters service."""
+    import rclpy
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    from minivla_ros.msg import EpisodeStatus
+
+    log = open(tmp_path / "bridge.log", "w+")
+    bridge = subprocess.Popen(bringup.node_command("minivla_ros.sim_bridge", bringup.DEFAULT_PARAMS, {}),
+                              stdout=log, stderr=subprocess.STDOUT, env=bringup.ros_environment(), cwd=ROOT)
+    node = rclpy.create_node("test_param_client")
+    statuses = []
+    node.create_subscription(EpisodeStatus, qos.EPISODE_STATUS_TOPIC, statuses.append, qos.RELIABLE_QOS)
+    client = node.create_client(SetParameters, "/sim_bridge/set_parameters")
+
+    def set_task(name):
+        request = SetParameters.Request(parameters=[Parameter(name="env.task", value=ParameterValue(
+            type=ParameterType.PARAMETER_STRING, string_value=name))])
+        future = client.call_async(request)
+        rclpy.spin_until_future_complete(node, future, timeout_sec=10)
+        return future.result().results[0]
+
+    try:
+        assert client.wait_for_service(timeout_sec=60)
+        assert wait_until(node, lambda: any(s.task == "push-v3" for s in statuses), 30)
+        refused = set_task("open-the-fridge-v3")
+        assert not refused.successful and "unknown Meta-World task" in refused.reason
+        assert set_task("reach-v3").successful
+        assert wait_until(node, lambda: statuses and statuses[-1].task == "reach-v3", 30), Path(log.name).read_text()
+        assert any(s.done and s.task == "push-v3" for s in statuses)  # the push episode was closed
+        assert "switching from push-v3 to reach-v3" in Path(log.name).read_text()
+    finally:
+        node.destroy_node()
+        bringup.stop_processes([bridge])
+        log.close()

@@ -1,0 +1,41 @@
+"""Record scripted-expert demonstrations: simulator bridge + expert node + `ros2 bag record`.
+
+    ros2 launch minivla_ros record_demos.launch.py out:=bags/push episodes:=100
+    minivla bag2data bags/push --out data/push-ros          # then: minivla train --dataset data/push-ros
+
+The bag holds exactly the topics of the recording contract (minivla_ros/bag_types.py). The bridge
+holds its first episode until the expert and the recorder subscribe, and stops stepping after
+`episodes` episodes; stop the launch with Ctrl-C then (the recorder closes the bag). The
+instruction is published once the recorder listens. `minivla record` does the same without
+`ros2 launch`.
+"""
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, ExecuteProcess
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+TOPICS = ["/camera/image_raw", "/robot_state", "/action_command", "/instruction", "/episode_status"]
+
+
+def generate_launch_description():
+    params_file = PathJoinSubstitution([FindPackageShare("minivla_ros"), "config", "sim_policy.yaml"])
+    task, out = LaunchConfiguration("task"), LaunchConfiguration("out")
+    return LaunchDescription([
+        DeclareLaunchArgument("task", default_value="push-v3", description="Meta-World task"),
+        DeclareLaunchArgument("out", default_value="bags/demos", description="new rosbag2 folder"),
+        DeclareLaunchArgument("episodes", default_value="100", description="episodes to record"),
+        DeclareLaunchArgument("step_rate", default_value="20.0", description="simulator steps per second"),
+        DeclareLaunchArgument("instruction", default_value="push the puck to the goal",
+                              description="instruction recorded with the demonstrations"),
+        Node(package="minivla_ros", executable="sim_bridge", name="sim_bridge", output="screen",
+             parameters=[params_file, {"env.task": task, "env.seed": 0, "bridge.min_subscribers": 2,
+                                       "bridge.episodes": LaunchConfiguration("episodes"),
+                                       "bridge.step_rate": LaunchConfiguration("step_rate")}]),
+        Node(package="minivla_ros", executable="expert_node", name="expert_node", output="screen",
+             parameters=[{"expert.task": task}]),
+        ExecuteProcess(cmd=["ros2", "bag", "record", "-s", "mcap", "-o", out, *TOPICS], output="screen"),
+        ExecuteProcess(cmd=["ros2", "topic", "pub", "--once", "-w", "1", "/instruction", "std_msgs/msg/String",
+                            ["{data: '", LaunchConfiguration("instruction"), "'}"]], output="screen"),
+    ])
