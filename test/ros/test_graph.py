@@ -5,6 +5,7 @@ the test process plays the other side with its own rclpy node.
 """
 
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -220,4 +221,29 @@ def test_bridge_switches_task_on_a_parameter_change(ros, tmp_path):
     finally:
         node.destroy_node()
         bringup.stop_processes([bridge])
+        log.close()
+
+
+def test_ctrl_c_on_the_bring_up_leaves_no_node_running(tmp_path):
+    """SIGINT to `minivla run` (what Ctrl-C sends) stops both node processes, then the bring-up."""
+    import signal
+
+    log = open(tmp_path / "run.log", "w+")
+    run = subprocess.Popen([sys.executable, "-m", "minivla_core.cli", "run", "--episodes", "50"],
+                           stdout=log, stderr=subprocess.STDOUT, env=bringup.ros_environment(), cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 90
+        while "policy active" not in Path(log.name).read_text():
+            assert run.poll() is None and time.monotonic() < deadline, Path(log.name).read_text()
+            time.sleep(0.2)
+        children = [int(pid) for path in Path(f"/proc/{run.pid}/task").glob("*/children")
+                    for pid in path.read_text().split()]
+        assert len(children) == 2
+        run.send_signal(signal.SIGINT)
+        assert run.wait(timeout=30) == 130
+        for pid in children:
+            assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    finally:
+        if run.poll() is None:
+            run.kill()
         log.close()
