@@ -12,6 +12,7 @@ each run picks its own ROS_DOMAIN_ID and a temporary ROS_HOME for the logs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -107,6 +108,27 @@ class Monitor(Node):
             self.active_status = msg
 
 
+@contextlib.contextmanager
+def monitored(label: str):
+    """The ROS environment for the node processes, and the bring-up's own Monitor node (in an
+    rclpy context of its own: callers may have rclpy initialised already). Yields (env, monitor,
+    executor); tears the node down on the way out."""
+    env = ros_environment()
+    os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID", "ROS_HOME")})
+    print(f"[minivla {label}] ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, logs in {env['ROS_HOME']}", flush=True)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    monitor = Monitor(context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(monitor)
+    try:
+        yield env, monitor, executor
+    finally:
+        executor.shutdown()
+        monitor.destroy_node()
+        rclpy.try_shutdown(context=context)
+
+
 def status_dict(msg: PolicyStatus | None) -> dict:
     if msg is None:
         return {}
@@ -117,44 +139,34 @@ def status_dict(msg: PolicyStatus | None) -> dict:
 
 def run(episodes: int, task: str, instruction: str, params_file: Path = DEFAULT_PARAMS,
         overrides: dict | None = None, startup_timeout: float = 120.0) -> RunResult:
-    env = ros_environment()
-    os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID", "ROS_HOME")})
     overrides = overrides or {}
     bridge_overrides = {"env.task": task, "bridge.episodes": episodes,
                         **{k: v for k, v in overrides.items() if k.split(".")[0] in ("env", "bridge")}}
     policy_overrides = {k: v for k, v in overrides.items() if k.startswith("policy.")}
-    print(f"[minivla run] ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, logs in {env['ROS_HOME']}", flush=True)
-    processes = [start_node("minivla_ros.sim_bridge", params_file, bridge_overrides, env),
-                 start_node("minivla_ros.policy_node", params_file, policy_overrides, env)]
-    context = rclpy.Context()  # its own context: callers may have rclpy initialised already
-    rclpy.init(context=context)
-    monitor = Monitor(context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(monitor)
     result = RunResult(task)
-    try:
-        deadline = time.monotonic() + startup_timeout
-        while not (monitor.policy_status and monitor.policy_status.active):
-            if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
-                reason = monitor.policy_status.reason if monitor.policy_status else "no policy status received"
-                raise RuntimeError(f"the graph did not start: {reason}")
-            # The instruction topic is volatile: repeat it (once per policy status) until the policy has it.
-            if monitor.policy_status is not None and monitor.policy_status.instruction != instruction:
-                monitor.instruction_pub.publish(String(data=instruction))
-                monitor.policy_status = None
-            executor.spin_once(timeout_sec=0.5)
-        print(f"[minivla run] policy active; instruction {instruction!r}; running {episodes} episodes", flush=True)
-        while len(monitor.finished) < episodes:
-            if any(p.poll() is not None for p in processes):
-                raise RuntimeError("a node exited during the run")
-            executor.spin_once(timeout_sec=0.5)
-    finally:
-        result.episodes = [monitor.finished[k] for k in sorted(monitor.finished)][:episodes]
-        result.policy_status = status_dict(monitor.active_status)
-        executor.shutdown()
-        monitor.destroy_node()
-        rclpy.try_shutdown(context=context)
-        stop_processes(processes)
+    with monitored("run") as (env, monitor, executor):
+        processes = [start_node("minivla_ros.sim_bridge", params_file, bridge_overrides, env),
+                     start_node("minivla_ros.policy_node", params_file, policy_overrides, env)]
+        try:
+            deadline = time.monotonic() + startup_timeout
+            while not (monitor.policy_status and monitor.policy_status.active):
+                if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
+                    reason = monitor.policy_status.reason if monitor.policy_status else "no policy status received"
+                    raise RuntimeError(f"the graph did not start: {reason}")
+                # The instruction topic is volatile: repeat it (once per policy status) until the policy has it.
+                if monitor.policy_status is not None and monitor.policy_status.instruction != instruction:
+                    monitor.instruction_pub.publish(String(data=instruction))
+                    monitor.policy_status = None
+                executor.spin_once(timeout_sec=0.5)
+            print(f"[minivla run] policy active; instruction {instruction!r}; running {episodes} episodes", flush=True)
+            while len(monitor.finished) < episodes:
+                if any(p.poll() is not None for p in processes):
+                    raise RuntimeError("a node exited during the run")
+                executor.spin_once(timeout_sec=0.5)
+        finally:
+            result.episodes = [monitor.finished[k] for k in sorted(monitor.finished)][:episodes]
+            result.policy_status = status_dict(monitor.active_status)
+            stop_processes(processes)
     return result
 
 
@@ -165,51 +177,43 @@ def record(episodes: int, task: str, instruction: str, out: Path, storage: str =
     The recorder and the expert start first; the instruction is published once the recorder
     listens, and the bridge holds its first episode until both subscribe to robot_state.
     """
-    env = ros_environment()
-    os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID", "ROS_HOME")})
     out = Path(out).resolve()
     if out.exists():
         raise FileExistsError(f"{out} already exists; choose a new bag folder")
-    print(f"[minivla record] ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, logs in {env['ROS_HOME']}", flush=True)
-    recorder = start_node("minivla_ros.recorder", params_file, {"recorder.out": out, "recorder.storage": storage}, env)
-    expert = start_node("minivla_ros.expert_node", params_file, {"expert.task": task}, env)
-    processes = [expert, recorder]
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    monitor = Monitor(context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(monitor)
     result = RunResult(task)
-    try:
-        # Recorder and expert first: the recorder must hear the expert's commands from the start.
-        deadline = time.monotonic() + startup_timeout
-        while (monitor.instruction_pub.get_subscription_count() < 1
-               or monitor.count_publishers("/" + qos.ACTION_TOPIC) < 1):
-            if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
-                raise RuntimeError("the recorder or the expert did not start")
-            executor.spin_once(timeout_sec=0.2)
-        end = time.monotonic() + 1.0  # discovery is mutual but not simultaneous: let it settle
-        while time.monotonic() < end:
-            executor.spin_once(timeout_sec=0.1)
-        monitor.instruction_pub.publish(String(data=instruction))
-        # The bridge holds its first episode until the expert and the recorder subscribe to its state.
-        bridge_overrides = {"env.task": task, "env.seed": 0, "bridge.episodes": episodes, "bridge.min_subscribers": 2}
-        if step_rate:
-            bridge_overrides["bridge.step_rate"] = step_rate
-        processes = [start_node("minivla_ros.sim_bridge", params_file, bridge_overrides, env), expert, recorder]
-        print(f"[minivla record] recording {episodes} {task} expert episodes to {out}", flush=True)
-        while len(monitor.finished) < episodes:
-            if any(p.poll() is not None for p in processes):
-                raise RuntimeError("a node exited during the recording")
-            executor.spin_once(timeout_sec=0.5)
-    finally:
-        result.episodes = [monitor.finished[k] for k in sorted(monitor.finished)][:episodes]
-        executor.shutdown()
-        monitor.destroy_node()
-        rclpy.try_shutdown(context=context)
-        stop_processes(processes[:-1])  # bridge and expert first, so the recorder gets their last messages
-        time.sleep(0.5)
-        stop_processes([recorder])
+    with monitored("record") as (env, monitor, executor):
+        recorder = start_node("minivla_ros.recorder", params_file,
+                              {"recorder.out": out, "recorder.storage": storage}, env)
+        expert = start_node("minivla_ros.expert_node", params_file, {"expert.task": task}, env)
+        processes = [expert, recorder]
+        try:
+            # Recorder and expert first: the recorder must hear the expert's commands from the start.
+            deadline = time.monotonic() + startup_timeout
+            while (monitor.instruction_pub.get_subscription_count() < 1
+                   or monitor.count_publishers("/" + qos.ACTION_TOPIC) < 1):
+                if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
+                    raise RuntimeError("the recorder or the expert did not start")
+                executor.spin_once(timeout_sec=0.2)
+            end = time.monotonic() + 1.0  # discovery is mutual but not simultaneous: let it settle
+            while time.monotonic() < end:
+                executor.spin_once(timeout_sec=0.1)
+            monitor.instruction_pub.publish(String(data=instruction))
+            # The bridge holds its first episode until the expert and the recorder subscribe to its state.
+            bridge_overrides = {"env.task": task, "env.seed": 0, "bridge.episodes": episodes,
+                                "bridge.min_subscribers": 2}
+            if step_rate:
+                bridge_overrides["bridge.step_rate"] = step_rate
+            processes = [start_node("minivla_ros.sim_bridge", params_file, bridge_overrides, env), expert, recorder]
+            print(f"[minivla record] recording {episodes} {task} expert episodes to {out}", flush=True)
+            while len(monitor.finished) < episodes:
+                if any(p.poll() is not None for p in processes):
+                    raise RuntimeError("a node exited during the recording")
+                executor.spin_once(timeout_sec=0.5)
+        finally:
+            result.episodes = [monitor.finished[k] for k in sorted(monitor.finished)][:episodes]
+            stop_processes(processes[:-1])  # bridge and expert first, so the recorder gets their last messages
+            time.sleep(0.5)
+            stop_processes([recorder])
     return result
 
 
