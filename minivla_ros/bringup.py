@@ -209,6 +209,9 @@ def record(episodes: int, task: str, instruction: str, out: Path, storage: str =
                 if any(p.poll() is not None for p in processes):
                     raise RuntimeError("a node exited during the recording")
                 executor.spin_once(timeout_sec=0.5)
+            end = time.monotonic() + 0.5  # the expert's answer to the last observation is still on its way
+            while time.monotonic() < end:
+                executor.spin_once(timeout_sec=0.1)
         finally:
             result.episodes = [monitor.finished[k] for k in sorted(monitor.finished)][:episodes]
             stop_processes(processes[:-1])  # bridge and expert first, so the recorder gets their last messages

@@ -153,7 +153,8 @@ class SimBridgeNode(Node):
         self.get_logger().info(f"episode {self.env.episode} ended ({reason}) after {self.env.step_count} steps")
         self.episodes_done += 1
         self.start_episode(self.env.episode + 1)
-        self.publish_observation()
+        if not (self.config.episodes and self.episodes_done >= self.config.episodes):
+            self.publish_observation()  # after the last episode (bridge.episodes), the bridge goes quiet
 
     def publish_observation(self) -> None:
         """Image, state and status of one observation share one stamp (recordings rely on it)."""
