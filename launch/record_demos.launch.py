@@ -10,18 +10,34 @@ instruction is published once the recorder listens. `minivla record` does the sa
 `ros2 launch`.
 """
 
+import json
+
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, ExecuteProcess
+from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 TOPICS = ["/camera/image_raw", "/robot_state", "/action_command", "/instruction", "/episode_status"]
 
 
+def publish_instruction(context):
+    """`ros2 topic pub` of the instruction. Its message is YAML: written as JSON (a subset of YAML), any
+    text survives (quotes, colons, a leading dash), which pasting it between quotes would not."""
+    message = json.dumps({"data": LaunchConfiguration("instruction").perform(context)}, ensure_ascii=False)
+    return [ExecuteProcess(cmd=["ros2", "topic", "pub", "--once", "-w", "1", "/instruction", "std_msgs/msg/String",
+                                message], output="screen")]
+
+
+def typed(argument, value_type):
+    """A launch argument as a parameter of the type the node declares: untyped, it is read as YAML, and
+    `step_rate:=30` would be an integer the bridge refuses."""
+    return ParameterValue(LaunchConfiguration(argument), value_type=value_type)
+
+
 def generate_launch_description():
     params_file = PathJoinSubstitution([FindPackageShare("minivla_ros"), "config", "sim_policy.yaml"])
-    task, out = LaunchConfiguration("task"), LaunchConfiguration("out")
     return LaunchDescription([
         DeclareLaunchArgument("task", default_value="push-v3", description="Meta-World task"),
         DeclareLaunchArgument("out", default_value="bags/demos", description="new rosbag2 folder"),
@@ -30,12 +46,12 @@ def generate_launch_description():
         DeclareLaunchArgument("instruction", default_value="push the puck to the goal",
                               description="instruction recorded with the demonstrations"),
         Node(package="minivla_ros", executable="sim_bridge", name="sim_bridge", output="screen",
-             parameters=[params_file, {"env.task": task, "env.seed": 0, "bridge.min_subscribers": 2,
-                                       "bridge.episodes": LaunchConfiguration("episodes"),
-                                       "bridge.step_rate": LaunchConfiguration("step_rate")}]),
+             parameters=[params_file, {"env.task": typed("task", str), "env.seed": 0, "bridge.min_subscribers": 2,
+                                       "bridge.episodes": typed("episodes", int),
+                                       "bridge.step_rate": typed("step_rate", float)}]),
         Node(package="minivla_ros", executable="expert_node", name="expert_node", output="screen",
-             parameters=[{"expert.task": task}]),
-        ExecuteProcess(cmd=["ros2", "bag", "record", "-s", "mcap", "-o", out, *TOPICS], output="screen"),
-        ExecuteProcess(cmd=["ros2", "topic", "pub", "--once", "-w", "1", "/instruction", "std_msgs/msg/String",
-                            ["{data: '", LaunchConfiguration("instruction"), "'}"]], output="screen"),
+             parameters=[{"expert.task": typed("task", str)}]),
+        ExecuteProcess(cmd=["ros2", "bag", "record", "-s", "mcap", "-o", LaunchConfiguration("out"), "--topics",
+                            *TOPICS], output="screen"),
+        OpaqueFunction(function=publish_instruction),
     ])

@@ -4,18 +4,20 @@
     ros2 launch minivla_ros sim_policy.launch.py task:=push-v3 control_rate:=20.0 inference_steps:=5
     ros2 topic pub --once /instruction std_msgs/msg/String "{data: 'push the puck to the goal'}"
 
-Parameters come from config/sim_policy.yaml; the launch arguments below override single values.
+Parameters come from config/sim_policy.yaml (or params_file:=...); the launch arguments below override
+single values, and an argument left out keeps the file's value.
 `minivla run` starts the same nodes with the same file where `ros2 launch` is not available.
 """
 
+import yaml
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
 ARGUMENTS = {
-    # launch argument: (parameter it sets, default, description)
+    # launch argument: (parameter it sets, its value in config/sim_policy.yaml, which also gives its type, description)
     "task": ("env.task", "push-v3", "Meta-World task the simulator runs"),
     "seed": ("env.seed", "1000", "layout seed (1000: layouts never seen in collection)"),
     "step_rate": ("bridge.step_rate", "20.0", "simulator steps per second"),
@@ -27,19 +29,36 @@ ARGUMENTS = {
 BRIDGE_SECTIONS = ("env", "bridge")
 
 
-def generate_launch_description():
+def typed_overrides(context):
+    """The launch arguments given, as parameter values of the types the nodes declare (those of ARGUMENTS).
+
+    Untyped, `control_rate:=10` would reach the node as an integer, which a double parameter refuses.
+    All arguments are converted before either node starts, so a bad value stops the launch with no
+    process left behind.
+    """
+    overrides = {"sim_bridge": {}, "policy_node": {}}
+    for argument, (parameter, default, description) in ARGUMENTS.items():
+        text, value_type = LaunchConfiguration(argument).perform(context), type(yaml.safe_load(default))
+        if text == "":  # not given: the parameter file's value stands
+            continue
+        try:
+            value = value_type(text)
+        except ValueError:
+            raise ValueError(f"launch argument {argument}:={text!r}: expected {value_type.__name__} "
+                             f"({description})") from None
+        overrides["sim_bridge" if parameter.split(".")[0] in BRIDGE_SECTIONS else "policy_node"][parameter] = value
     params_file = LaunchConfiguration("params_file")
+    return [Node(package="minivla_ros", executable=node, name=node, output="screen", parameters=[params_file, values])
+            for node, values in overrides.items()]
+
+
+def generate_launch_description():
     declared = [DeclareLaunchArgument("params_file", description="ROS parameter file",
                                       default_value=PathJoinSubstitution([FindPackageShare("minivla_ros"), "config",
                                                                           "sim_policy.yaml"]))]
-    bridge_overrides, policy_overrides = {}, {}
+    # The arguments default to "" (no override), not to their values in config/sim_policy.yaml: a default
+    # would override every file given as params_file.
     for argument, (parameter, default, description) in ARGUMENTS.items():
-        declared.append(DeclareLaunchArgument(argument, default_value=default, description=description))
-        target = bridge_overrides if parameter.split(".")[0] in BRIDGE_SECTIONS else policy_overrides
-        target[parameter] = LaunchConfiguration(argument)
-    return LaunchDescription(declared + [
-        Node(package="minivla_ros", executable="sim_bridge", name="sim_bridge", output="screen",
-             parameters=[params_file, bridge_overrides]),
-        Node(package="minivla_ros", executable="policy_node", name="policy_node", output="screen",
-             parameters=[params_file, policy_overrides]),
-    ])
+        declared.append(DeclareLaunchArgument(argument, default_value="", description=f"{description} (empty: "
+                                              f"params_file's {parameter}; {default} in the package's file)"))
+    return LaunchDescription(declared + [OpaqueFunction(function=typed_overrides)])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import rclpy
 from rclpy.executors import ExternalShutdownException
 
@@ -19,7 +21,13 @@ def run_node(node_class, args=None) -> None:
     except (MiniVLAError, ValueError, FileExistsError) as exc:  # bad parameters: one clear line, exit 2
         print(f"error: {node_class.__name__}: {exc}", flush=True)
         raise SystemExit(2)
+    except Exception:
+        if rclpy.ok():  # a real error; otherwise a callback raced the shutdown (e.g. publish on a dead context)
+            raise
     finally:
+        # A terminal's Ctrl-C reaches a launched node twice (terminal and launch): let the second one
+        # not interrupt the clean-up.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
