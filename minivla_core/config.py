@@ -60,6 +60,7 @@ class TrainConfig:
     ema_decay: float = 0.995  # evaluation and checkpoints use the EMA weights
     val_fraction: float = 0.1  # share of episodes held out for validation
     image_shift: int = 4  # random-shift augmentation, pixels (0 disables)
+    word_dropout: float = 0.0  # share of instruction words replaced by <unk> in training (robust to new words)
     device: str = "cpu"
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
     seed: int = 0

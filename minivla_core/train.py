@@ -81,11 +81,15 @@ def split_episodes(episodes, val_fraction: float, seed: int):
 
 
 def batch_inputs(policy: VLAPolicy, data: StepDataset, index: torch.Tensor, text: tuple, device, shift: int = 0,
-                 generator=None):
+                 generator=None, word_dropout: float = 0.0):
     tokens, lengths = text
     images = random_shift(data.images[index].to(device).float() / 255.0, shift, generator)
     rows = data.instructions[index]
-    return images, data.states[index].to(device), tokens[rows].to(device), lengths[rows], data.chunks[index].to(device)
+    tokens = tokens[rows]
+    if word_dropout > 0:  # some words become <unk> (id 1), as unseen words will at run time
+        dropped = (torch.rand(tokens.shape, generator=generator) < word_dropout) & (tokens > 0)
+        tokens = tokens.masked_fill(dropped, 1)
+    return images, data.states[index].to(device), tokens.to(device), lengths[rows], data.chunks[index].to(device)
 
 
 @torch.no_grad()
@@ -194,7 +198,7 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> d
         for step in range(steps_per_epoch):
             index = order[step * tc.batch_size: (step + 1) * tc.batch_size]
             images, states, tokens, lengths, chunks = batch_inputs(policy, train_data, index, text, device,
-                                                                   tc.image_shift, generator)
+                                                                   tc.image_shift, generator, tc.word_dropout)
             loss = policy.compute_loss(images, states, tokens, lengths, chunks, tc.noise_samples_per_obs)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -247,3 +247,29 @@ def test_ctrl_c_on_the_bring_up_leaves_no_node_running(tmp_path):
         if run.poll() is None:
             run.kill()
         log.close()
+
+
+def test_multitask_policy_switches_behaviour_when_a_new_instruction_arrives(policy_process):
+    """Same observation (a push-v3 scene), the bundled multi-task checkpoint: publishing a new
+    instruction mid-run changes the actions the node sends."""
+    from minivla_core.config import EnvConfig
+    from minivla_core.envs.metaworld_env import MetaWorldEnv
+
+    with MetaWorldEnv(EnvConfig(task="push-v3", seed=1000)) as env:
+        obs = env.reset(0)
+    process, output = policy_process(**{"policy.checkpoint": str(ROOT / "checkpoints" / "multitask.pt"),
+                                        "policy.instruction": "push the puck to the goal"})
+    robot = FakeRobot()
+    robot.image, robot.state = obs.image, obs.state
+    try:
+        assert wait_until(robot, lambda: len(robot.commands) >= 12, 60, robot.publish), output()
+        pushing = np.array([c.action for c in robot.commands[-12:]])
+        robot.instruction_pub.publish(String(data="reach the goal position"))
+        assert wait_until(robot, lambda: "instruction: 'reach the goal position'" in output(), 10, robot.publish)
+        start = len(robot.commands)
+        assert wait_until(robot, lambda: len(robot.commands) >= start + 12, 10, robot.publish), output()
+        reaching = np.array([c.action for c in robot.commands[start:start + 12]])
+        assert np.linalg.norm(pushing.mean(0) - reaching.mean(0)) > 0.25, (pushing.mean(0), reaching.mean(0))
+        assert process.poll() is None
+    finally:
+        robot.destroy_node()
