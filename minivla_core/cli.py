@@ -15,6 +15,7 @@ the command line override the file. Bad input ends with one `error: ...` line an
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import time
@@ -78,16 +79,20 @@ def cmd_eval(config: Config, args) -> int:
     return 0
 
 
+def import_ros(module: str, command: str):
+    """The ROS side, imported only by the commands that need it: the core never depends on ROS."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MiniVLAError(f"`minivla {command}` needs the ROS 2 side (rclpy, the minivla_ros messages, "
+                           f"rosbags); run scripts/setup.sh first: {exc}") from exc
+
+
 def cmd_run(config: Config, args) -> int:
     """The ROS graph (simulator bridge + policy node) for N episodes. Needs the ROS 2 set-up."""
     from minivla_core.envs.metaworld_env import check_task, instruction_for
 
-    try:
-        from minivla_ros import bringup
-    except ImportError as exc:
-        print(f"error: `minivla run` needs ROS 2 (rclpy and the minivla_ros messages): {exc}. "
-              f"Run scripts/setup.sh first.", file=sys.stderr)
-        return 2
+    bringup = import_ros("minivla_ros.bringup", "run")
     task = check_task(args.task or "push-v3")
     overrides = {name: value for name, value in (
         ("policy.checkpoint", args.checkpoint), ("policy.control_rate", args.control_rate),
@@ -106,11 +111,7 @@ def cmd_record(config: Config, args) -> int:
     """Scripted-expert demonstrations through the ROS graph, recorded as a rosbag2 folder."""
     from minivla_core.envs.metaworld_env import check_task, instruction_for
 
-    try:
-        from minivla_ros import bringup
-    except ImportError as exc:
-        print(f"error: `minivla record` needs ROS 2 (rclpy and the minivla_ros messages): {exc}", file=sys.stderr)
-        return 2
+    bringup = import_ros("minivla_ros.bringup", "record")
     task = check_task(args.task or "push-v3")
     if Path(args.out).exists():
         print(f"error: {args.out} already exists; choose a new bag folder", file=sys.stderr)
@@ -125,12 +126,8 @@ def cmd_record(config: Config, args) -> int:
 
 def cmd_bag2data(config: Config, args) -> int:
     """Bags -> dataset folder (appending)."""
-    try:
-        from minivla_ros.bag2data import convert
-    except ImportError as exc:
-        print(f"error: `minivla bag2data` needs the rosbags and mcap packages: {exc}", file=sys.stderr)
-        return 2
-    summary = convert(args.bags, args.out, keep_failed=args.keep_failed)
+    bag2data = import_ros("minivla_ros.bag2data", "bag2data")
+    summary = bag2data.convert(args.bags, args.out, keep_failed=args.keep_failed)
     print(f"{summary}\n-> {args.out}")
     return 0
 
