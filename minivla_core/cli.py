@@ -64,14 +64,8 @@ def cmd_train(config: Config, args) -> int:
 def cmd_eval(config: Config, args) -> int:
     from minivla_core.evaluate import evaluate, write_json
 
-    model = None
-    if args.inference_steps is not None or args.n_action_steps is not None:
-        from minivla_core.checkpoint import load_policy
-
-        model = load_policy(config.eval.checkpoint)[0].config
-        model.inference_steps = args.inference_steps or model.inference_steps
-        model.n_action_steps = args.n_action_steps or model.n_action_steps
-    result = evaluate(config.eval, config.env, model, task=args.task, instruction=args.instruction)
+    result = evaluate(config.eval, config.env, task=args.task, instruction=args.instruction,
+                      inference_steps=args.inference_steps, n_action_steps=args.n_action_steps)
     print(result.summary())
     if config.eval.json:
         write_json(result, config.eval.json)

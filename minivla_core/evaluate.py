@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from minivla_core.checkpoint import load_policy
-from minivla_core.config import EnvConfig, EvalConfig, ModelConfig
+from minivla_core.config import EnvConfig, EvalConfig
 from minivla_core.envs.metaworld_env import INSTRUCTIONS, MetaWorldEnv, check_task, instruction_for, paraphrases
 from minivla_core.errors import CheckpointError, ConfigError
 from minivla_core.model.policy import PolicyRunner
@@ -94,7 +94,8 @@ def instructions_for(task: str, mode: str, all_tasks: list[str]) -> list[str]:
 
 
 def evaluate_task(policy, payload: dict, task: str, eval_config: EvalConfig, env_base: EnvConfig,
-                  model: ModelConfig, instructions: list[str], progress: bool) -> EvalResult:
+                  instructions: list[str], inference_steps: int | None, n_action_steps: int | None,
+                  progress: bool) -> EvalResult:
     env_config = env_config_for(payload["env"], env_base, task)
     env_config.seed = eval_config.seed
     env = MetaWorldEnv(env_config)
@@ -103,7 +104,7 @@ def evaluate_task(policy, payload: dict, task: str, eval_config: EvalConfig, env
         raise CheckpointError(f"checkpoint {eval_config.checkpoint} expects state/action sizes "
                               f"{payload['state_dim']}/{payload['action_dim']}, task {env.task} has "
                               f"{env.state_dim}/{env.action_dim}")
-    runner = PolicyRunner(policy, instructions[0], model.n_action_steps, model.inference_steps)
+    runner = PolicyRunner(policy, instructions[0], n_action_steps, inference_steps)
     video_dir = Path(eval_config.video_dir) if eval_config.video_dir else None
     if video_dir:
         video_dir.mkdir(parents=True, exist_ok=True)
@@ -191,10 +192,12 @@ def result_dict(result: EvalResult) -> dict:
     return data
 
 
-def evaluate(eval_config: EvalConfig, env_base: EnvConfig, model_overrides: ModelConfig | None = None,
-             task: str | None = None, instruction: str | None = None, progress: bool = True) -> MultiEvalResult:
+def evaluate(eval_config: EvalConfig, env_base: EnvConfig, task: str | None = None, instruction: str | None = None,
+             inference_steps: int | None = None, n_action_steps: int | None = None,
+             progress: bool = True) -> MultiEvalResult:
     """Closed-loop evaluation of eval_config.checkpoint on each task (eval.tasks, `task`, or the
-    checkpoint's own), with an explicit `instruction` or those of eval.instructions."""
+    checkpoint's own), with an explicit `instruction` or those of eval.instructions. The sampler
+    settings default to the checkpoint's."""
     if eval_config.threads > 0:
         torch.set_num_threads(eval_config.threads)
     policy, payload = load_policy(eval_config.checkpoint)
@@ -202,11 +205,11 @@ def evaluate(eval_config: EvalConfig, env_base: EnvConfig, model_overrides: Mode
     tasks = [task] if task else (eval_config.tasks or trained)
     for name in tasks:
         check_task(name)
-    model = model_overrides or policy.config
     per_task = {}
     for name in tasks:
         instructions = [instruction] if instruction else instructions_for(name, eval_config.instructions, trained)
-        per_task[name] = evaluate_task(policy, payload, name, eval_config, env_base, model, instructions, progress)
+        per_task[name] = evaluate_task(policy, payload, name, eval_config, env_base, instructions, inference_steps,
+                                       n_action_steps, progress)
     return MultiEvalResult(str(eval_config.checkpoint), "given" if instruction else eval_config.instructions, per_task)
 
 

@@ -80,7 +80,7 @@ def split_episodes(episodes, val_fraction: float, seed: int):
     return train, val
 
 
-def batch_inputs(policy: VLAPolicy, data: StepDataset, index: torch.Tensor, text: tuple, device, shift: int = 0,
+def batch_inputs(data: StepDataset, index: torch.Tensor, text: tuple, device, shift: int = 0,
                  generator=None, word_dropout: float = 0.0):
     tokens, lengths = text
     images = random_shift(data.images[index].to(device).float() / 255.0, shift, generator)
@@ -101,7 +101,7 @@ def validation_loss(policy, data: StepDataset, text, device, batch_size: int) ->
     total = 0.0
     for start in range(0, len(data), batch_size):
         index = torch.arange(start, min(start + batch_size, len(data)))
-        images, states, tokens, lengths, chunks = batch_inputs(policy, data, index, text, device)
+        images, states, tokens, lengths, chunks = batch_inputs(data, index, text, device)
         cond = policy.encode(images, states, tokens, lengths)
         total += policy.head.loss(policy.action_normalizer.normalize(chunks), cond, generator).item() * len(index)
     return total / len(data)
@@ -197,7 +197,7 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> d
         epoch_loss = 0.0
         for step in range(steps_per_epoch):
             index = order[step * tc.batch_size: (step + 1) * tc.batch_size]
-            images, states, tokens, lengths, chunks = batch_inputs(policy, train_data, index, text, device,
+            images, states, tokens, lengths, chunks = batch_inputs(train_data, index, text, device,
                                                                    tc.image_shift, generator, tc.word_dropout)
             loss = policy.compute_loss(images, states, tokens, lengths, chunks, tc.noise_samples_per_obs)
             optimizer.zero_grad(set_to_none=True)
