@@ -13,6 +13,6 @@ setup(
     packages=find_packages(include=["minivla_core", "minivla_core.*"]),
     python_requires=">=3.10",
     install_requires=["torch==2.13.0", "metaworld==3.1.1", "packaging", "numpy<2.3", "opencv-python-headless<5",
-                      "pyyaml", "tqdm", "matplotlib"],
+                      "pyyaml", "tqdm", "snowballstemmer", "matplotlib"],
     entry_points={"console_scripts": ["minivla = minivla_core.cli:main"]},
 )

@@ -80,7 +80,8 @@ def read_checkpoint(path: str | Path) -> dict:
 
 def policy_from_payload(payload: dict, path: str | Path = "checkpoint") -> VLAPolicy:
     try:
-        config = _build(ModelConfig, payload["model_config"], "model_config")
+        # checkpoints written before stemming existed hold unstemmed vocabularies
+        config = _build(ModelConfig, {"stem_words": False, **payload["model_config"]}, "model_config")
     except ConfigError as exc:
         raise CheckpointError(f"checkpoint {path}: {exc}") from exc
     policy = VLAPolicy(config, payload["vocab"], payload["state_dim"], payload["action_dim"],

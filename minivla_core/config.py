@@ -45,6 +45,7 @@ class ModelConfig:
     prediction_type: str = "v"  # what the denoiser predicts: "epsilon", "sample" or "v"
     inference_steps: int = 10  # DDIM steps at run time (1..diffusion_steps)
     text_film: bool = False  # the instruction also modulates image and state features (FiLM)
+    stem_words: bool = True  # "pushing" and "push" are one token (Snowball stems; see model/tokenizer.py)
 
 
 @dataclass

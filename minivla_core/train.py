@@ -149,7 +149,7 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> d
                            f"{config.env.image_size}")
     train_eps, val_eps = split_episodes(episodes, tc.val_fraction, tc.seed)
     instructions = sorted({e.instruction for e in episodes})
-    vocab = WordTokenizer.from_texts(instructions).vocab
+    vocab = WordTokenizer.from_texts(instructions, mc.stem_words).vocab
     policy = VLAPolicy(mc, vocab, meta["state_dim"], meta["action_dim"], meta["image_size"])
     text = policy.tokenize(instructions)[:2]
     ids = {text: i for i, text in enumerate(instructions)}

@@ -51,6 +51,16 @@ def test_checkpoint_round_trip_gives_identical_actions(tmp_path):
         torch.testing.assert_close(getattr(loaded.action_normalizer, name), getattr(policy.action_normalizer, name))
 
 
+def test_checkpoints_from_before_stemming_keep_their_plain_words(tmp_path):
+    save_tiny(tmp_path / "c.pt")
+    payload = torch.load(tmp_path / "c.pt", weights_only=True)
+    del payload["model_config"]["stem_words"]
+    torch.save(payload, tmp_path / "old.pt")
+    old, _ = load_policy(tmp_path / "old.pt")
+    assert old.config.stem_words is False and old.tokenizer.stem is False
+    assert load_policy(tmp_path / "c.pt")[0].tokenizer.stem is True
+
+
 def test_untrusted_checkpoints_are_refused(tmp_path):
     marker = tmp_path / "pwned"
     torch.save({"format": "minivla-checkpoint", "payload": CodeInPickle(marker)}, tmp_path / "evil.pt")

@@ -75,6 +75,15 @@ def test_tokenizer_maps_unknown_words_to_unk_and_rejects_empty_text():
             tokenizer.encode(empty, max_tokens=32)
 
 
+def test_stemming_tokenizer_treats_inflections_as_one_word():
+    tokenizer = WordTokenizer.from_texts(["shove the puck until it reaches the goal"], stem=True)
+    ids, unknown = tokenizer.encode("it Reaching the goals", max_tokens=32)
+    assert unknown == []
+    assert ids == tokenizer.encode("it reach the goal", max_tokens=32)[0]
+    plain = WordTokenizer.from_texts(["shove the puck until it reaches the goal"], stem=False)
+    assert plain.encode("it reaching the goals", max_tokens=32)[1] == ["reaching", "goals"]
+
+
 def test_normalizers_round_trip():
     data = torch.randn(500, 5) * torch.tensor([1.0, 10.0, 0.01, 3.0, 0.0]) + torch.tensor([0.0, 5.0, -2.0, 1.0, 7.0])
     for mode in ("limits", "gaussian"):

@@ -27,7 +27,7 @@ class VLAPolicy(nn.Module):
         super().__init__()
         self.config = config
         self.state_dim, self.action_dim, self.image_size = state_dim, action_dim, image_size
-        self.tokenizer = WordTokenizer(vocab)
+        self.tokenizer = WordTokenizer(vocab, config.stem_words)
         self.image_encoder = TinyCNN(config.d_model, image_size)
         self.text_encoder = TextGRU(len(vocab), config.d_word, config.d_model)
         self.state_encoder = StateMLP(state_dim, config.d_model)

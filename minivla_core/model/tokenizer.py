@@ -1,14 +1,21 @@
 """A word tokenizer whose vocabulary is built from the training instructions and saved with the
-checkpoint. Words it has never seen map to <unk>; they never raise."""
+checkpoint. Words it has never seen map to <unk>; they never raise.
+
+With stemming on, every word is cut to its Snowball (Porter 2) stem first, so "pushing", "pushes"
+and "push" are one token: a paraphrase that inflects a known verb is no longer a sentence of
+unknown words."""
 
 from __future__ import annotations
 
 import re
 
+import snowballstemmer
+
 from minivla_core.errors import InstructionError
 
 PAD, UNK = "<pad>", "<unk>"
 WORD = re.compile(r"[a-z0-9]+")
+_ENGLISH = snowballstemmer.stemmer("english")
 
 
 def split_words(text: str) -> list[str]:
@@ -16,24 +23,30 @@ def split_words(text: str) -> list[str]:
 
 
 class WordTokenizer:
-    def __init__(self, vocab: list[str]):
+    def __init__(self, vocab: list[str], stem: bool = False):
         if vocab[:2] != [PAD, UNK]:
             raise ValueError(f"vocabulary must start with {PAD!r}, {UNK!r}")
         self.vocab = list(vocab)
+        self.stem = stem
         self.ids = {word: i for i, word in enumerate(self.vocab)}
 
     @classmethod
-    def from_texts(cls, texts) -> "WordTokenizer":
-        words = sorted({word for text in texts for word in split_words(text)})
-        return cls([PAD, UNK] + words)
+    def from_texts(cls, texts, stem: bool = False) -> "WordTokenizer":
+        words = sorted({word for text in texts for word in cls._terms(split_words(text), stem)})
+        return cls([PAD, UNK] + words, stem)
+
+    @staticmethod
+    def _terms(words: list[str], stem: bool) -> list[str]:
+        return _ENGLISH.stemWords(words) if stem else words
 
     def encode(self, text: str, max_tokens: int) -> tuple[list[int], list[str]]:
-        """Token ids (at most max_tokens) and the words that were not in the vocabulary."""
+        """Token ids (at most max_tokens) and the words (as written) that were not in the vocabulary."""
         if not isinstance(text, str) or not split_words(text):
             raise InstructionError(f"instruction {text!r} is empty: it has no words")
         words = split_words(text)[:max_tokens]
-        unknown = [w for w in words if w not in self.ids]
-        return [self.ids.get(w, 1) for w in words], unknown
+        terms = self._terms(words, self.stem)
+        unknown = [word for word, term in zip(words, terms) if term not in self.ids]
+        return [self.ids.get(term, 1) for term in terms], unknown
 
     def __len__(self) -> int:
         return len(self.vocab)
