@@ -5,8 +5,13 @@
 
 For each checkpoint, every task it was trained on is evaluated closed-loop on unseen layouts
 (seed 1000) twice: with held-out paraphrases of its own instruction, and with another task's
-instruction (does the language matter?). Single-task checkpoints, when given, are evaluated on
-their task with its plain instruction. Prints one table, writes bench/results/multitask.{md,json}.
+instruction (does the language matter?). Success alone cannot show language being ignored where a
+scene allows one task only, so the policy's actions are also compared open-loop on the expert's
+own observations (unseen layouts): how far from the expert's action they are with the right
+instruction, how far a rewording (the two held-out paraphrases) moves them, and how far another
+task's instruction moves them, all with the same diffusion noise. Single-task checkpoints, when
+given, are evaluated on their task with its plain instruction. Prints one table, writes
+bench/results/multitask.{md,json}.
 """
 
 from __future__ import annotations
@@ -19,14 +24,61 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
 from bench.bench_core import git_commit, machine, write_results  # noqa: E402
-from minivla_core.checkpoint import read_checkpoint  # noqa: E402
+from minivla_core.checkpoint import load_policy, read_checkpoint  # noqa: E402
 from minivla_core.config import EnvConfig, EvalConfig  # noqa: E402
-from minivla_core.evaluate import evaluate  # noqa: E402
+from minivla_core.data.collect import run_expert_episode  # noqa: E402
+from minivla_core.envs.metaworld_env import MetaWorldEnv, make_expert, paraphrases  # noqa: E402
+from minivla_core.evaluate import env_config_for, evaluate, instructions_for  # noqa: E402
+from minivla_core.model.policy import image_to_tensor  # noqa: E402
 
 
 def rate(result) -> str:
     return f"{result.successes}/{result.episodes} = {100 * result.success_rate:.0f}%"
+
+
+def first_actions(policy, images, states, instruction: str, seed: int = 0) -> np.ndarray:
+    """The first action of the chunk sampled for each observation, with noise fixed by `seed`."""
+    tokens, lengths, _ = policy.tokenize([instruction])
+    batch = len(states)
+    chunks = policy.predict_action_chunk(image_to_tensor(images), torch.from_numpy(states),
+                                         tokens.expand(batch, -1), lengths.expand(batch),
+                                         generator=torch.Generator().manual_seed(seed))
+    return chunks[:, 0].numpy()
+
+
+def language_effect(checkpoint: str, episodes: int) -> dict:
+    """Per task, mean L2 distances between first actions (open loop, on expert observations)."""
+    policy, payload = load_policy(checkpoint)
+    trained = payload["env"].get("tasks") or [payload["env"]["task"]]
+    effect = {}
+    for task in trained:
+        env_config = env_config_for(payload["env"], EnvConfig(), task)
+        env_config.seed = 1000  # the evaluation layouts
+        images, states, expert_actions = [], [], []
+        with MetaWorldEnv(env_config) as env:
+            expert = make_expert(task)
+            for episode in range(episodes):
+                episode_images, episode_states, episode_actions, _ = run_expert_episode(env, expert, episode)
+                images += episode_images
+                states += episode_states
+                expert_actions += episode_actions
+        images, states, expert_actions = np.stack(images), np.stack(states), np.stack(expert_actions)
+        right, reworded = (paraphrases(task, held_out=True) * 2)[:2]
+        wrong = instructions_for(task, "other_task", trained)[0]
+        actions = {name: first_actions(policy, images, states, text)
+                   for name, text in (("right", right), ("reworded", reworded), ("wrong", wrong))}
+        distance = lambda a, b: float(np.linalg.norm(a - b, axis=1).mean())  # noqa: E731
+        effect[task] = {"observations": len(states), "right": right, "reworded": reworded, "wrong": wrong,
+                        "right_vs_expert": distance(actions["right"], expert_actions),
+                        "wrong_vs_expert": distance(actions["wrong"], expert_actions),
+                        "rewording_shift": distance(actions["right"], actions["reworded"]),
+                        "wrong_task_shift": distance(actions["right"], actions["wrong"])}
+        print(f"{task}: {effect[task]}", flush=True)
+    return effect
 
 
 def main() -> None:
@@ -36,6 +88,8 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=30, help="per task, held-out paraphrases")
     parser.add_argument("--other-episodes", type=int, default=10,
                         help="per task, with another task's instruction (failures run to the step limit: costly)")
+    parser.add_argument("--effect-episodes", type=int, default=5,
+                        help="per task, expert episodes whose observations the open-loop action comparison uses")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "multitask"))
     args = parser.parse_args()
 
@@ -50,6 +104,7 @@ def main() -> None:
             result = evaluate(EvalConfig(checkpoint=checkpoint, episodes=episodes, instructions=mode), EnvConfig())
             entry[mode] = result.to_dict()
             print(result.summary(), flush=True)
+        entry["language_effect"] = language_effect(checkpoint, args.effect_episodes)
         results["multi"][checkpoint] = entry
     for item in args.single:
         task, checkpoint = item.split("=", 1)
@@ -83,6 +138,16 @@ def render_table(r: dict) -> str:
                          f"(\"{wrong['per_episode'][0]['instruction']}\") | {single_text} |")
         lines += [f"| **average** | **{100 * entry['held_out']['success_rate']:.1f}%** | | "
                   f"| {100 * entry['other_task']['success_rate']:.1f}% | |", ""]
+        effect = entry.get("language_effect")
+        if effect:
+            lines += ["Does the instruction change the actions? First actions sampled on the expert's own observations "
+                      "(unseen layouts), same noise; mean L2 distance, actions lie in [-1, 1]^4:", "",
+                      "| task | observations | right instruction vs expert | another task's vs expert "
+                      "| rewording shift | another task's shift |", "| --- | --- | --- | --- | --- | --- |"]
+            for task, e in effect.items():
+                lines.append(f"| {task} | {e['observations']} | {e['right_vs_expert']:.3f} | {e['wrong_vs_expert']:.3f} "
+                             f"| {e['rewording_shift']:.3f} | {e['wrong_task_shift']:.3f} |")
+            lines.append("")
     return "\n".join(lines)
 
 

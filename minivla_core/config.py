@@ -62,6 +62,9 @@ class TrainConfig:
     val_fraction: float = 0.1  # share of episodes held out for validation
     image_shift: int = 4  # random-shift augmentation, pixels (0 disables)
     word_dropout: float = 0.0  # share of instruction words replaced by <unk> in training (robust to new words)
+    # share of samples relabelled with an instruction of a task in another scene and a hold-still
+    # target: the policy learns that the words, not the scene alone, say what to do
+    foreign_instructions: float = 0.0
     device: str = "cpu"
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
     seed: int = 0

@@ -4,6 +4,11 @@ Each training sample is one time step t of one episode: the image and state at t
 instruction, and the chunk of `horizon` actions starting at t (the last action repeated past the
 end of the episode). Episodes, not steps, are split between training and validation.
 
+With train.foreign_instructions > 0 (multi-task data), that share of training samples gets the
+instruction of a task from another scene instead (e.g. "open the door" over a drawer image) and a
+hold-still chunk (no motion, the gripper as the demo held it). Without it a policy can read the
+task off the scene and ignore the words wherever the scene allows one task only.
+
 Writes to train.out_dir:
     best.pt     EMA weights with the lowest validation loss
     last.pt     EMA weights after the last epoch, plus everything --resume needs
@@ -29,6 +34,7 @@ from tqdm import tqdm
 from minivla_core.checkpoint import read_checkpoint, save_checkpoint
 from minivla_core.config import Config
 from minivla_core.data.dataset import load_episodes
+from minivla_core.envs.metaworld_env import scene_of
 from minivla_core.errors import ConfigError, DatasetError
 from minivla_core.model.policy import VLAPolicy
 from minivla_core.model.tokenizer import WordTokenizer
@@ -37,8 +43,8 @@ from minivla_core.model.tokenizer import WordTokenizer
 class StepDataset:
     """All samples of a set of episodes, as tensors in memory (100 episodes at 64x64 ~ 80 MB)."""
 
-    def __init__(self, episodes, horizon: int, instruction_ids: dict[str, int]):
-        images, states, chunks, instructions = [], [], [], []
+    def __init__(self, episodes, horizon: int, instruction_ids: dict[str, int], scene_ids: dict[str, int]):
+        images, states, chunks, instructions, scenes = [], [], [], [], []
         for episode in episodes:
             steps = len(episode.actions)
             padded = np.concatenate([episode.actions, np.repeat(episode.actions[-1:], horizon - 1, axis=0)])
@@ -46,10 +52,12 @@ class StepDataset:
             images.append(episode.images)
             states.append(episode.states)
             instructions.append(np.full(steps, instruction_ids[episode.instruction]))
+            scenes.append(np.full(steps, scene_ids[scene_of(episode.task)]))
         self.images = torch.from_numpy(np.concatenate(images)).permute(0, 3, 1, 2).contiguous()  # uint8
         self.states = torch.from_numpy(np.concatenate(states))
         self.chunks = torch.from_numpy(np.concatenate(chunks))
         self.instructions = torch.from_numpy(np.concatenate(instructions))
+        self.scenes = torch.from_numpy(np.concatenate(scenes))
 
     def __len__(self) -> int:
         return len(self.states)
@@ -80,16 +88,43 @@ def split_episodes(episodes, val_fraction: float, seed: int):
     return train, val
 
 
-def batch_inputs(data: StepDataset, index: torch.Tensor, text: tuple, device, shift: int = 0,
-                 generator=None, word_dropout: float = 0.0):
-    tokens, lengths = text
+class InstructionTable:
+    """Every instruction of the dataset as padded token ids, with the scene of its task."""
+
+    def __init__(self, policy: VLAPolicy, instructions: list[str], scenes: list[int]):
+        self.tokens, self.lengths = policy.tokenize(instructions)[:2]
+        self.scenes = torch.tensor(scenes)
+
+    def foreign(self, sample_scenes: torch.Tensor, generator=None) -> torch.Tensor:
+        """For each sample, a random instruction row whose task is in another scene."""
+        rows = torch.zeros_like(sample_scenes)
+        for scene in sample_scenes.unique():
+            candidates = (self.scenes != scene).nonzero().flatten()
+            picked = sample_scenes == scene
+            rows[picked] = candidates[torch.randint(len(candidates), (int(picked.sum()),), generator=generator)]
+        return rows
+
+
+def hold_still(chunks: torch.Tensor) -> torch.Tensor:
+    """No motion; the gripper keeps the demo's command at the chunk's first step."""
+    still = torch.zeros_like(chunks)
+    still[..., -1] = chunks[:, :1, -1]
+    return still
+
+
+def batch_inputs(data: StepDataset, index: torch.Tensor, text: InstructionTable, device, shift: int = 0,
+                 generator=None, word_dropout: float = 0.0, foreign_instructions: float = 0.0):
     images = random_shift(data.images[index].to(device).float() / 255.0, shift, generator)
-    rows = data.instructions[index]
-    tokens = tokens[rows]
+    rows, chunks = data.instructions[index], data.chunks[index]
+    if foreign_instructions > 0:
+        relabel = torch.rand(len(index), generator=generator) < foreign_instructions
+        rows = torch.where(relabel, text.foreign(data.scenes[index], generator), rows)
+        chunks = torch.where(relabel[:, None, None], hold_still(chunks), chunks)
+    tokens = text.tokens[rows]
     if word_dropout > 0:  # some words become <unk> (id 1), as unseen words will at run time
         dropped = (torch.rand(tokens.shape, generator=generator) < word_dropout) & (tokens > 0)
         tokens = tokens.masked_fill(dropped, 1)
-    return images, data.states[index].to(device), tokens.to(device), lengths[rows], data.chunks[index].to(device)
+    return images, data.states[index].to(device), tokens.to(device), text.lengths[rows], chunks.to(device)
 
 
 @torch.no_grad()
@@ -137,6 +172,9 @@ def resolve_device(name: str) -> torch.device:
 
 def train(config: Config, resume: str | None = None, progress: bool = True) -> dict:
     tc, mc = config.train, config.model
+    for name in ("val_fraction", "word_dropout", "foreign_instructions"):
+        if not 0.0 <= getattr(tc, name) < 1.0:
+            raise ConfigError(f"train.{name} is a share of samples: it must be in [0, 1), got {getattr(tc, name)}")
     device = resolve_device(tc.device)
     if tc.threads > 0:
         torch.set_num_threads(tc.threads)
@@ -148,13 +186,18 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> d
         raise DatasetError(f"dataset {tc.dataset} has {meta['image_size']}px images but env.image_size is "
                            f"{config.env.image_size}")
     train_eps, val_eps = split_episodes(episodes, tc.val_fraction, tc.seed)
-    instructions = sorted({e.instruction for e in episodes})
+    scene_of_instruction = {e.instruction: scene_of(e.task) for e in episodes}
+    instructions = sorted(scene_of_instruction)
+    scene_ids = {scene: i for i, scene in enumerate(sorted(set(scene_of_instruction.values())))}
+    if tc.foreign_instructions > 0 and len(scene_ids) < 2:
+        raise ConfigError(f"train.foreign_instructions needs tasks from at least two scenes; {tc.dataset} "
+                          f"has one ({next(iter(scene_ids))})")
     vocab = WordTokenizer.from_texts(instructions, mc.stem_words).vocab
     policy = VLAPolicy(mc, vocab, meta["state_dim"], meta["action_dim"], meta["image_size"])
-    text = policy.tokenize(instructions)[:2]
-    ids = {text: i for i, text in enumerate(instructions)}
-    train_data = StepDataset(train_eps, mc.horizon, ids)
-    val_data = StepDataset(val_eps, mc.horizon, ids) if val_eps else None
+    text = InstructionTable(policy, instructions, [scene_ids[scene_of_instruction[i]] for i in instructions])
+    ids = {instruction: i for i, instruction in enumerate(instructions)}
+    train_data = StepDataset(train_eps, mc.horizon, ids, scene_ids)
+    val_data = StepDataset(val_eps, mc.horizon, ids, scene_ids) if val_eps else None
     policy.state_normalizer.fit(train_data.states)
     policy.action_normalizer.fit(train_data.chunks)
     policy.to(device)
@@ -197,8 +240,8 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> d
         epoch_loss = 0.0
         for step in range(steps_per_epoch):
             index = order[step * tc.batch_size: (step + 1) * tc.batch_size]
-            images, states, tokens, lengths, chunks = batch_inputs(train_data, index, text, device,
-                                                                   tc.image_shift, generator, tc.word_dropout)
+            images, states, tokens, lengths, chunks = batch_inputs(train_data, index, text, device, tc.image_shift,
+                                                                   generator, tc.word_dropout, tc.foreign_instructions)
             loss = policy.compute_loss(images, states, tokens, lengths, chunks, tc.noise_samples_per_obs)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

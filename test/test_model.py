@@ -152,3 +152,37 @@ def test_text_film_conditions_the_observation_tokens_on_the_instruction():
     loss = policy.compute_loss(images, states, tokens, lengths, torch.rand(2, 4, 4))
     loss.backward()
     assert policy.fusion.film.weight.grad is not None
+
+
+def test_foreign_instructions_relabel_samples_from_other_scenes_to_hold_still():
+    from minivla_core.data.dataset import Episode
+    from minivla_core.train import InstructionTable, StepDataset, batch_inputs
+
+    rng = np.random.default_rng(0)
+
+    def episode(task, instruction, steps=20):
+        actions = rng.uniform(0.2, 1.0, (steps, 4)).astype(np.float32)
+        return Episode(rng.integers(0, 255, (steps, 32, 32, 3), dtype=np.uint8),
+                       rng.normal(size=(steps, 39)).astype(np.float32), actions, task, instruction)
+
+    episodes = [episode("push-v3", "push the puck to the goal"), episode("reach-v3", "reach the goal position"),
+                episode("drawer-open-v3", "open the drawer")]
+    instructions = ["open the drawer", "push the puck to the goal", "reach the goal position"]
+    scene_ids = {"drawer-open-v3": 0, "puck": 1}
+    policy = VLAPolicy(tiny_model_config(), WordTokenizer.from_texts(instructions).vocab, 39, 4, 32)
+    table = InstructionTable(policy, instructions, [0, 1, 1])
+    data = StepDataset(episodes, horizon=8, instruction_ids={t: i for i, t in enumerate(instructions)},
+                       scene_ids=scene_ids)
+    index = torch.arange(len(data))
+    plain = batch_inputs(data, index, table, "cpu")
+    relabelled = batch_inputs(data, index, table, "cpu", generator=torch.Generator().manual_seed(0),
+                              foreign_instructions=0.5)
+    changed = (relabelled[2] != plain[2]).any(dim=1)
+    assert 0.3 < changed.float().mean() < 0.7
+    drawer_tokens = table.tokens[0]
+    for row in changed.nonzero().flatten():
+        from_drawer = bool(data.scenes[row] == 0)
+        assert torch.equal(relabelled[2][row], drawer_tokens) != from_drawer  # always another scene's words
+        chunk = relabelled[4][row]
+        assert torch.all(chunk[:, :3] == 0) and torch.all(chunk[:, 3] == plain[4][row, 0, 3])
+    torch.testing.assert_close(relabelled[4][~changed], plain[4][~changed])

@@ -48,6 +48,11 @@ INSTRUCTIONS = {
 }
 HELD_OUT = 2
 
+# Tasks whose camera images look alike: push, reach and pick-place all show a table, a puck and a
+# goal, so only the instruction can tell the policy which of them to do. Every other task is a
+# scene of its own (a drawer, a button, a door).
+SHARED_SCENES = {"push-v3": "puck", "reach-v3": "puck", "pick-place-v3": "puck"}
+
 
 UPSIDE_DOWN_CAMERAS = {"corner", "corner2", "corner3", "corner4"}
 STATE_DIM = 39
@@ -74,6 +79,11 @@ def paraphrases(task: str, held_out: bool = False) -> list[str]:
     if task not in INSTRUCTIONS:
         return [] if held_out else [task.removesuffix("-v3").replace("-", " ")]
     return INSTRUCTIONS[task][-HELD_OUT:] if held_out else INSTRUCTIONS[task][:-HELD_OUT]
+
+
+def scene_of(task: str) -> str:
+    """Tasks with the same scene name look the same to the camera."""
+    return SHARED_SCENES.get(task, task)
 
 
 def instruction_for(task: str) -> str:
