@@ -28,22 +28,45 @@ from minivla_core.errors import TaskError  # noqa: E402
 
 # Paraphrased instructions per task. The first is the task's plain instruction; the last
 # HELD_OUT ones never appear in training data and are used only in evaluation, so evaluation
-# asks in word combinations the policy has not been trained on. Tasks not listed get one
-# instruction made from their name.
+# asks in word combinations the policy has not been trained on. The training ones share their
+# small words ("it", "until", "by", "up", "out") across tasks, so that only the words naming
+# the object and the motion tell tasks apart. Tasks not listed get one instruction made from
+# their name.
 INSTRUCTIONS = {
     "push-v3": ["push the puck to the goal", "slide the puck over to the target",
-                "shove the puck until it reaches the goal", "move the puck to the target by pushing it",
-                "push the small puck onto the goal spot"],
+                "shove the puck until it reaches the goal", "nudge the puck onto the target",
+                "push the puck along the table to the goal", "get the puck to the goal by sliding it",
+                "keep the puck on the table and push it to the target", "slide the puck until it is on the goal",
+                # held out:
+                "move the puck to the target by pushing it", "push the small puck onto the goal spot"],
     "reach-v3": ["reach the goal position", "move the gripper to the target", "put the hand at the goal",
+                 "move the hand until it is at the goal", "go to the target with the gripper",
+                 "reach for the goal point", "take the gripper over to the goal",
+                 "bring the hand up to the target by moving it there",
+                 # held out:
                  "bring the gripper to the goal position", "reach out to the target point"],
     "pick-place-v3": ["pick up the puck and place it at the goal", "grab the puck and put it on the target",
-                      "lift the puck and set it down at the goal", "grasp the puck and place it at the target",
-                      "pick the puck up and put it at the goal position"],
+                      "lift the puck and set it down at the goal", "pick the puck up and carry it to the target",
+                      "grab the puck, lift it and drop it at the goal",
+                      "take the puck off the table and put it at the target",
+                      "place the puck at the goal by picking it up", "hold the puck and move it up to the target",
+                      # held out:
+                      "grasp the puck and place it at the target", "pick the puck up and put it at the goal position"],
     "drawer-open-v3": ["open the drawer", "pull the drawer open", "slide the drawer out",
+                       "pull the drawer out until it is open", "get the drawer open by pulling on the handle",
+                       "draw the drawer out toward the robot", "open up the drawer", "pull on the drawer handle to open it",
+                       # held out:
                        "pull out the drawer", "open the drawer by pulling it"],
     "button-press-topdown-v3": ["press the button from the top", "push the button down", "press down on the button",
+                                "push the button until it clicks", "hit the button from the top",
+                                "push on the red button", "press the button down with the gripper",
+                                "move down and press the button",
+                                # held out:
                                 "push down on the button from above", "press the button"],
     "door-open-v3": ["open the door", "swing the door open", "pull the door open",
+                     "pull the door handle until the door is open", "open the door by pulling its handle",
+                     "swing the door out toward the robot", "get the door open", "pull on the door to open it",
+                     # held out:
                      "pull the door until it opens", "open the door wide"],
 }
 HELD_OUT = 2

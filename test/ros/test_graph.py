@@ -251,7 +251,8 @@ def test_ctrl_c_on_the_bring_up_leaves_no_node_running(tmp_path):
 
 def test_multitask_policy_switches_behaviour_when_a_new_instruction_arrives(policy_process):
     """Same observation (a push-v3 scene), the bundled multi-task checkpoint: publishing a new
-    instruction mid-run changes the actions the node sends."""
+    instruction mid-run changes the actions the node sends, and one for a task the scene lacks
+    stops the arm."""
     from minivla_core.config import EnvConfig
     from minivla_core.envs.metaworld_env import MetaWorldEnv
 
@@ -270,6 +271,13 @@ def test_multitask_policy_switches_behaviour_when_a_new_instruction_arrives(poli
         assert wait_until(robot, lambda: len(robot.commands) >= start + 12, 10, robot.publish), output()
         reaching = np.array([c.action for c in robot.commands[start:start + 12]])
         assert np.linalg.norm(pushing.mean(0) - reaching.mean(0)) > 0.25, (pushing.mean(0), reaching.mean(0))
+        # a task this scene does not have: the arm holds still instead of doing the scene's task
+        robot.instruction_pub.publish(String(data="open the drawer"))
+        assert wait_until(robot, lambda: "instruction: 'open the drawer'" in output(), 10, robot.publish)
+        start = len(robot.commands)
+        assert wait_until(robot, lambda: len(robot.commands) >= start + 12, 10, robot.publish), output()
+        holding = np.array([c.action for c in robot.commands[start:start + 12]])
+        assert np.abs(holding[:, :3]).mean() < 0.1 < np.abs(reaching[:, :3]).mean(), (holding, reaching)
         assert process.poll() is None
     finally:
         robot.destroy_node()
