@@ -1,7 +1,7 @@
 """Benchmark of one language-conditioned policy for many tasks.
 
     .venv/bin/python bench/bench_multitask.py --checkpoint checkpoints/multitask.pt \
-        [--compare runs/multitask-concat/best.pt] [--single push-v3=checkpoints/push_v3.pt ...]
+        [--checkpoint runs/another/best.pt ...] [--single push-v3=checkpoints/push_v3.pt ...]
 
 For each checkpoint, every task it was trained on is evaluated closed-loop on unseen layouts
 (seed 1000) twice: with held-out paraphrases of its own instruction, and with another task's
@@ -136,8 +136,10 @@ def render_table(r: dict) -> str:
                          f"| {100 * result['ci95'][0]:.0f}-{100 * result['ci95'][1]:.0f}% | {steps} "
                          f"| {wrong['successes']}/{wrong['episodes']} = {100 * wrong['success_rate']:.0f}% "
                          f"(\"{wrong['per_episode'][0]['instruction']}\") | {single_text} |")
+        singles = [r["single"][task]["success_rate"] for task in held if task in r["single"]]
+        single_average = f"{100 * sum(singles) / len(singles):.1f}% ({len(singles)} tasks)" if singles else ""
         lines += [f"| **average** | **{100 * entry['held_out']['success_rate']:.1f}%** | | "
-                  f"| {100 * entry['other_task']['success_rate']:.1f}% | |", ""]
+                  f"| {100 * entry['other_task']['success_rate']:.1f}% | {single_average} |", ""]
         effect = entry.get("language_effect")
         if effect:
             lines += ["Does the instruction change the actions? First actions sampled on the expert's own observations "
