@@ -36,8 +36,8 @@ from minivla_core.evaluate import env_config_for, evaluate, instructions_for  # 
 from minivla_core.model.policy import image_to_tensor  # noqa: E402
 
 
-def rate(result) -> str:
-    return f"{result.successes}/{result.episodes} = {100 * result.success_rate:.0f}%"
+def rate(result: dict) -> str:
+    return f"{result['successes']}/{result['episodes']} = {100 * result['success_rate']:.0f}%"
 
 
 def first_actions(policy, images, states, instruction: str, seed: int = 0) -> np.ndarray:
@@ -129,13 +129,11 @@ def render_table(r: dict) -> str:
         held, other = entry["held_out"]["per_task"], entry["other_task"]["per_task"]
         for task, result in held.items():
             single = r["single"].get(task)
-            single_text = f"{single['successes']}/{single['episodes']} = {100 * single['success_rate']:.0f}%" if single else "-"
             steps = f"{result['mean_steps_to_success']:.0f}" if result["mean_steps_to_success"] else "-"
             wrong = other[task]
-            lines.append(f"| {task} | {result['successes']}/{result['episodes']} = {100 * result['success_rate']:.0f}% "
-                         f"| {100 * result['ci95'][0]:.0f}-{100 * result['ci95'][1]:.0f}% | {steps} "
-                         f"| {wrong['successes']}/{wrong['episodes']} = {100 * wrong['success_rate']:.0f}% "
-                         f"(\"{wrong['per_episode'][0]['instruction']}\") | {single_text} |")
+            lines.append(f"| {task} | {rate(result)} | {100 * result['ci95'][0]:.0f}-{100 * result['ci95'][1]:.0f}% "
+                         f"| {steps} | {rate(wrong)} (\"{wrong['per_episode'][0]['instruction']}\") "
+                         f"| {rate(single) if single else '-'} |")
         singles = [r["single"][task]["success_rate"] for task in held if task in r["single"]]
         single_average = f"{100 * sum(singles) / len(singles):.1f}% ({len(singles)} tasks)" if singles else ""
         lines += [f"| **average** | **{100 * entry['held_out']['success_rate']:.1f}%** | | "

@@ -36,18 +36,14 @@ def apply_overrides(config: Config, args: argparse.Namespace, mapping: dict[str,
 
 def cmd_collect(config: Config, args) -> int:
     from minivla_core.data.collect import collect
-    from minivla_core.envs.metaworld_env import check_task
 
-    for task in config.collect.tasks or [config.env.task]:
-        check_task(task)
     started = time.perf_counter()
     result = collect(config.env, config.collect)
     seconds = time.perf_counter() - started
     print(f"kept {result.kept} successful episodes ({result.steps} steps), dropped {result.dropped} failed "
           f"ones, in {seconds:.1f} s -> {config.collect.out}")
-    wanted = config.collect.episodes * len(config.collect.tasks or [config.env.task])
-    if result.kept < wanted:
-        print(f"error: only {result.kept} of {wanted} episodes succeeded", file=sys.stderr)
+    if result.kept < result.wanted:
+        print(f"error: only {result.kept} of {result.wanted} episodes succeeded", file=sys.stderr)
         return 1
     return 0
 

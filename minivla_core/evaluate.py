@@ -163,7 +163,7 @@ class MultiEvalResult:
 
     def summary(self) -> str:
         if len(self.per_task) == 1:
-            return next(iter(self.per_task.values())).summary()
+            return self.only.summary()
         lines = [f"{'task':<26} {'success':>9} {'95% CI':>13} {'mean steps':>11}"]
         for task, r in self.per_task.items():
             steps = f"{r.mean_steps_to_success:.1f}" if r.mean_steps_to_success is not None else "-"
@@ -174,7 +174,7 @@ class MultiEvalResult:
 
     def to_dict(self) -> dict:
         results = list(self.per_task.values())
-        steps = [s for r in results for s in [e["steps"] for e in r.per_episode if e["success"]]]
+        steps = [e["steps"] for r in results for e in r.per_episode if e["success"]]
         data = {"task": results[0].task if len(results) == 1 else ",".join(self.per_task),
                 "checkpoint": self.checkpoint, "instructions": self.instructions,
                 "success_rate": self.success_rate, "episodes": sum(r.episodes for r in results),

@@ -25,6 +25,7 @@ class CollectResult:
     kept: int
     dropped: int
     steps: int
+    wanted: int  # successful episodes asked for
 
 
 def run_expert_episode(env: MetaWorldEnv, expert, episode: int):
@@ -44,10 +45,12 @@ def run_expert_episode(env: MetaWorldEnv, expert, episode: int):
 
 def collect(env_config: EnvConfig, config: CollectConfig, progress: bool = True) -> CollectResult:
     """`config.episodes` successful episodes of each task (config.tasks, or env.task) into one dataset."""
-    total = CollectResult(0, 0, 0)
-    for task in config.tasks or [env_config.task]:
-        result = collect_task(dataclasses.replace(env_config, task=check_task(task)), config, progress)
-        total = CollectResult(total.kept + result.kept, total.dropped + result.dropped, total.steps + result.steps)
+    tasks = [check_task(task) for task in config.tasks or [env_config.task]]  # every name, before any work
+    total = CollectResult(0, 0, 0, 0)
+    for task in tasks:
+        result = collect_task(dataclasses.replace(env_config, task=task), config, progress)
+        total = CollectResult(total.kept + result.kept, total.dropped + result.dropped, total.steps + result.steps,
+                              total.wanted + result.wanted)
     return total
 
 
@@ -76,4 +79,4 @@ def collect_task(env_config: EnvConfig, config: CollectConfig, progress: bool) -
     finally:
         bar.close()
         env.close()
-    return CollectResult(kept, dropped, steps)
+    return CollectResult(kept, dropped, steps, config.episodes)

@@ -41,9 +41,9 @@ class WordTokenizer:
 
     def encode(self, text: str, max_tokens: int) -> tuple[list[int], list[str]]:
         """Token ids (at most max_tokens) and the words (as written) that were not in the vocabulary."""
-        if not isinstance(text, str) or not split_words(text):
+        words = split_words(text)[:max_tokens] if isinstance(text, str) else []
+        if not words:
             raise InstructionError(f"instruction {text!r} is empty: it has no words")
-        words = split_words(text)[:max_tokens]
         terms = self._terms(words, self.stem)
         unknown = [word for word, term in zip(words, terms) if term not in self.ids]
         return [self.ids.get(term, 1) for term in terms], unknown
