@@ -1,12 +1,13 @@
 """Benchmark of minivla_core on this machine: collection time, training time, success rate on
-unseen layouts, and policy latency on one CPU thread. Prints one table and writes
-bench/results/core.{md,json} with the date and the machine.
+unseen layouts with the real camera image and under each image ablation (does it look?), and
+policy latency on one CPU thread. Prints one table and writes bench/results/core.{md,json} with
+the date, the commit and the machine.
 
-    .venv/bin/python bench/bench_core.py                       # everything (~15 minutes on 2 cores)
-    .venv/bin/python bench/bench_core.py --checkpoint checkpoints/push_v3.pt --skip-train   # eval + latency only
+    .venv/bin/python bench/bench_core.py --keep checkpoints/push_v3.pt   # everything (~35 min on 2 cores)
+    .venv/bin/python bench/bench_core.py --checkpoint checkpoints/push_v3.pt   # eval + latency only
 
 The recipe is exactly the CLI's defaults: `minivla collect --episodes 100`, `minivla train`,
-`minivla eval --episodes 50` (seed 1000, layouts never seen in collection).
+`minivla eval --episodes 50` (seed 1000, layouts never seen in collection), proprio state.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from minivla_core.checkpoint import load_policy  # noqa: E402
 from minivla_core.config import CollectConfig, Config, EnvConfig, EvalConfig  # noqa: E402
 from minivla_core.data.collect import collect  # noqa: E402
 from minivla_core.envs.metaworld_env import MetaWorldEnv  # noqa: E402
-from minivla_core.evaluate import evaluate  # noqa: E402
+from minivla_core.evaluate import IMAGE_ABLATIONS, env_config_for, evaluate  # noqa: E402
 from minivla_core.model.policy import PolicyRunner  # noqa: E402
 from minivla_core.train import train  # noqa: E402
 
@@ -51,8 +52,7 @@ def measure_latency(checkpoint: Path, repeats: int = 50) -> list[dict]:
     """p50/p90 of one full sampling call and per executed action, at several DDIM step counts, 1 thread."""
     torch.set_num_threads(1)
     policy, payload = load_policy(checkpoint)
-    env = MetaWorldEnv(EnvConfig(task=payload["env"]["task"], camera=payload["env"]["camera"],
-                                 image_size=payload["env"]["image_size"], seed=1000))
+    env = MetaWorldEnv(env_config_for(payload["env"], EnvConfig(seed=1000)))
     obs = env.reset(0)
     env.close()
     rows = []
@@ -104,8 +104,13 @@ def main() -> None:
             shutil.copy(checkpoint, args.keep)
     results["checkpoint"] = str(checkpoint)
     if not args.skip_eval:
-        result = evaluate(EvalConfig(checkpoint=str(checkpoint), episodes=args.eval_episodes), EnvConfig()).only
-        results["eval"] = {k: v for k, v in result.__dict__.items() if k != "per_episode"}
+        observation = load_policy(checkpoint)[1]["env"]["observation"]
+        results["eval"] = {}
+        for ablation in IMAGE_ABLATIONS:
+            result = evaluate(EvalConfig(checkpoint=str(checkpoint), episodes=args.eval_episodes, image_ablation=ablation),
+                              EnvConfig(observation=observation)).only
+            results["eval"][ablation] = {k: v for k, v in result.__dict__.items() if k != "per_episode"}
+            print(result.summary(), flush=True)
     results["latency"] = measure_latency(checkpoint)
 
     write_results(results, render_table(results), args.out)
@@ -134,18 +139,19 @@ def render_table(results: dict) -> str:
              "| measure | value |", "| --- | --- |"]
     if "collect" in results:
         c = results["collect"]
-        lines.append(f"| collect {c['episodes']} push-v3 demos at 64x64 ({c['dropped']} dropped, {c['steps']} steps) "
+        lines.append(f"| collect {c['episodes']} push-v3 demos ({c['dropped']} dropped, {c['steps']} steps) "
                      f"| {c['seconds']:.1f} s, {c['bytes'] / 1e6:.1f} MB on disk |")
     if "train" in results:
         t = results["train"]
         lines.append(f"| train ({t['epochs']} epochs, best val loss {t['best_val_loss']:.4f}) | {t['seconds'] / 60:.1f} min |")
-    if "eval" in results:
-        e = results["eval"]
+    seen_as = {"none": "the real camera image", "black": "a black image", "frozen": "the episode's first image, frozen",
+               "shuffled": "another layout's images (expert playing it)"}
+    for ablation, e in results.get("eval", {}).items():
         steps = f"{e['mean_steps_to_success']:.1f}" if e["mean_steps_to_success"] else "-"
-        lines.append(f"| success on unseen layouts (seed {e['seed']}, {e['inference_steps']} DDIM steps, "
-                     f"{e['n_action_steps']} actions per chunk) | {e['successes']}/{e['episodes']} = "
-                     f"{100 * e['success_rate']:.0f}% (95% CI {100 * e['ci95'][0]:.0f}-{100 * e['ci95'][1]:.0f}%), "
-                     f"mean steps to success {steps} |")
+        lines.append(f"| success on unseen layouts, policy sees {seen_as[ablation]} ({e['observation']} state, seed "
+                     f"{e['seed']}, {e['inference_steps']} DDIM steps, {e['n_action_steps']} actions per chunk) | "
+                     f"{e['successes']}/{e['episodes']} = {100 * e['success_rate']:.0f}% (95% CI "
+                     f"{100 * e['ci95'][0]:.0f}-{100 * e['ci95'][1]:.0f}%), mean steps to success {steps} |")
     lines += ["", "Policy latency, 1 CPU thread (one sampling call = one chunk):", "",
               "| DDIM steps | call p50 (ms) | call p90 (ms) | per executed action p50 (ms) |", "| --- | --- | --- | --- |"]
     for row in results["latency"]:

@@ -6,7 +6,8 @@ tensor or a plain container, so a file that carries code is rejected instead of 
 Contents (a dict):
     format, version        "minivla-checkpoint", 1
     model_config           ModelConfig as a dict
-    env                    {"task", "camera", "image_size"} the policy was trained for
+    env                    what the policy was trained for: {"task", "tasks", "observation" ("proprio" or
+                           "full"), "camera", "camera_position", "image_size"}
     state_dim, action_dim  sizes the policy expects
     vocab                  the tokenizer's word list
     state_dict             the (EMA) weights, including the state and action normalisers
@@ -24,6 +25,7 @@ from pathlib import Path
 import torch
 
 from minivla_core.config import ModelConfig, _build
+from minivla_core.config import observation_label
 from minivla_core.errors import CheckpointError, ConfigError
 from minivla_core.model.policy import VLAPolicy
 
@@ -75,22 +77,37 @@ def read_checkpoint(path: str | Path) -> dict:
     missing = [k for k in ("model_config", "env", "state_dim", "action_dim", "vocab", "state_dict") if k not in payload]
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks {missing}")
+    # written before these were recorded: Meta-World's 39-number state, the scene's own camera placement
+    payload["env"] = {"observation": "full", "camera_position": [], **payload["env"]}
     return payload
 
 
 def policy_from_payload(payload: dict, path: str | Path = "checkpoint") -> VLAPolicy:
     try:
-        # checkpoints written before stemming existed hold unstemmed vocabularies
-        config = _build(ModelConfig, {"stem_words": False, **payload["model_config"]}, "model_config")
+        # checkpoints written before stemming and the keypoint encoder existed: plain words, TinyCNN
+        config = _build(ModelConfig, {"stem_words": False, "image_encoder": "flatten", **payload["model_config"]},
+                        "model_config")
     except ConfigError as exc:
         raise CheckpointError(f"checkpoint {path}: {exc}") from exc
-    policy = VLAPolicy(config, payload["vocab"], payload["state_dim"], payload["action_dim"],
-                       payload["env"]["image_size"])
+    try:
+        policy = VLAPolicy(config, payload["vocab"], payload["state_dim"], payload["action_dim"],
+                           payload["env"]["image_size"])
+    except ConfigError as exc:
+        raise CheckpointError(f"checkpoint {path}: {exc}") from exc
     try:
         policy.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:
         raise CheckpointError(f"checkpoint {path} weights do not fit its own config: {str(exc).splitlines()[0]}") from exc
     return policy.eval()
+
+
+def check_observation_matches(payload: dict, observation: str, path: str | Path, where: str) -> None:
+    """A policy trained on one observation protocol must not be run on another."""
+    trained = payload["env"]["observation"]
+    if trained != observation:
+        raise CheckpointError(f"checkpoint {path} was trained on {observation_label(trained)} observations, but "
+                              f"{where} is {observation_label(observation)}; set env.observation to {trained!r} "
+                              f"to run it as it was trained")
 
 
 def load_policy(path: str | Path, state_dim: int | None = None, action_dim: int | None = None) -> tuple[VLAPolicy, dict]:

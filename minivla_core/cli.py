@@ -125,7 +125,13 @@ def cmd_bag2data(config: Config, args) -> int:
 def cmd_info(config: Config, args) -> int:
     from minivla_core.checkpoint import read_checkpoint
 
+    from minivla_core.config import observation_label
+
     payload = read_checkpoint(config.eval.checkpoint)
+    env = payload["env"]
+    position = env["camera_position"] or "the scene's own placement"
+    print(f"observation: {observation_label(env['observation'])}, state of {payload['state_dim']} numbers; "
+          f"camera {env['camera']} at {position}, {env['image_size']}x{env['image_size']} images")
     shown = {k: payload[k] for k in ("env", "state_dim", "action_dim", "model_config", "vocab", "info")}
     print(json.dumps(shown, indent=1, default=str))
     return 0
@@ -148,11 +154,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, help="successful episodes to keep per task (default 100)")
     p.add_argument("--out", help="dataset folder; episodes are appended if it exists")
     p.add_argument("--seed", type=int, help="layout seed (default 0)")
+    p.add_argument("--observation", choices=["proprio", "full"],
+                   help="the state stored for the policy: proprio (hand position and gripper, default) or full "
+                        "(privileged simulator state, for comparison)")
     p.add_argument("--camera")
+    p.add_argument("--camera-position", type=float, nargs="*", metavar="XYZ",
+                   help="camera x y z in metres (no numbers: the scene's own placement)")
     p.add_argument("--image-size", type=int)
     p.set_defaults(run=cmd_collect, overrides={"task": "env.task", "tasks": "collect.tasks", "paraphrases": "collect.paraphrases",
                                                "episodes": "collect.episodes", "out": "collect.out",
-                                               "seed": "env.seed", "camera": "env.camera", "image_size": "env.image_size"})
+                                               "seed": "env.seed", "observation": "env.observation",
+                                               "camera": "env.camera", "camera_position": "env.camera_position",
+                                               "image_size": "env.image_size"})
 
     p = command("train", "train a policy on a dataset folder")
     p.add_argument("--dataset")
@@ -163,10 +176,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["cpu", "cuda"])
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int, help="torch CPU threads (0 = torch default)")
+    p.add_argument("--observation", choices=["proprio", "full"], help="must be the dataset's (default proprio)")
+    p.add_argument("--image-size", type=int, help="must be the dataset's")
+    p.add_argument("--image-encoder", choices=["keypoints", "flatten"])
     p.add_argument("--resume", help="continue from a last.pt")
     p.set_defaults(run=cmd_train, overrides={"dataset": "train.dataset", "out": "train.out_dir", "epochs": "train.epochs",
                                              "batch_size": "train.batch_size", "lr": "train.lr", "device": "train.device",
-                                             "seed": "train.seed", "threads": "train.threads"})
+                                             "seed": "train.seed", "threads": "train.threads",
+                                             "observation": "env.observation", "image_size": "env.image_size",
+                                             "image_encoder": "model.image_encoder"})
 
     p = command("eval", "run closed-loop episodes on unseen layouts and report the success rate")
     p.add_argument("--checkpoint")
@@ -181,6 +199,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inference-steps", type=int, help="DDIM steps (default: the checkpoint's)")
     p.add_argument("--n-action-steps", type=int, help="actions executed per chunk (default: the checkpoint's)")
     p.add_argument("--max-episode-steps", type=int)
+    p.add_argument("--observation", choices=["proprio", "full"],
+                   help="must be the checkpoint's: proprio (default) or full (privileged state, for comparison)")
+    p.add_argument("--image-ablation", choices=["none", "black", "frozen", "shuffled"],
+                   help="does it look? replace the camera image by a black one, the episode's first one, or "
+                        "another layout's (default none)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default 1)")
     p.add_argument("--video-dir", help="write one mp4 per episode here")
     p.add_argument("--json", help="write the results here")
@@ -188,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
                                             "tasks": "eval.tasks", "instructions": "eval.instructions",
                                             "seed": "eval.seed", "threads": "eval.threads",
                                             "video_dir": "eval.video_dir", "json": "eval.json",
-                                            "max_episode_steps": "env.max_episode_steps"})
+                                            "max_episode_steps": "env.max_episode_steps",
+                                            "observation": "env.observation", "image_ablation": "eval.image_ablation"})
 
     p = sub.add_parser("run", help="run the sim-plus-policy ROS graph for N episodes and report",
                        description="Start the simulator bridge and the policy node (as `ros2 launch minivla_ros "

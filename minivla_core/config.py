@@ -23,10 +23,46 @@ import yaml
 from minivla_core.errors import ConfigError
 
 
+FULL_STATE_DIM = 39  # Meta-World's observation vector (see msg/RobotState.msg for its layout)
+# observation protocol -> how many of the full state's leading numbers the policy gets
+OBSERVATIONS = {"proprio": 4, "full": FULL_STATE_DIM}
+PRIVILEGED = "full"  # the protocol whose figures must be labelled "privileged state"
+
+
+def check_observation(observation: str) -> str:
+    if observation not in OBSERVATIONS:
+        raise ConfigError(f"unknown observation protocol {observation!r}; choose 'proprio' (hand position and "
+                          f"gripper, the default) or 'full' (privileged simulator state, for comparison)")
+    return observation
+
+
+def state_dim_of(observation: str) -> int:
+    return OBSERVATIONS[check_observation(observation)]
+
+
+def camera_of(config: EnvConfig) -> dict:
+    """The camera an image comes from, as datasets and checkpoints record it."""
+    return {"name": config.camera, "position": list(config.camera_position)}
+
+
+def observation_label(observation: str) -> str:
+    """How figures from a protocol are labelled: privileged state is always said out loud."""
+    return "full (privileged state)" if observation == PRIVILEGED else observation
+
+
 @dataclass
 class EnvConfig:
     task: str = "push-v3"  # Meta-World v3 task name
+    # What the policy's state holds (see envs/metaworld_env.py):
+    #   "proprio": what a robot knows about itself, hand x, y, z and gripper opening (4 numbers, LeRobot's
+    #              agent_pos); objects and the goal reach the policy only through the camera.
+    #   "full":    Meta-World's 39 numbers with object poses and the goal: privileged state, kept only as a
+    #              labelled comparison.
+    observation: str = "proprio"
     camera: str = "corner2"  # MuJoCo camera; corner cameras are turned upright
+    # Where the camera sits, x, y, z in metres (empty: the scene's own placement). LeRobot's Meta-World
+    # protocol moves corner2 here so that the workspace fills the image; bench/results/ablation.md compares.
+    camera_position: list[float] = field(default_factory=lambda: [0.75, 0.075, 0.7])
     image_size: int = 64  # square images, pixels per side
     max_episode_steps: int = 500  # Meta-World's own limit
     seed: int = 0  # seeds the stream of goal/object variants (see envs/metaworld_env.py)
@@ -39,6 +75,13 @@ class ModelConfig:
     max_tokens: int = 32  # longer instructions are cut to this many words
     horizon: int = 8  # actions predicted per sampling call (the chunk)
     n_action_steps: int = 4  # actions of each chunk that are executed before sampling again
+    # "keypoints": convolutions keep a 32x32 map, a spatial softmax turns each of `keypoints` feature
+    # channels into the (x, y) where it fires most (diffusion_policy's robomimic encoder); small things
+    # like the puck and the goal marker get exact coordinates. "flatten": the first TinyCNN, a 4x4 map
+    # flattened (kept to compare, and to load older checkpoints).
+    image_encoder: str = "keypoints"
+    keypoints: int = 32  # spatial-softmax keypoints of the "keypoints" encoder
+    image_channels: int = 32  # feature channels of the "keypoints" encoder's convolutions
     denoiser_hidden: int = 256  # width of the denoising MLP
     denoiser_blocks: int = 3  # residual blocks in the denoising MLP
     diffusion_steps: int = 100  # T, the number of training noise levels
@@ -86,6 +129,7 @@ class EvalConfig:
     seed: int = 1000  # variants for evaluation; differs from collection's seed on purpose
     tasks: list[str] = field(default_factory=list)  # empty: the task(s) the checkpoint was trained on
     instructions: str = "plain"  # "plain", "held_out" (paraphrases never trained on), "other_task"
+    image_ablation: str = "none"  # "black", "frozen" or "shuffled": what the policy sees instead (evaluate.py)
     video_dir: str = ""  # when set, one mp4 per episode is written there
     json: str = ""  # when set, results are written there as JSON
     threads: int = 1  # torch CPU threads for the policy (1 = a laptop-like budget)
@@ -164,12 +208,17 @@ def _build(cls, data: Any, where: str):
         if dataclasses.is_dataclass(default):
             values[name] = _build(type(default), value, f"{where}.{name}")
         else:
-            values[name] = _coerce(value, type(default), f"{where}.{name}")
+            values[name] = _coerce(value, type(default), f"{where}.{name}", str(fields[name].type))
     return cls(**values)
 
 
-def _coerce(value: Any, kind: type, where: str) -> Any:
+def _coerce(value: Any, kind: type, where: str, declared: str = "") -> Any:
     if kind is list:
+        if "float" in declared:  # list[float]
+            if not isinstance(value, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                      for v in value):
+                raise ConfigError(f"{where}: expected a list of numbers, got {value!r}")
+            return [float(v) for v in value]
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
             raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
         return list(value)

@@ -3,10 +3,21 @@
 Episodes use `eval.seed` (1000 by default), so their goal/object layouts differ from every
 layout seen in collection (seed 0). An episode ends at its first successful step or after
 `env.max_episode_steps` steps. Several tasks give a per-task table and the average.
+
+The env is the checkpoint's (camera, its placement, image size); its observation protocol must
+be `env.observation` ("proprio" unless set), so a privileged-state policy never runs unnoticed.
+
+"Does it look?" (eval.image_ablation): the policy gets, instead of the camera image,
+    black     an all-black image
+    frozen    the episode's first image, for the whole episode
+    shuffled  the image of another layout at the same step, where the scripted expert is doing
+              the task: a real-looking scene that does not match the arm's state
+A policy that uses its camera fails under all three; one that ignores it does not notice.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -18,8 +29,10 @@ import torch
 from tqdm import tqdm
 
 from minivla_core.checkpoint import load_policy
-from minivla_core.config import EnvConfig, EvalConfig
-from minivla_core.envs.metaworld_env import INSTRUCTIONS, MetaWorldEnv, check_task, instruction_for, paraphrases
+from minivla_core.checkpoint import check_observation_matches
+from minivla_core.config import EnvConfig, EvalConfig, observation_label
+from minivla_core.envs.metaworld_env import (INSTRUCTIONS, MetaWorldEnv, check_task, instruction_for, make_expert,
+                                             paraphrases)
 from minivla_core.errors import CheckpointError, ConfigError
 from minivla_core.model.policy import PolicyRunner
 
@@ -38,6 +51,8 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
 class EvalResult:
     task: str
     checkpoint: str
+    observation: str  # "proprio", or "full (privileged state)"
+    image_ablation: str  # "none", "black", "frozen" or "shuffled"
     episodes: int
     successes: int
     success_rate: float
@@ -53,14 +68,55 @@ class EvalResult:
         low, high = self.ci95
         steps = f"{self.mean_steps_to_success:.1f}" if self.mean_steps_to_success is not None else "-"
         return (f"{self.task}: {self.successes}/{self.episodes} = {100 * self.success_rate:.1f}% "
-                f"(95% CI {100 * low:.1f}-{100 * high:.1f}%), mean steps to success {steps}")
+                f"(95% CI {100 * low:.1f}-{100 * high:.1f}%), mean steps to success {steps}; "
+                f"observation {self.observation}, images {self.image_ablation}")
 
 
 def env_config_for(checkpoint_env: dict, base: EnvConfig, task: str | None = None) -> EnvConfig:
-    """The env the checkpoint was trained on (camera, image size), on `task` if given."""
-    return EnvConfig(task=task or checkpoint_env["task"], camera=checkpoint_env["camera"],
+    """The env the checkpoint was trained on (observation, camera, image size), on `task` if given."""
+    return EnvConfig(task=task or checkpoint_env["task"], observation=checkpoint_env["observation"],
+                     camera=checkpoint_env["camera"], camera_position=list(checkpoint_env["camera_position"]),
                      image_size=checkpoint_env["image_size"], max_episode_steps=base.max_episode_steps,
                      seed=base.seed)
+
+
+IMAGE_ABLATIONS = ("none", "black", "frozen", "shuffled")
+
+
+class ImageAblation:
+    """What the policy sees instead of the camera image (see the module docstring)."""
+
+    def __init__(self, mode: str, env_config: EnvConfig):
+        if mode not in IMAGE_ABLATIONS:
+            raise ConfigError(f"eval.image_ablation must be one of {IMAGE_ABLATIONS}, got {mode!r}")
+        self.mode = mode
+        self.other = self.expert = None
+        if mode == "shuffled":  # another stream of layouts, played by the expert
+            self.other = MetaWorldEnv(dataclasses.replace(env_config, seed=env_config.seed + 7919))
+            self.expert = make_expert(self.other.task)
+
+    def reset(self, episode: int, first_image: np.ndarray) -> None:
+        self.first_image = first_image
+        if self.other is not None:
+            self.other_obs = self.other.reset(episode)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """The image the policy gets at this step; call once per step."""
+        if self.mode == "black":
+            return np.zeros_like(image)
+        if self.mode == "frozen":
+            return self.first_image
+        if self.mode == "shuffled":
+            shown = self.other_obs.image
+            if not (self.other_obs.success or self.other.done):
+                action = np.clip(self.expert.get_action(self.other_obs.privileged), -1.0, 1.0)
+                self.other_obs = self.other.step(action)
+            return shown
+        return image
+
+    def close(self) -> None:
+        if self.other is not None:
+            self.other.close()
 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: int = 20, scale: int = 4) -> None:
@@ -99,8 +155,10 @@ def evaluate_task(policy, payload: dict, task: str, eval_config: EvalConfig, env
     env_config = env_config_for(payload["env"], env_base, task)
     env_config.seed = eval_config.seed
     env = MetaWorldEnv(env_config)
+    ablation = ImageAblation(eval_config.image_ablation, env_config)
     if (payload["state_dim"], payload["action_dim"]) != (env.state_dim, env.action_dim):
         env.close()
+        ablation.close()
         raise CheckpointError(f"checkpoint {eval_config.checkpoint} expects state/action sizes "
                               f"{payload['state_dim']}/{payload['action_dim']}, task {env.task} has "
                               f"{env.state_dim}/{env.action_dim}")
@@ -119,9 +177,10 @@ def evaluate_task(policy, payload: dict, task: str, eval_config: EvalConfig, env
                 runner.set_instruction(instruction)
             obs = env.reset(episode)
             runner.reset()
+            ablation.reset(episode, obs.image)
             frames = [obs.image]
             while not obs.success and not env.done:
-                obs = env.step(runner.act(obs.image, obs.state))
+                obs = env.step(runner.act(ablation(obs.image), obs.state))
                 if video_dir:
                     frames.append(obs.image)
             per_episode.append({"episode": episode, "success": obs.success, "steps": env.step_count,
@@ -132,11 +191,14 @@ def evaluate_task(policy, payload: dict, task: str, eval_config: EvalConfig, env
     finally:
         bar.close()
         env.close()
+        ablation.close()
 
     successes = sum(e["success"] for e in per_episode)
     steps = [e["steps"] for e in per_episode if e["success"]]
     n = len(per_episode)
-    return EvalResult(task=env_config.task, checkpoint=str(eval_config.checkpoint), episodes=n, successes=successes,
+    return EvalResult(task=env_config.task, checkpoint=str(eval_config.checkpoint),
+                      observation=observation_label(env_config.observation), image_ablation=ablation.mode,
+                      episodes=n, successes=successes,
                       success_rate=successes / n if n else 0.0, ci95=wilson_interval(successes, n),
                       mean_steps_to_success=float(np.mean(steps)) if steps else None, seed=eval_config.seed,
                       inference_steps=runner.inference_steps, n_action_steps=runner.n_action_steps,
@@ -169,7 +231,9 @@ class MultiEvalResult:
             steps = f"{r.mean_steps_to_success:.1f}" if r.mean_steps_to_success is not None else "-"
             lines.append(f"{task:<26} {r.successes:>3}/{r.episodes:<3} {100 * r.ci95[0]:>5.0f}-{100 * r.ci95[1]:.0f}% "
                          f"{steps:>11}")
-        lines.append(f"{'average':<26} {100 * self.success_rate:>8.1f}%   (instructions: {self.instructions})")
+        first = next(iter(self.per_task.values()))
+        lines.append(f"{'average':<26} {100 * self.success_rate:>8.1f}%   (instructions: {self.instructions}; "
+                     f"observation {first.observation}; images {first.image_ablation})")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
@@ -177,6 +241,7 @@ class MultiEvalResult:
         steps = [e["steps"] for r in results for e in r.per_episode if e["success"]]
         data = {"task": results[0].task if len(results) == 1 else ",".join(self.per_task),
                 "checkpoint": self.checkpoint, "instructions": self.instructions,
+                "observation": results[0].observation, "image_ablation": results[0].image_ablation,
                 "success_rate": self.success_rate, "episodes": sum(r.episodes for r in results),
                 "successes": sum(r.successes for r in results),
                 "mean_steps_to_success": float(np.mean(steps)) if steps else None,
@@ -201,6 +266,7 @@ def evaluate(eval_config: EvalConfig, env_base: EnvConfig, task: str | None = No
     if eval_config.threads > 0:
         torch.set_num_threads(eval_config.threads)
     policy, payload = load_policy(eval_config.checkpoint)
+    check_observation_matches(payload, env_base.observation, eval_config.checkpoint, "env.observation")
     trained = payload["env"].get("tasks") or [payload["env"]["task"]]
     tasks = [task] if task else (eval_config.tasks or trained)
     for name in tasks:

@@ -32,7 +32,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from minivla_core.checkpoint import read_checkpoint, save_checkpoint
-from minivla_core.config import Config
+from minivla_core.config import Config, camera_of, observation_label
 from minivla_core.data.dataset import load_episodes
 from minivla_core.envs.metaworld_env import scene_of
 from minivla_core.errors import ConfigError, DatasetError
@@ -185,6 +185,10 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> d
     if meta["image_size"] != config.env.image_size:
         raise DatasetError(f"dataset {tc.dataset} has {meta['image_size']}px images but env.image_size is "
                            f"{config.env.image_size}")
+    if meta["observation"] != config.env.observation:
+        raise DatasetError(f"dataset {tc.dataset} holds {observation_label(meta['observation'])} states but "
+                           f"env.observation is {config.env.observation!r}; collect a new dataset, or set "
+                           f"env.observation to {meta['observation']!r} on purpose")
     train_eps, val_eps = split_episodes(episodes, tc.val_fraction, tc.seed)
     scene_of_instruction = {e.instruction: scene_of(e.task) for e in episodes}
     instructions = sorted(scene_of_instruction)
@@ -230,7 +234,9 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> d
     out_dir = Path(tc.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks = sorted({e.task for e in episodes})
-    env_info = {"task": tasks[0], "tasks": tasks, "camera": config.env.camera, "image_size": meta["image_size"]}
+    camera = meta["camera"] or camera_of(config.env)
+    env_info = {"task": tasks[0], "tasks": tasks, "observation": meta["observation"], "camera": camera["name"],
+                "camera_position": camera["position"], "image_size": meta["image_size"]}
     generator = torch.Generator().manual_seed(tc.seed + start_epoch)
     started = time.perf_counter() - (history["seconds"][-1] if history["seconds"] else 0.0)
     bar = tqdm(total=total_steps, initial=start_epoch * steps_per_epoch, desc="train", unit="step", disable=not progress)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from minivla_core.config import OBSERVATIONS
 from minivla_core.data.dataset import DatasetWriter
 from minivla_core.envs.metaworld_env import instruction_for
 from minivla_core.errors import DatasetError
@@ -158,9 +159,21 @@ def image_array(msg) -> np.ndarray:
     return np.ascontiguousarray(image[..., ::-1] if msg.encoding == "bgr8" else image)
 
 
-def write_episode(writer, out, steps, task, episode, instruction, default_instruction, success, bag, summary):
+def state_protocol(msg, bag, seen: str | None) -> str:
+    """The robot state's observation protocol; one bag holds one."""
+    observation = msg.observation
+    if observation not in OBSERVATIONS:
+        raise DatasetError(f"bag {bag}: /robot_state has observation protocol {observation!r}; expected one of "
+                           f"{sorted(OBSERVATIONS)}")
+    if seen is not None and observation != seen:
+        raise DatasetError(f"bag {bag}: /robot_state switches observation protocol from {seen!r} to {observation!r}")
+    return observation
+
+
+def write_episode(writer, out, steps, task, episode, instruction, default_instruction, success, bag, summary,
+                  observation):
     if writer is None:
-        writer = DatasetWriter(out, steps[0][0].shape[0], len(steps[0][1]), len(steps[0][2]))
+        writer = DatasetWriter(out, steps[0][0].shape[0], len(steps[0][1]), len(steps[0][2]), observation)
     if instruction is None:
         instruction = default_instruction
         summary.notes.append(f"{bag} has no instruction before episode {episode}: used {instruction!r}")
@@ -183,6 +196,7 @@ def convert(bags: list[str | Path], out: str | Path, keep_failed: bool = False) 
         episode = task = step = None
         steps: list[tuple] = []  # (image, state, action, step of the observation)
         episode_instruction = None
+        observation = None
         messages = 0
         try:
             for topic, msg in in_stamp_order(read_messages(bag, typestore)):
@@ -194,6 +208,7 @@ def convert(bags: list[str | Path], out: str | Path, keep_failed: bool = False) 
                     image = image_array(msg)
                 elif topic == "/robot_state":
                     state = np.asarray(msg.state, dtype=np.float32)
+                    observation = state_protocol(msg, bag, observation)
                 elif topic == "/instruction":
                     instruction = msg.data
                 elif topic == "/action_command":
@@ -215,7 +230,8 @@ def convert(bags: list[str | Path], out: str | Path, keep_failed: bool = False) 
                     if msg.done:
                         if steps and (msg.success or keep_failed):
                             writer = write_episode(writer, out, steps, task, episode, episode_instruction,
-                                                   instruction_for(task), bool(msg.success), bag, summary)
+                                                   instruction_for(task), bool(msg.success), bag, summary,
+                                                   observation)
                         elif steps:
                             summary.dropped_failed += 1
                         steps, image, state, episode = [], None, None, None

@@ -10,6 +10,7 @@ from builtin_interfaces.msg import Time
 from cv_bridge import CvBridge
 from sensor_msgs.msg import Image
 
+from minivla_core.config import observation_label
 from minivla_ros.msg import ActionCommand, RobotState
 
 _bridge = CvBridge()
@@ -34,14 +35,20 @@ def image_from_msg(msg: Image, size: int) -> np.ndarray:
                          f"step {msg.step}, {len(msg.data)} bytes): {exc}") from exc
 
 
-def state_to_msg(state: np.ndarray, stamp: Time) -> RobotState:
+def state_to_msg(state: np.ndarray, stamp: Time, observation: str) -> RobotState:
     msg = RobotState()
     msg.header.stamp = stamp
+    msg.observation = observation
     msg.state = np.asarray(state, dtype=np.float32).tolist()
     return msg
 
 
-def state_from_msg(msg: RobotState, size: int) -> np.ndarray:
+def state_from_msg(msg: RobotState, size: int, observation: str) -> np.ndarray:
+    """The state as numbers, if it is of the `observation` protocol and `size` finite numbers."""
+    if msg.observation != observation:
+        raise ValueError(f"robot state is of the {observation_label(msg.observation or '(unnamed)')} protocol, "
+                         f"expected {observation_label(observation)} (set env.observation of the publisher, or "
+                         f"use a checkpoint trained on {msg.observation or 'it'})")
     state = np.asarray(msg.state, dtype=np.float32)
     if state.shape != (size,):
         raise ValueError(f"state has {state.size} numbers, expected {size}")

@@ -1,6 +1,7 @@
 """Expert node: Meta-World's scripted expert driving the simulator through ROS.
 
-It answers every robot state with one action command on the same topic the policy node uses,
+It answers every privileged state (sim/privileged_state: the scripted expert needs object poses
+and the goal, which the policy never gets) with one action command on the topic the policy uses,
 so a running graph produces demonstrations (record them with `minivla record` or
 `ros2 bag record`). The expert follows the task named in episode_status; each command's
 observation_stamp is the stamp of the state it answers, which pairs actions with observations
@@ -12,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 from rclpy.node import Node
 
-from minivla_core.config import ExpertNodeConfig
-from minivla_core.envs.metaworld_env import ACTION_DIM, STATE_DIM, make_expert
+from minivla_core.config import FULL_STATE_DIM, PRIVILEGED, ExpertNodeConfig
+from minivla_core.envs.metaworld_env import ACTION_DIM, make_expert
 from minivla_core.errors import TaskError
 from minivla_ros import qos
 from minivla_ros.conversions import state_from_msg
@@ -32,7 +33,7 @@ class ExpertNode(Node):
         self.episode = None
         self.chunk = 0
         self.command_pub = self.create_publisher(ActionCommand, qos.ACTION_TOPIC, qos.RELIABLE_QOS)
-        self.create_subscription(RobotState, qos.STATE_TOPIC, self.on_state, qos.SENSOR_QOS)
+        self.create_subscription(RobotState, qos.PRIVILEGED_STATE_TOPIC, self.on_state, qos.SENSOR_QOS)
         self.create_subscription(EpisodeStatus, qos.EPISODE_STATUS_TOPIC, self.on_episode_status, qos.RELIABLE_QOS)
 
     def set_task(self, task: str) -> None:
@@ -53,7 +54,7 @@ class ExpertNode(Node):
         if self.expert is None:
             return
         try:
-            state = state_from_msg(msg, STATE_DIM)
+            state = state_from_msg(msg, FULL_STATE_DIM, PRIVILEGED)
         except ValueError as exc:
             self.get_logger().error(f"dropping robot state: {exc}", throttle_duration_sec=1.0)
             return

@@ -21,7 +21,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from minivla_core.checkpoint import load_policy
-from minivla_core.config import PolicyNodeConfig
+from minivla_core.config import PolicyNodeConfig, observation_label
 from minivla_core.errors import MiniVLAError
 from minivla_core.model.policy import PolicyRunner
 from minivla_ros import qos
@@ -72,8 +72,10 @@ class PolicyNode(Node):
             self.get_logger().error(self.problem)
             return
         self.image_size, self.state_dim = payload["env"]["image_size"], payload["state_dim"]
+        self.observation = payload["env"]["observation"]
         self.get_logger().info(f"loaded {path} (trained on {payload['env']['task']}, "
-                               f"{self.image_size}px {payload['env']['camera']} images)")
+                               f"{self.image_size}px {payload['env']['camera']} images, "
+                               f"{observation_label(self.observation)} robot state)")
 
     def on_image(self, msg: Image) -> None:
         if self.policy is None:
@@ -89,7 +91,7 @@ class PolicyNode(Node):
         if self.policy is None:
             return
         try:
-            self.state = state_from_msg(msg, self.state_dim)
+            self.state = state_from_msg(msg, self.state_dim, self.observation)
         except ValueError as exc:
             self.get_logger().error(f"dropping robot state: {exc}", throttle_duration_sec=1.0)
             return

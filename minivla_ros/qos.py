@@ -2,6 +2,8 @@
 
     camera/image_raw   sensor_msgs/Image         sim_bridge -> policy_node   sensor-data QoS
     robot_state        minivla_ros/RobotState    sim_bridge -> policy_node   sensor-data QoS
+    sim/privileged_state minivla_ros/RobotState  sim_bridge -> expert_node   sensor-data QoS
+                       (Meta-World's full state, for the scripted expert; never a policy's input)
     episode_status     minivla_ros/EpisodeStatus sim_bridge -> anyone        reliable, depth 10
     action_command     minivla_ros/ActionCommand policy_node -> sim_bridge   reliable, depth 10
     instruction        std_msgs/String           anyone -> policy_node       reliable, depth 10
@@ -17,6 +19,7 @@ from rclpy.qos import QoSProfile, qos_profile_sensor_data
 
 IMAGE_TOPIC = "camera/image_raw"
 STATE_TOPIC = "robot_state"
+PRIVILEGED_STATE_TOPIC = "sim/privileged_state"
 EPISODE_STATUS_TOPIC = "episode_status"
 ACTION_TOPIC = "action_command"
 INSTRUCTION_TOPIC = "instruction"

@@ -1,13 +1,15 @@
 """Simulator bridge: Meta-World (through minivla_core's env wrapper) as if it were a robot.
 
 At `bridge.step_rate` it applies the newest action command, steps the simulation, and publishes
-the camera image, the robot state and the episode status. Rules:
+the camera image, the robot state (of the `env.observation` protocol, "proprio" by default: hand
+position and gripper) and the episode status. The simulator's full state goes to its own topic,
+sim/privileged_state, for the scripted expert only: a policy sees the scene through the camera. Rules:
 - Each command is applied at most once. When no new command has arrived since the last step,
   the arm holds still (zero motion, gripper as last commanded) instead of replaying the old one.
 - An episode's clock starts with its first command: until then the bridge keeps publishing the
   initial observation without stepping, so no episode times out while no policy is running.
-  With `bridge.min_subscribers` > 0 it publishes nothing at all until that many nodes subscribe
-  to robot_state (a recording then starts with the first observation).
+  With `bridge.min_subscribers` > 0 it publishes nothing at all until that many subscriptions to
+  robot_state and sim/privileged_state exist (a recording then starts with the first observation).
 - An episode ends on success, on time-out (env.max_episode_steps) or on the `reset_episode`
   service; the next one starts at once. Layouts follow (env.seed, episode) as in `minivla eval`.
 - The task can change while running: `ros2 param set /sim_bridge env.task drawer-open-v3` ends
@@ -27,7 +29,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 
-from minivla_core.config import BridgeConfig, EnvConfig
+from minivla_core.config import PRIVILEGED, BridgeConfig, EnvConfig, observation_label
 from minivla_core.envs.metaworld_env import MetaWorldEnv, check_task
 from minivla_core.errors import TaskError
 from minivla_ros import qos
@@ -45,6 +47,7 @@ class SimBridgeNode(Node):
         self.env = MetaWorldEnv(self.env_config)
         self.image_pub = self.create_publisher(Image, qos.IMAGE_TOPIC, qos.SENSOR_QOS)
         self.state_pub = self.create_publisher(RobotState, qos.STATE_TOPIC, qos.SENSOR_QOS)
+        self.privileged_pub = self.create_publisher(RobotState, qos.PRIVILEGED_STATE_TOPIC, qos.SENSOR_QOS)
         self.status_pub = self.create_publisher(EpisodeStatus, qos.EPISODE_STATUS_TOPIC, qos.RELIABLE_QOS)
         self.create_subscription(ActionCommand, qos.ACTION_TOPIC, self.on_command, qos.RELIABLE_QOS)
         self.create_service(Trigger, qos.RESET_SERVICE, self.on_reset_request)
@@ -61,7 +64,8 @@ class SimBridgeNode(Node):
         self.obs_stamp = None  # stamp of the newest published observation
         self.start_episode(0)
         self.get_logger().info(f"simulating {self.env.task} ({self.env_config.camera} camera, "
-                               f"{self.env_config.image_size}px) at {self.config.step_rate} Hz, seed {self.env_config.seed}")
+                               f"{self.env_config.image_size}px, {observation_label(self.env_config.observation)} "
+                               f"robot state) at {self.config.step_rate} Hz, seed {self.env_config.seed}")
 
     def start_episode(self, episode: int) -> None:
         self.obs = self.env.reset(episode)
@@ -138,10 +142,11 @@ class SimBridgeNode(Node):
             self.finish_episode(self.obs.success, "success" if self.obs.success else "time-out")
 
     def subscribers_ready(self) -> bool:
-        """True once bridge.min_subscribers nodes have subscribed to robot_state for a second."""
+        """True once bridge.min_subscribers subscriptions to the two state topics have existed for a second."""
         if self.config.min_subscribers <= 0:
             return True
-        if self.state_pub.get_subscription_count() < self.config.min_subscribers:
+        subscriptions = self.state_pub.get_subscription_count() + self.privileged_pub.get_subscription_count()
+        if subscriptions < self.config.min_subscribers:
             self.ready_since = None
             return False
         self.ready_since = self.ready_since or time.monotonic()
@@ -160,7 +165,8 @@ class SimBridgeNode(Node):
         """Image, state and status of one observation share one stamp (recordings rely on it)."""
         stamp = self.obs_stamp = self.get_clock().now().to_msg()
         self.image_pub.publish(image_to_msg(self.obs.image, stamp))
-        self.state_pub.publish(state_to_msg(self.obs.state, stamp))
+        self.state_pub.publish(state_to_msg(self.obs.state, stamp, self.env_config.observation))
+        self.privileged_pub.publish(state_to_msg(self.obs.privileged, stamp, PRIVILEGED))
         self.publish_status(done=False, success=self.obs.success, stamp=stamp)
 
     def publish_status(self, done: bool, success: bool, stamp=None) -> None:

@@ -12,4 +12,4 @@ from minivla_core.config import ModelConfig  # noqa: E402
 
 def tiny_model_config() -> ModelConfig:
     return ModelConfig(d_model=32, d_word=16, horizon=4, n_action_steps=2, denoiser_hidden=64,
-                       denoiser_blocks=1, diffusion_steps=20, inference_steps=4)
+                       denoiser_blocks=1, diffusion_steps=20, inference_steps=4, keypoints=8, image_channels=8)

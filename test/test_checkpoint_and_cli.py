@@ -21,12 +21,13 @@ def minivla(*args, timeout=600):
                           capture_output=True, text=True, timeout=timeout)
 
 
-def save_tiny(path, state_dim=39, action_dim=4):
+def save_tiny(path, state_dim=4, action_dim=4, observation="proprio"):
     vocab = WordTokenizer.from_texts(["push the puck to the goal"]).vocab
     policy = VLAPolicy(tiny_model_config(), vocab, state_dim, action_dim, image_size=32)
     policy.state_normalizer.fit(torch.randn(100, state_dim))
     policy.action_normalizer.fit(torch.rand(100, action_dim) * 2 - 1)
-    save_checkpoint(path, policy, {"task": "push-v3", "camera": "corner2", "image_size": 32})
+    save_checkpoint(path, policy, {"task": "push-v3", "observation": observation, "camera": "corner2",
+                                   "camera_position": [0.75, 0.075, 0.7], "image_size": 32})
     return policy
 
 
@@ -40,10 +41,11 @@ class CodeInPickle:
 
 def test_checkpoint_round_trip_gives_identical_actions(tmp_path):
     policy = save_tiny(tmp_path / "c.pt").eval()
-    loaded, payload = load_policy(tmp_path / "c.pt", state_dim=39, action_dim=4)
+    loaded, payload = load_policy(tmp_path / "c.pt", state_dim=4, action_dim=4)
     assert payload["vocab"] == policy.tokenizer.vocab and loaded.config == policy.config
+    assert payload["env"]["observation"] == "proprio"
     image = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
-    state = np.random.default_rng(1).normal(size=39).astype(np.float32)
+    state = np.random.default_rng(1).normal(size=4).astype(np.float32)
     a = PolicyRunner(policy, "push the puck", seed=7).sample_chunk(image, state)
     b = PolicyRunner(loaded, "push the puck", seed=7).sample_chunk(image, state)
     np.testing.assert_array_equal(a, b)
@@ -59,6 +61,22 @@ def test_checkpoints_from_before_stemming_keep_their_plain_words(tmp_path):
     old, _ = load_policy(tmp_path / "old.pt")
     assert old.config.stem_words is False and old.tokenizer.stem is False
     assert load_policy(tmp_path / "c.pt")[0].tokenizer.stem is True
+
+
+def test_checkpoints_from_before_the_observation_protocol_read_as_privileged_state(tmp_path):
+    """They were trained on Meta-World's 39 numbers with the scene's own camera placement and TinyCNN."""
+    from minivla_core.config import ModelConfig
+    from dataclasses import asdict
+
+    vocab = WordTokenizer.from_texts(["push the puck to the goal"]).vocab
+    config = ModelConfig(**{**asdict(tiny_model_config()), "image_encoder": "flatten"})
+    save_checkpoint(tmp_path / "c.pt", VLAPolicy(config, vocab, 39, 4, 32), {"task": "push-v3", "image_size": 32})
+    payload = torch.load(tmp_path / "c.pt", weights_only=True)
+    del payload["model_config"]["image_encoder"], payload["model_config"]["keypoints"]
+    torch.save(payload, tmp_path / "old.pt")
+    policy, payload = load_policy(tmp_path / "old.pt")
+    assert payload["env"]["observation"] == "full" and payload["env"]["camera_position"] == []
+    assert policy.config.image_encoder == "flatten"
 
 
 def test_untrusted_checkpoints_are_refused(tmp_path):
@@ -79,13 +97,14 @@ def test_untrusted_checkpoints_are_refused(tmp_path):
     torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not a minivla checkpoint"):
         load_policy(tmp_path / "other.pt")
-    with pytest.raises(CheckpointError, match="expects a state of size 39, but the environment has 12"):
+    with pytest.raises(CheckpointError, match="expects a state of size 4, but the environment has 12"):
         load_policy(tmp_path / "good.pt", state_dim=12)
 
 
 def test_cli_errors_are_one_line_and_exit_2(tmp_path, two_episode_dataset):
     save_tiny(tmp_path / "small_state.pt", state_dim=10)
     save_tiny(tmp_path / "good.pt")
+    save_tiny(tmp_path / "privileged.pt", state_dim=39, observation="full")
     marker = tmp_path / "pwned"
     torch.save({"x": CodeInPickle(marker)}, tmp_path / "evil.pt")
     (tmp_path / "corrupt.pt").write_bytes(b"not a zip file at all")
@@ -97,7 +116,14 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path, two_episode_dataset):
         (["eval", "--checkpoint", tmp_path / "missing.pt"], "checkpoint .*missing.pt does not exist"),
         (["eval", "--checkpoint", tmp_path / "corrupt.pt"], "corrupt or truncated"),
         (["eval", "--checkpoint", tmp_path / "evil.pt"], "pickled code"),
-        (["eval", "--checkpoint", tmp_path / "small_state.pt"], "expects state/action sizes 10/4, task push-v3 has 39/4"),
+        (["eval", "--checkpoint", tmp_path / "small_state.pt"], "expects state/action sizes 10/4, task push-v3 has 4/4"),
+        (["eval", "--checkpoint", tmp_path / "privileged.pt"],
+         r"trained on full \(privileged state\) observations, but env.observation is proprio"),
+        (["eval", "--checkpoint", tmp_path / "good.pt", "--observation", "full"],
+         r"trained on proprio observations, but env.observation is full \(privileged state\)"),
+        (["train", "--dataset", two_episode_dataset, "--out", tmp_path / "run", "--image-size", "32",
+          "--observation", "full"],
+         r"holds proprio states but env.observation is 'full'"),
         (["collect", "--task", "push-v9", "--out", tmp_path / "x"], "unknown Meta-World task 'push-v9'"),
         (["train", "--dataset", tmp_path / "nowhere", "--out", tmp_path / "run"], "dataset .*nowhere does not exist"),
         (["train", "--dataset", truncated, "--out", tmp_path / "run"], "000001.npz is unreadable or truncated"),
@@ -126,6 +152,7 @@ def test_end_to_end_collect_train_eval(tmp_path, tiny_checkpoint):
     data = json.loads(out.read_text())
     for key in ("success_rate", "episodes", "successes", "mean_steps_to_success", "task", "checkpoint"):
         assert key in data
+    assert data["observation"] == "proprio" and data["image_ablation"] == "none"
     assert data["episodes"] == 1 and data["task"] == "push-v3" and 0.0 <= data["success_rate"] <= 1.0
     assert data["per_episode"][0]["steps"] <= 20
     videos = list((tmp_path / "videos").glob("*.mp4"))

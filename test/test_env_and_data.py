@@ -17,33 +17,58 @@ def env():
         yield env
 
 
-def test_reset_and_step_give_upright_images_and_states(env):
+def test_reset_and_step_give_upright_images_and_proprio_states(env):
     obs = env.reset(0)
     assert obs.image.shape == (32, 32, 3) and obs.image.dtype == np.uint8
     assert obs.image.flags["C_CONTIGUOUS"]
-    assert obs.state.shape == (39,) and obs.state.dtype == np.float32
-    assert np.any(obs.state[-3:] != 0)  # the goal is observable
-    # Upright: the corner2 camera sees the floor/table (bright) in the lower half and the dark
-    # background in the upper half; rendered raw, the camera would show it the other way round.
-    brightness = obs.image.mean(axis=(1, 2))
-    assert brightness[16:].mean() > brightness[:16].mean()
+    # the policy's state is the hand position and gripper only; the goal and the puck are not in it
+    assert obs.state.shape == (4,) and obs.state.dtype == np.float32
+    np.testing.assert_array_equal(obs.state, obs.privileged[:4])
+    assert obs.privileged.shape == (39,) and np.any(obs.privileged[-3:] != 0)  # for the expert only
     after = env.step(np.array([1.0, 0.0, 0.0, 0.0]))
     assert after.step == 1 and after.state[0] > obs.state[0]  # moved along +x
 
 
+def test_images_are_upright_and_the_moved_camera_fills_the_frame_with_the_table():
+    def table_share(image):  # the table top is brown: red clearly above blue
+        rgb = image.astype(int)
+        return np.mean((rgb[..., 0] - rgb[..., 2] > 25) & (rgb[..., 0] < 200))
+
+    with MetaWorldEnv(EnvConfig(image_size=32)) as moved, MetaWorldEnv(EnvConfig(image_size=32, camera_position=[])) as far:
+        near_image, far_image = moved.reset(0).image, far.reset(0).image
+    assert table_share(near_image) > 1.5 * table_share(far_image)
+    # Upright: with the scene's own placement corner2 sees the table and floor (bright) in the lower
+    # half and the dark background in the upper half; rendered raw it would be the other way round.
+    brightness = far_image.mean(axis=(1, 2))
+    assert brightness[16:].mean() > brightness[:16].mean()
+
+
+def test_full_observation_is_the_privileged_state_and_bad_names_are_refused():
+    from minivla_core.errors import ConfigError
+
+    with MetaWorldEnv(EnvConfig(image_size=16, observation="full")) as env:
+        obs = env.reset(0)
+        assert obs.state.shape == (39,) and env.state_dim == 39
+        np.testing.assert_array_equal(obs.state, obs.privileged)
+    with pytest.raises(ConfigError, match="unknown observation protocol 'proprioception'.*'proprio'"):
+        MetaWorldEnv(EnvConfig(observation="proprioception"))
+    with pytest.raises(TaskError, match="camera_position must be 3 numbers"):
+        MetaWorldEnv(EnvConfig(camera_position=[1.0, 2.0]))
+
+
 def test_layouts_depend_only_on_seed_and_episode(env):
-    first = env.reset(3).state.copy()
+    first = env.reset(3).privileged.copy()
     env.reset(4)
-    assert np.array_equal(env.reset(3).state, first)
+    assert np.array_equal(env.reset(3).privileged, first)
     with MetaWorldEnv(EnvConfig(image_size=32, seed=1000)) as other:
-        assert not np.allclose(other.reset(3).state[-3:], first[-3:])  # unseen goal for another seed
+        assert not np.allclose(other.reset(3).privileged[-3:], first[-3:])  # unseen goal for another seed
 
 
 def test_expert_solves_push(env):
     expert = make_expert("push-v3")
     obs = env.reset(0)
     while not obs.success and not env.done:
-        obs = env.step(np.clip(expert.get_action(obs.state), -1, 1))
+        obs = env.step(np.clip(expert.get_action(obs.privileged), -1, 1))
     assert obs.success and env.step_count < 200
 
 
@@ -67,22 +92,26 @@ def test_invalid_action_is_refused(env):
 def test_collected_dataset_is_on_disk_and_loads(two_episode_dataset):
     meta, episodes = load_episodes(two_episode_dataset)
     assert meta["image_size"] == 32 and len(episodes) == 2
+    assert meta["observation"] == "proprio" and meta["state_dim"] == 4
+    assert meta["camera"] == {"name": "corner2", "position": [0.75, 0.075, 0.7]}
     index = read_index(two_episode_dataset)
     for entry, episode in zip(index, episodes):
         assert entry["success"] and entry["task"] == "push-v3"
-        assert episode.images.shape == (entry["steps"], 32, 32, 3)
+        assert episode.images.shape == (entry["steps"], 32, 32, 3) and episode.states.shape == (entry["steps"], 4)
         assert np.abs(episode.actions).max() <= 1.0
         assert episode.instruction == "push the puck to the goal"
 
 
 def test_writer_appends_and_refuses_other_shapes(tmp_path):
-    writer = DatasetWriter(tmp_path / "d", image_size=8, state_dim=3, action_dim=2)
+    writer = DatasetWriter(tmp_path / "d", image_size=8, state_dim=3, action_dim=2, observation="proprio")
     writer.append(np.zeros((5, 8, 8, 3)), np.zeros((5, 3)), np.zeros((5, 2)), task="t", instruction="do it")
-    again = DatasetWriter(tmp_path / "d", image_size=8, state_dim=3, action_dim=2)
+    again = DatasetWriter(tmp_path / "d", image_size=8, state_dim=3, action_dim=2, observation="proprio")
     again.append(np.ones((2, 8, 8, 3)), np.ones((2, 3)), np.ones((2, 2)), task="t", instruction="do it")
     assert [len(e.actions) for e in load_episodes(tmp_path / "d")[1]] == [5, 2]
     with pytest.raises(DatasetError, match="another shape"):
-        DatasetWriter(tmp_path / "d", image_size=16, state_dim=3, action_dim=2)
+        DatasetWriter(tmp_path / "d", image_size=16, state_dim=3, action_dim=2, observation="proprio")
+    with pytest.raises(DatasetError, match="another shape"):
+        DatasetWriter(tmp_path / "d", image_size=8, state_dim=3, action_dim=2, observation="full")
     with pytest.raises(DatasetError, match="expected"):
         again.append(np.zeros((2, 8, 8, 3)), np.zeros((3, 3)), np.zeros((2, 2)), task="t", instruction="x")
 
@@ -90,7 +119,7 @@ def test_writer_appends_and_refuses_other_shapes(tmp_path):
 def test_missing_truncated_and_empty_datasets_are_named(tmp_path):
     with pytest.raises(DatasetError, match="does not exist"):
         load_episodes(tmp_path / "nowhere")
-    writer = DatasetWriter(tmp_path / "d", image_size=8, state_dim=3, action_dim=2)
+    writer = DatasetWriter(tmp_path / "d", image_size=8, state_dim=3, action_dim=2, observation="proprio")
     with pytest.raises(DatasetError, match="no episodes"):
         load_episodes(tmp_path / "d")
     path = writer.append(np.zeros((5, 8, 8, 3)), np.zeros((5, 3)), np.zeros((5, 2)), task="t", instruction="x")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from minivla_core.config import CollectConfig, EnvConfig
+from minivla_core.config import CollectConfig, EnvConfig, camera_of
 from minivla_core.data.dataset import DatasetWriter
 from minivla_core.envs.metaworld_env import MetaWorldEnv, check_task, make_expert, paraphrases
 
@@ -33,7 +33,8 @@ def run_expert_episode(env: MetaWorldEnv, expert, episode: int):
     obs = env.reset(episode)
     images, states, actions = [], [], []
     while not env.done:
-        action = np.clip(expert.get_action(obs.state), -1.0, 1.0).astype(np.float32)
+        # the expert reads privileged state (object poses, goal); the dataset keeps what the policy will see
+        action = np.clip(expert.get_action(obs.privileged), -1.0, 1.0).astype(np.float32)
         images.append(obs.image)
         states.append(obs.state)
         actions.append(action)
@@ -58,7 +59,8 @@ def collect_task(env_config: EnvConfig, config: CollectConfig, progress: bool) -
     env = MetaWorldEnv(env_config)
     expert = make_expert(env.task)
     instructions = paraphrases(env.task) if config.paraphrases else [env.instruction]
-    writer = DatasetWriter(config.out, env_config.image_size, env.state_dim, env.action_dim)
+    writer = DatasetWriter(config.out, env_config.image_size, env.state_dim, env.action_dim,
+                           observation=env_config.observation, camera=camera_of(env_config))
     max_attempts = max(config.episodes, int(config.episodes * config.max_attempts_factor))
     kept = dropped = steps = 0
     bar = tqdm(total=config.episodes, desc=f"collect {env.task}", unit="ep", disable=not progress)

@@ -2,20 +2,26 @@
 
     DATASET/
       meta.json          {"format": "minivla-dataset", "version": 1,
-                          "image_size": 64, "state_dim": 39, "action_dim": 4}
+                          "image_size": 64, "state_dim": 4, "action_dim": 4,
+                          "observation": "proprio",
+                          "camera": {"name": "corner2", "position": [0.75, 0.075, 0.7]}}
       episodes.jsonl     one JSON object per episode, in the order they were written:
                          {"file": "episodes/000000.npz", "task": "push-v3",
                           "instruction": "push the puck to the goal", "steps": 61,
                           "success": true, "source": "collect", "seed": 0, "episode": 0}
       episodes/000000.npz
                          images  (T, H, W, 3) uint8   upright camera image before step t
-                         states  (T, 39)      float32 robot/object/goal state before step t
+                         states  (T, S)       float32 the policy's state before step t: S = 4 for
+                                              "proprio" (hand xyz, gripper), 39 for "full"
                          actions (T, 4)       float32 action taken at step t, in [-1, 1]
 
 An episode file is written under a temporary name and renamed, then its line is appended to
 episodes.jsonl, so a crash loses at most the episode being written. Readers trust only the
 index: a listed file that is missing or unreadable is an error naming the file.
 Anything that produces demonstrations (scripted collection, converted rosbags) appends here.
+`observation` says what the states are (envs/metaworld_env.py); datasets written before it
+existed hold Meta-World's full 39-number state and read as "full". `camera` is informational
+(bags from other robots may not know it).
 """
 
 from __future__ import annotations
@@ -46,10 +52,12 @@ class Episode:
 class DatasetWriter:
     """Appends episodes to a dataset folder, creating it if needed."""
 
-    def __init__(self, root: str | Path, image_size: int, state_dim: int, action_dim: int):
+    def __init__(self, root: str | Path, image_size: int, state_dim: int, action_dim: int,
+                 observation: str, camera: dict | None = None):
         self.root = Path(root)
         self.meta = {"format": FORMAT, "version": VERSION, "image_size": image_size,
-                     "state_dim": state_dim, "action_dim": action_dim}
+                     "state_dim": state_dim, "action_dim": action_dim, "observation": observation,
+                     "camera": camera or {}}
         meta_path = self.root / "meta.json"
         if meta_path.exists():
             existing = read_meta(self.root)
@@ -100,6 +108,8 @@ def read_meta(root: str | Path) -> dict:
         raise DatasetError(f"{path} is not valid JSON: {exc}") from exc
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise DatasetError(f"{path} is not a {FORMAT} version {VERSION} file")
+    meta.setdefault("observation", "full")  # written before the protocol was recorded: Meta-World's 39 numbers
+    meta.setdefault("camera", {})
     return meta
 
 

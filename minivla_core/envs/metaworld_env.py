@@ -5,7 +5,15 @@ What this wrapper decides for you:
   episode draws a fresh layout from a seeded stream instead: episode `i` of a run with seed `S`
   always gets the same layout, and two different run seeds never share one. Collection uses
   seed 0 and evaluation seed 1000 by default, so evaluation is on layouts never seen in training.
-- The goal position is part of the 39-number state (Meta-World's "goal observable" variant).
+- What the policy's state is, is one setting, `env.observation`:
+    "proprio" (the default): hand x, y, z and gripper opening, the first 4 of Meta-World's numbers
+        (LeRobot's `agent_pos`). A real arm knows these about itself. Where the puck, the drawer or
+        the goal are, the policy has to see in the camera image (the goal shows as a small marker).
+    "full": all 39 numbers, with object poses and the goal position: privileged simulator state
+        that no real robot has. Kept as a labelled comparison, never a default.
+  The full state is always available as `Observation.privileged`, for the scripted expert only.
+- The camera: corner2 moved to (0.75, 0.075, 0.7), as in LeRobot's Meta-World protocol, so the
+  table fills the image (`env.camera_position`; empty keeps the scene's own, far-away placement).
 - Rendering goes through one `mujoco.Renderer` with shadows, reflections and the skybox off:
   about 8 ms a frame in software (EGL/llvmpipe) instead of 60-90 ms with Meta-World's defaults.
 - The corner cameras render upside down; their images are rotated 180 degrees.
@@ -23,7 +31,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # headless; must be set before mujoco
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
-from minivla_core.config import EnvConfig  # noqa: E402
+from minivla_core.config import FULL_STATE_DIM, EnvConfig, state_dim_of  # noqa: E402
 from minivla_core.errors import TaskError  # noqa: E402
 
 # Paraphrased instructions per task. The first is the task's plain instruction; the last
@@ -78,7 +86,6 @@ SHARED_SCENES = {"push-v3": "puck", "reach-v3": "puck", "pick-place-v3": "puck"}
 
 
 UPSIDE_DOWN_CAMERAS = {"corner", "corner2", "corner3", "corner4"}
-STATE_DIM = 39
 ACTION_DIM = 4
 
 
@@ -126,7 +133,8 @@ def make_expert(task: str):
 @dataclass
 class Observation:
     image: np.ndarray  # (H, W, 3) uint8, upright
-    state: np.ndarray  # (39,) float32
+    state: np.ndarray  # float32, what the policy gets: (4,) for "proprio", (39,) for "full"
+    privileged: np.ndarray  # (39,) float32, Meta-World's full state: for the scripted expert, never the policy
     reward: float = 0.0
     success: bool = False
     step: int = 0
@@ -139,8 +147,11 @@ class MetaWorldEnv:
         self.config = config
         self.task = check_task(config.task)
         self.instruction = instruction_for(self.task)
+        self.state_dim = state_dim_of(config.observation)
         if config.image_size < 8:
             raise TaskError(f"image_size {config.image_size} is too small (at least 8 pixels)")
+        if config.camera_position and len(config.camera_position) != 3:
+            raise TaskError(f"env.camera_position must be 3 numbers (x, y, z) or empty, got {config.camera_position}")
 
         self._env = ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE[f"{self.task}-goal-observable"](seed=config.seed)
         self._env._freeze_rand_vec = False  # a new layout on every reset ...
@@ -151,6 +162,8 @@ class MetaWorldEnv:
         cameras = [model.camera(i).name for i in range(model.ncam)]
         if config.camera not in cameras:
             raise TaskError(f"unknown camera {config.camera!r}; this scene has {', '.join(cameras)}")
+        if config.camera_position:  # takes effect at the next mj_forward, which every reset runs
+            model.cam_pos[cameras.index(config.camera)] = config.camera_position
         model.vis.global_.offwidth = max(model.vis.global_.offwidth, config.image_size)
         model.vis.global_.offheight = max(model.vis.global_.offheight, config.image_size)
         model.vis.quality.offsamples = 0  # no multisampling
@@ -163,10 +176,6 @@ class MetaWorldEnv:
         self.step_count = 0
 
     @property
-    def state_dim(self) -> int:
-        return STATE_DIM
-
-    @property
     def action_dim(self) -> int:
         return ACTION_DIM
 
@@ -175,9 +184,9 @@ class MetaWorldEnv:
         self.episode = self.episode + 1 if episode is None else episode
         layout_seed = np.random.SeedSequence([self.config.seed, self.episode]).generate_state(1)[0]
         self._env.seed(int(layout_seed))
-        state, _ = self._env.reset()
+        full_state, _ = self._env.reset()
         self.step_count = 0
-        return Observation(self.render(), state.astype(np.float32))
+        return self._observe(full_state)
 
     def step(self, action: np.ndarray) -> Observation:
         action = np.asarray(action, dtype=np.float32)
@@ -185,9 +194,14 @@ class MetaWorldEnv:
             raise ValueError(f"action must be {ACTION_DIM} finite numbers, got {action!r}")
         if self.step_count >= self.config.max_episode_steps:
             raise RuntimeError("episode is over (max_episode_steps reached); call reset()")
-        state, reward, _, _, info = self._env.step(np.clip(action, -1.0, 1.0))
+        full_state, reward, _, _, info = self._env.step(np.clip(action, -1.0, 1.0))
         self.step_count += 1
-        return Observation(self.render(), state.astype(np.float32), float(reward), bool(info["success"]), self.step_count)
+        return self._observe(full_state, float(reward), bool(info["success"]))
+
+    def _observe(self, full_state: np.ndarray, reward: float = 0.0, success: bool = False) -> Observation:
+        full_state = full_state.astype(np.float32)
+        return Observation(self.render(), full_state[: self.state_dim].copy(), full_state, reward, success,
+                           self.step_count)
 
     @property
     def done(self) -> bool:

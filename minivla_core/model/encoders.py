@@ -1,10 +1,20 @@
-"""The three encoders and the fusion MLP. Each maps its input to one d_model-sized token."""
+"""The three encoders and the fusion MLP. Each maps its input to one d_model-sized token.
+
+Two image encoders (model.image_encoder):
+- KeypointCNN (the default) answers "where is each thing": its feature maps stay at half the
+  image's resolution and a spatial softmax turns each map into one (x, y) point. The puck and the
+  goal marker are a few pixels wide; a point with sub-pixel precision is what the policy needs.
+- TinyCNN, the first encoder, shrinks the image to a 4x4 map and flattens it. Kept for comparison
+  (bench/results/ablation.md) and so that older checkpoints still load.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from minivla_core.errors import ConfigError
 
 
 class TinyCNN(nn.Module):
@@ -33,6 +43,69 @@ class TinyCNN(nn.Module):
         for conv in self.convs:
             x = F.relu(conv(x))
         return self.norm(self.proj(x.flatten(1)))
+
+
+class SpatialSoftmax(nn.Module):
+    """(B, C, H, W) feature maps -> (B, 2K): for each of K keypoint maps, the expected (x, y)
+    position under a softmax over its pixels, in [-1, 1] image coordinates.
+
+    Each keypoint map is a learned 1x1 mix of the C features; the softmax puts nearly all its
+    weight where that mix is largest, so the output is "where does feature k fire".
+    """
+
+    def __init__(self, channels: int, keypoints: int, height: int, width: int):
+        super().__init__()
+        self.to_keypoints = nn.Conv2d(channels, keypoints, kernel_size=1)
+        self.log_temperature = nn.Parameter(torch.zeros(1))  # learned sharpness of the softmax
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, height), torch.linspace(-1, 1, width), indexing="ij")
+        self.register_buffer("grid_x", xs.reshape(-1), persistent=False)
+        self.register_buffer("grid_y", ys.reshape(-1), persistent=False)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        logits = self.to_keypoints(features).flatten(2)  # (B, K, H*W)
+        attention = torch.softmax(logits / self.log_temperature.exp(), dim=-1)
+        x = (attention * self.grid_x).sum(-1)
+        y = (attention * self.grid_y).sum(-1)
+        return torch.cat([x, y], dim=-1)
+
+
+class KeypointCNN(nn.Module):
+    """(B, 3, H, W) floats in [0, 1] -> (B, d_model): keypoint positions plus pooled features.
+
+    One stride-2 convolution halves the image (64x64 -> 32x32), two more look at 3x3
+    neighbourhoods at that resolution, then SpatialSoftmax gives `keypoints` (x, y) points. The
+    features averaged over the image ("what is there": a drawer, a door) join the points.
+    """
+
+    def __init__(self, d_model: int, image_size: int, keypoints: int = 32, channels: int = 32):
+        super().__init__()
+        self.convs = nn.ModuleList([
+            nn.Conv2d(3, channels, kernel_size=3, stride=2, padding=1),
+            nn.Conv2d(channels, channels, kernel_size=3, padding=1),
+            nn.Conv2d(channels, channels, kernel_size=3, padding=1),
+        ])
+        side = (image_size + 1) // 2
+        self.keypoints = SpatialSoftmax(channels, keypoints, side, side)
+        self.proj = nn.Linear(2 * keypoints + channels, d_model)
+        self.norm = nn.LayerNorm(d_model)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images * 2.0 - 1.0
+        for conv in self.convs:
+            x = F.relu(conv(x))
+        features = torch.cat([self.keypoints(x), x.mean(dim=(2, 3))], dim=-1)
+        return self.norm(self.proj(features))
+
+
+IMAGE_ENCODERS = ("keypoints", "flatten")
+
+
+def make_image_encoder(name: str, d_model: int, image_size: int, keypoints: int, channels: int) -> nn.Module:
+    if name == "keypoints":
+        return KeypointCNN(d_model, image_size, keypoints, channels)
+    if name == "flatten":
+        return TinyCNN(d_model, image_size)
+    raise ConfigError(f"model.image_encoder must be one of {IMAGE_ENCODERS}, got {name!r}")
 
 
 class TextGRU(nn.Module):

@@ -1,9 +1,12 @@
 """The VLA policy: encoders + fusion + diffusion head + normalisers + tokenizer, and the
 chunk-executing runner used by evaluation and by the ROS policy node.
 
-    image (B,H,W,3) uint8 ─ TinyCNN ─┐
-    instruction words ─── TextGRU ───┼─ FusionMLP ─ cond ─ DiffusionHead ─ (B, horizon, 4) actions
-    state (B,39) ── normalise ─ MLP ─┘
+    image (B,H,W,3) uint8 ─ KeypointCNN ─┐
+    instruction words ─── TextGRU ───────┼─ FusionMLP ─ cond ─ DiffusionHead ─ (B, horizon, 4) actions
+    state (B,S) ── normalise ─ MLP ──────┘
+
+The state is what env.observation says: 4 numbers (hand position, gripper) by default, so
+everything about the scene has to come through the image.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from torch import nn
 
 from minivla_core.config import ModelConfig
 from minivla_core.model.diffusion import DiffusionHead
-from minivla_core.model.encoders import FusionMLP, StateMLP, TextGRU, TinyCNN
+from minivla_core.model.encoders import FusionMLP, StateMLP, TextGRU, make_image_encoder
 from minivla_core.model.normalizer import RangeNormalizer
 from minivla_core.model.tokenizer import WordTokenizer
 
@@ -28,7 +31,8 @@ class VLAPolicy(nn.Module):
         self.config = config
         self.state_dim, self.action_dim, self.image_size = state_dim, action_dim, image_size
         self.tokenizer = WordTokenizer(vocab, config.stem_words)
-        self.image_encoder = TinyCNN(config.d_model, image_size)
+        self.image_encoder = make_image_encoder(config.image_encoder, config.d_model, image_size, config.keypoints,
+                                                config.image_channels)
         self.text_encoder = TextGRU(len(vocab), config.d_word, config.d_model)
         self.state_encoder = StateMLP(state_dim, config.d_model)
         self.fusion = FusionMLP(config.d_model, config.text_film)

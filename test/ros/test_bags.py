@@ -60,6 +60,9 @@ def test_recorded_bag_opens_with_an_independent_reader_and_loses_nothing(recorde
     assert answered == sorted(states)  # the expert answered every recorded state, and every answer was recorded
     image = by_topic["/camera/image_raw"][0].ros_msg
     assert (image.encoding, image.width, image.height) == ("rgb8", 64, 64)
+    # the recorded state is what a robot knows about itself; the expert's privileged state is not recorded
+    state = by_topic["/robot_state"][0].ros_msg
+    assert state.observation == "proprio" and len(state.state) == 4
 
 
 def test_recorded_bag_converts_to_the_dataset_format(recorded_bag, tmp_path):
@@ -73,6 +76,7 @@ def test_recorded_bag_converts_to_the_dataset_format(recorded_bag, tmp_path):
         assert episode.instruction == "push the puck to the goal" and episode.task == "push-v3"
         assert not np.array_equal(episode.states[0], episode.states[1])
     assert meta["image_size"] == 64 and read_index(tmp_path / "data")[0]["source"] == "bag"
+    assert meta["observation"] == "proprio" and meta["state_dim"] == 4  # what the policy may see, nothing more
     # Appending a second time adds to the same dataset.
     convert([recorded_bag], tmp_path / "data")
     assert len(load_episodes(tmp_path / "data")[1]) == 4
@@ -97,7 +101,8 @@ def synthetic_messages(images, states, actions, with_state=True):
         yield t, "/camera/image_raw", {"header": header, "height": 64, "width": 64, "encoding": "rgb8",
                                        "is_bigendian": 0, "step": 192, "data": image.tobytes()}
         if with_state:
-            yield t, "/robot_state", {"header": header, "state": states[min(k, len(states) - 1)].tolist()}
+            yield t, "/robot_state", {"header": header, "observation": "proprio",
+                                      "state": states[min(k, len(states) - 1)].tolist()}
         done = k == len(actions)
         yield t, "/episode_status", {"header": header, "task": "push-v3", "episode": 0, "step": k, "success": done,
                                      "done": False, "episode_return": 0.0}

@@ -36,7 +36,8 @@ class FakeRobot(Node):
         self.create_subscription(ActionCommand, qos.ACTION_TOPIC, self.commands.append, qos.RELIABLE_QOS)
         self.create_subscription(PolicyStatus, qos.POLICY_STATUS_TOPIC, self.on_status, qos.RELIABLE_QOS)
         self.image = np.zeros((64, 64, 3), np.uint8)
-        self.state = np.zeros(39, np.float32)
+        self.state = np.zeros(4, np.float32)  # hand x, y, z and gripper: the proprio protocol
+        self.observation = "proprio"
         self.encoding = "rgb8"
         self.sending = True
 
@@ -50,7 +51,7 @@ class FakeRobot(Node):
         image = image_to_msg(self.image, stamp)
         image.encoding = self.encoding
         self.image_pub.publish(image)
-        self.state_pub.publish(state_to_msg(self.state, stamp))
+        self.state_pub.publish(state_to_msg(self.state, stamp, self.observation))
 
 
 def spin_for(node, seconds, every=None):
@@ -141,12 +142,18 @@ def test_bad_inputs_get_a_log_line_and_no_action(policy_process):
         acting_stops_after(lambda: setattr(robot, "image", np.zeros((48, 48, 3), np.uint8)),
                            "image is 48x48 rgb8, expected 64x64 rgb8",
                            lambda: setattr(robot, "image", np.zeros((64, 64, 3), np.uint8)))
-        acting_stops_after(lambda: robot.state.__setitem__(5, np.nan),
+        acting_stops_after(lambda: robot.state.__setitem__(2, np.nan),
                            "dropping robot state: state contains NaN",
-                           lambda: robot.state.__setitem__(5, 0.0))
+                           lambda: robot.state.__setitem__(2, 0.0))
         acting_stops_after(lambda: setattr(robot, "state", np.zeros(12, np.float32)),
-                           "state has 12 numbers, expected 39",
-                           lambda: setattr(robot, "state", np.zeros(39, np.float32)))
+                           "state has 12 numbers, expected 4",
+                           lambda: setattr(robot, "state", np.zeros(4, np.float32)))
+        # Meta-World's privileged state, where the checkpoint was trained on proprio: refused by name
+        acting_stops_after(lambda: (setattr(robot, "state", np.zeros(39, np.float32)),
+                                    setattr(robot, "observation", "full")),
+                           "robot state is of the full (privileged state) protocol, expected proprio",
+                           lambda: (setattr(robot, "state", np.zeros(4, np.float32)),
+                                    setattr(robot, "observation", "proprio")))
         acting_stops_after(lambda: setattr(robot, "sending", False), "camera image is stale",
                            lambda: setattr(robot, "sending", True))
 
