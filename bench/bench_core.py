@@ -103,6 +103,11 @@ def main() -> None:
         if args.keep:
             shutil.copy(checkpoint, args.keep)
     results["checkpoint"] = str(checkpoint)
+    if "train" not in results:  # a given checkpoint: its own record of how long training took
+        info = load_policy(checkpoint)[1]["info"]
+        if info.get("seconds"):
+            results["train"] = {"seconds": info["seconds"], "epochs": info.get("epoch"), "best_val_loss": info.get("val_loss"),
+                                "final_train_loss": info.get("train_loss"), "from_checkpoint": True}
     if not args.skip_eval:
         observation = load_policy(checkpoint)[1]["env"]["observation"]
         results["eval"] = {}
@@ -143,7 +148,12 @@ def render_table(results: dict) -> str:
                      f"| {c['seconds']:.1f} s, {c['bytes'] / 1e6:.1f} MB on disk |")
     if "train" in results:
         t = results["train"]
-        lines.append(f"| train ({t['epochs']} epochs, best val loss {t['best_val_loss']:.4f}) | {t['seconds'] / 60:.1f} min |")
+        if t.get("from_checkpoint"):
+            lines.append(f"| train, up to the best epoch ({t['epochs']}; val loss {t['best_val_loss']:.4f}; as recorded "
+                         f"in the checkpoint) | {t['seconds'] / 60:.1f} min |")
+        else:
+            lines.append(f"| train ({t['epochs']} epochs, best val loss {t['best_val_loss']:.4f}) | "
+                         f"{t['seconds'] / 60:.1f} min |")
     seen_as = {"none": "the real camera image", "black": "a black image", "frozen": "the episode's first image, frozen",
                "shuffled": "another layout's images (expert playing it)"}
     for ablation, e in results.get("eval", {}).items():

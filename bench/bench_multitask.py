@@ -4,8 +4,9 @@
         [--checkpoint runs/another/best.pt ...] [--single push-v3=checkpoints/push_v3.pt ...]
 
 For each checkpoint, every task it was trained on is evaluated closed-loop on unseen layouts
-(seed 1000) twice: with held-out paraphrases of its own instruction, and with another task's
-instruction (does the language matter?). Success alone cannot show language being ignored where a
+(seed 1000) three times: with held-out paraphrases of its own instruction, with another task's
+instruction (does the language matter?), and with held-out paraphrases over a black image (does
+it look?). Success alone cannot show language being ignored where a
 scene allows one task only, so the policy's actions are also compared open-loop on the expert's
 own observations (unseen layouts): how far from the expert's action they are with the right
 instruction, how far a rewording (the two held-out paraphrases) moves them, and how far another
@@ -29,7 +30,7 @@ import torch  # noqa: E402
 
 from bench.bench_core import git_commit, machine, write_results  # noqa: E402
 from minivla_core.checkpoint import load_policy, read_checkpoint  # noqa: E402
-from minivla_core.config import EnvConfig, EvalConfig  # noqa: E402
+from minivla_core.config import EnvConfig, EvalConfig, observation_label  # noqa: E402
 from minivla_core.data.collect import run_expert_episode  # noqa: E402
 from minivla_core.envs.metaworld_env import MetaWorldEnv, make_expert, paraphrases  # noqa: E402
 from minivla_core.evaluate import env_config_for, evaluate, instructions_for  # noqa: E402
@@ -88,6 +89,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=30, help="per task, held-out paraphrases")
     parser.add_argument("--other-episodes", type=int, default=10,
                         help="per task, with another task's instruction (failures run to the step limit: costly)")
+    parser.add_argument("--black-episodes", type=int, default=10, help="per task, with a black image (costly too)")
     parser.add_argument("--effect-episodes", type=int, default=5,
                         help="per task, expert episodes whose observations the open-loop action comparison uses")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "multitask"))
@@ -95,20 +97,28 @@ def main() -> None:
 
     results = {"date": datetime.date.today().isoformat(), "machine": machine(), "commit": git_commit(),
                "episodes_per_task": args.episodes, "other_episodes_per_task": args.other_episodes,
+               "black_episodes_per_task": args.black_episodes,
                "multi": {}, "single": {}}
     for checkpoint in args.checkpoint:
         payload = read_checkpoint(checkpoint)
+        observation = payload["env"].get("observation", "full")
         entry = {"info": {k: payload["info"].get(k) for k in ("epoch", "seconds", "train_episodes", "train_samples")},
-                 "model": {k: payload["model_config"][k] for k in ("text_film", "d_model")}}
-        for mode, episodes in (("held_out", args.episodes), ("other_task", args.other_episodes)):
-            result = evaluate(EvalConfig(checkpoint=checkpoint, episodes=episodes, instructions=mode), EnvConfig())
+                 "model": {k: payload["model_config"].get(k) for k in ("text_film", "d_model", "image_encoder")},
+                 "observation": observation_label(observation)}
+        for mode, instructions, episodes, images in (("held_out", "held_out", args.episodes, "none"),
+                                                     ("other_task", "other_task", args.other_episodes, "none"),
+                                                     ("black", "held_out", args.black_episodes, "black")):
+            result = evaluate(EvalConfig(checkpoint=checkpoint, episodes=episodes, instructions=instructions,
+                                         image_ablation=images), EnvConfig(observation=observation))
             entry[mode] = result.to_dict()
             print(result.summary(), flush=True)
         entry["language_effect"] = language_effect(checkpoint, args.effect_episodes)
         results["multi"][checkpoint] = entry
     for item in args.single:
         task, checkpoint = item.split("=", 1)
-        result = evaluate(EvalConfig(checkpoint=checkpoint, episodes=args.episodes, tasks=[task]), EnvConfig())
+        observation = read_checkpoint(checkpoint)["env"].get("observation", "full")
+        result = evaluate(EvalConfig(checkpoint=checkpoint, episodes=args.episodes, tasks=[task]),
+                          EnvConfig(observation=observation))
         results["single"][task] = {"checkpoint": checkpoint, **result.to_dict()}
 
     write_results(results, render_table(results), args.out)
@@ -117,27 +127,31 @@ def main() -> None:
 def render_table(r: dict) -> str:
     lines = [f"# One policy, many tasks, {r['date']}", "", f"Machine: {r['machine']}  ", f"Commit: {r['commit']}",
              f"Episodes per task: {r['episodes_per_task']} with held-out paraphrases, {r['other_episodes_per_task']} "
-             f"with another task's instruction; unseen layouts (seed 1000)", ""]
+             f"with another task's instruction, {r.get('black_episodes_per_task', 0)} with a black image; unseen layouts "
+             f"(seed 1000)", ""]
     for checkpoint, entry in r["multi"].items():
         info, model = entry["info"], entry["model"]
         minutes = f"{info['seconds'] / 60:.1f} min" if info.get("seconds") else "?"
         lines += [f"## {checkpoint}", "",
-                  f"text FiLM: {model['text_film']}; trained {info.get('epoch')} epochs on {info.get('train_episodes')} "
-                  f"episodes ({info.get('train_samples')} steps) in {minutes}", "",
-                  "| task | held-out paraphrase | 95% CI | mean steps | another task's instruction | single-task policy |",
-                  "| --- | --- | --- | --- | --- | --- |"]
+                  f"Observation: {entry.get('observation')} state and the camera image; image encoder "
+                  f"{model.get('image_encoder')}; text FiLM: {model['text_film']}; trained {info.get('epoch')} epochs on "
+                  f"{info.get('train_episodes')} episodes ({info.get('train_samples')} steps) in {minutes}", "",
+                  "| task | held-out paraphrase | 95% CI | mean steps | another task's instruction | black image "
+                  "| single-task policy |", "| --- | --- | --- | --- | --- | --- | --- |"]
         held, other = entry["held_out"]["per_task"], entry["other_task"]["per_task"]
+        black = entry.get("black", {}).get("per_task", {})
         for task, result in held.items():
             single = r["single"].get(task)
             steps = f"{result['mean_steps_to_success']:.0f}" if result["mean_steps_to_success"] else "-"
             wrong = other[task]
             lines.append(f"| {task} | {rate(result)} | {100 * result['ci95'][0]:.0f}-{100 * result['ci95'][1]:.0f}% "
                          f"| {steps} | {rate(wrong)} (\"{wrong['per_episode'][0]['instruction']}\") "
-                         f"| {rate(single) if single else '-'} |")
+                         f"| {rate(black[task]) if task in black else '-'} | {rate(single) if single else '-'} |")
         singles = [r["single"][task]["success_rate"] for task in held if task in r["single"]]
         single_average = f"{100 * sum(singles) / len(singles):.1f}% ({len(singles)} tasks)" if singles else ""
+        black_average = f"{100 * entry['black']['success_rate']:.1f}%" if "black" in entry else ""
         lines += [f"| **average** | **{100 * entry['held_out']['success_rate']:.1f}%** | | "
-                  f"| {100 * entry['other_task']['success_rate']:.1f}% | {single_average} |", ""]
+                  f"| {100 * entry['other_task']['success_rate']:.1f}% | {black_average} | {single_average} |", ""]
         effect = entry.get("language_effect")
         if effect:
             lines += ["Does the instruction change the actions? First actions sampled on the expert's own observations "

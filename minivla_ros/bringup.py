@@ -175,7 +175,8 @@ def record(episodes: int, task: str, instruction: str, out: Path, storage: str =
     """Simulator bridge + scripted expert + recorder for N episodes: a demonstration bag at `out`.
 
     The recorder and the expert start first; the instruction is published once the recorder
-    listens, and the bridge holds its first episode until both subscribe (to robot_state and sim/privileged_state).
+    listens, and the bridge holds its first episode until both subscribe (the recorder to
+    robot_state, the expert to sim/privileged_state).
     """
     out = Path(out).resolve()
     if out.exists():

@@ -185,6 +185,9 @@ class MetaWorldEnv:
         layout_seed = np.random.SeedSequence([self.config.seed, self.episode]).generate_state(1)[0]
         self._env.seed(int(layout_seed))
         full_state, _ = self._env.reset()
+        # Meta-World moves the goal marker (a site) after its last kinematics pass: without this the first
+        # image of every episode would show the goal where it was before, not where the state says it is.
+        mujoco.mj_forward(self._env.model, self._env.data)
         self.step_count = 0
         return self._observe(full_state)
 

@@ -10,6 +10,8 @@ Two image encoders (model.image_encoder):
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -56,7 +58,9 @@ class SpatialSoftmax(nn.Module):
     def __init__(self, channels: int, keypoints: int, height: int, width: int):
         super().__init__()
         self.to_keypoints = nn.Conv2d(channels, keypoints, kernel_size=1)
-        self.log_temperature = nn.Parameter(torch.zeros(1))  # learned sharpness of the softmax
+        # Learned sharpness of the softmax, starting sharp (0.1): at 1.0 the softmax over ~1000 pixels is so
+        # flat that every keypoint sits at the centre and hardly any gradient reaches the convolutions.
+        self.log_temperature = nn.Parameter(torch.full((1,), math.log(0.1)))
         ys, xs = torch.meshgrid(torch.linspace(-1, 1, height), torch.linspace(-1, 1, width), indexing="ij")
         self.register_buffer("grid_x", xs.reshape(-1), persistent=False)
         self.register_buffer("grid_y", ys.reshape(-1), persistent=False)
@@ -84,6 +88,10 @@ class KeypointCNN(nn.Module):
             nn.Conv2d(channels, channels, kernel_size=3, padding=1),
             nn.Conv2d(channels, channels, kernel_size=3, padding=1),
         ])
+        # GroupNorm keeps every layer's features at unit scale (as in diffusion_policy): without it they
+        # shrink layer by layer, the softmax below sees near-equal logits everywhere, every keypoint sits at
+        # the image centre whatever the image shows, and the policy learns to ignore its camera.
+        self.norms = nn.ModuleList([nn.GroupNorm(min(8, channels), channels) for _ in self.convs])
         side = (image_size + 1) // 2
         self.keypoints = SpatialSoftmax(channels, keypoints, side, side)
         self.proj = nn.Linear(2 * keypoints + channels, d_model)
@@ -91,8 +99,8 @@ class KeypointCNN(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = images * 2.0 - 1.0
-        for conv in self.convs:
-            x = F.relu(conv(x))
+        for conv, norm in zip(self.convs, self.norms):
+            x = F.relu(norm(conv(x)))
         features = torch.cat([self.keypoints(x), x.mean(dim=(2, 3))], dim=-1)
         return self.norm(self.proj(features))
 
