@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench_core import git_commit, machine  # noqa: E402
+from minivla_core.checkpoint import read_checkpoint  # noqa: E402
 from minivla_core.config import CollectConfig, Config, EvalConfig, observation_label  # noqa: E402
 from minivla_core.data.collect import collect  # noqa: E402
 from minivla_core.evaluate import evaluate  # noqa: E402
@@ -35,12 +36,14 @@ from minivla_core.train import train  # noqa: E402
 
 # name -> (what changes, config overrides "section.field": value)
 VARIANTS = {
-    "default": ("defaults: corner2 at LeRobot's placement, 64 px, keypoint encoder (32 channels), proprio state", {}),
-    "scene_camera": ("camera: corner2 at the scene's own (far) placement", {"env.camera_position": []}),
-    "image96": ("image size 96 px", {"env.image_size": 96}),
+    "default": ("defaults: corner2 at LeRobot's placement, 96 px, TinyCNN (flattened map), no shift, proprio", {}),
+    "image64": ("image size 64 px", {"env.image_size": 64}),
     "image128": ("image size 128 px", {"env.image_size": 128}),
-    "flatten": ("encoder: TinyCNN, 4x4 map flattened (the first encoder)", {"model.image_encoder": "flatten"}),
-    "channels16": ("encoder: keypoints with 16 channels", {"model.image_channels": 16}),
+    "keypoints": ("encoder: keypoints (spatial softmax, 32 channels)", {"model.image_encoder": "keypoints"}),
+    "scene_camera": ("camera: corner2 at the scene's own (far) placement", {"env.camera_position": []}),
+    "image64_shift4": ("64 px, random shift of 4 px", {"env.image_size": 64, "train.image_shift": 4}),
+    "image64_keypoints_shift4": ("64 px, keypoints, random shift of 4 px (the first try)",
+                                 {"env.image_size": 64, "model.image_encoder": "keypoints", "train.image_shift": 4}),
     "full_state": ("state: full, privileged (object poses and goal), for comparison", {"env.observation": "full"}),
 }
 
@@ -77,6 +80,10 @@ def run_variant(name: str, work: Path, episodes: int, eval_episodes: int, checkp
         row["epochs"] = config.train.epochs
         row["best_val_loss"] = trained["best_val"]
         checkpoint = str(Path(config.train.out_dir) / "best.pt")
+    else:  # a given checkpoint: how long its training took, as it recorded (up to its best epoch)
+        info = read_checkpoint(checkpoint)["info"]
+        row["train_minutes"], row["epochs"] = info["seconds"] / 60, info["epoch"]
+        row["train_note"] = "recorded in the checkpoint"
     row["checkpoint"] = checkpoint
     for ablation in ("none", "black"):
         config.eval = EvalConfig(checkpoint=checkpoint, episodes=eval_episodes, image_ablation=ablation)
@@ -100,7 +107,9 @@ def render_table(rows: list[dict]) -> str:
                 f"({100 * low:.0f}-{100 * high:.0f}%)")
 
     for row in rows:
-        minutes = f"{row['train_minutes']:.1f} min, {row['epochs']} epochs" if "train_minutes" in row else "(given checkpoint)"
+        minutes = f"{row['train_minutes']:.1f} min, {row['epochs']} epochs"
+        if row.get("train_note"):
+            minutes += f" ({row['train_note']})"
         lines.append(f"| {row['description']} | {row['observation']} | {rate(row['none'])} | {rate(row['black'])} | "
                      f"{minutes} | {row['date']}, {row['commit']} |")
     machines = sorted({row["machine"] for row in rows})
@@ -116,15 +125,20 @@ def main() -> None:
     parser.add_argument("--work", default=str(ROOT / "runs" / "ablation"), help="datasets and runs go here")
     parser.add_argument("--checkpoint", action="append", default=[], metavar="VARIANT=PATH",
                         help="evaluate this checkpoint for the variant instead of training one")
+    parser.add_argument("--note", action="append", default=[], metavar="VARIANT=TEXT",
+                        help="how the variant's training time was measured, when not here (e.g. other jobs ran)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "ablation"))
     args = parser.parse_args()
 
     given = dict(item.split("=", 1) for item in args.checkpoint)
+    notes = dict(item.split("=", 1) for item in args.note)
     out = Path(args.out)
     stored = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else {"rows": []}
     rows = {row["variant"]: row for row in stored["rows"]}
     for name in args.variants:
         rows[name] = run_variant(name, Path(args.work), args.episodes, args.eval_episodes, given.get(name))
+        if name in notes:
+            rows[name]["train_note"] = notes[name]
         ordered = [rows[v] for v in VARIANTS if v in rows]
         out.parent.mkdir(parents=True, exist_ok=True)
         out.with_suffix(".json").write_text(json.dumps({"rows": ordered}, indent=1) + "\n")

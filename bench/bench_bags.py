@@ -101,7 +101,7 @@ def render_table(r: dict) -> str:
         f"| record {rec['episodes']} push-v3 expert episodes through the graph at {r['step_rate']:.0f} Hz "
         f"({rec['successes']} successful, {rec['steps']} steps) | {rec['seconds']:.0f} s = "
         f"{60 * rec['episodes'] / rec['seconds']:.1f} episodes/min, {rec['steps'] / rec['seconds']:.1f} steps/s |",
-        f"| bag size (MCAP, 64x64 rgb8 images) | {rec['bag_bytes'] / 1e6:.1f} MB, "
+        f"| bag size (MCAP, rgb8 camera images) | {rec['bag_bytes'] / 1e6:.1f} MB, "
         f"{rec['bytes_per_episode'] / 1e6:.2f} MB per episode |",
         f"| lost messages: recorded states without a recorded answer / answers to unrecorded states "
         f"| {rec['unanswered_states']} / {rec['answers_to_unrecorded_states']} "

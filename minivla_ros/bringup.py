@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import rclpy
+import yaml
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from std_msgs.msg import String
@@ -137,10 +138,34 @@ def status_dict(msg: PolicyStatus | None) -> dict:
     return {name: getattr(msg, name) for name in names}
 
 
+def camera_for_checkpoint(params_file: Path, overrides: dict) -> dict:
+    """The bridge's env settings that must match the policy's checkpoint (observation protocol, camera,
+    its placement, image size), read from the checkpoint the policy node will load. A checkpoint that
+    cannot be read gives nothing here: the policy node reports why."""
+    from minivla_core.checkpoint import read_checkpoint
+    from minivla_core.errors import MiniVLAError
+
+    checkpoint = overrides.get("policy.checkpoint")
+    if checkpoint is None:
+        params = yaml.safe_load(Path(params_file).read_text())
+        checkpoint = params["policy_node"]["ros__parameters"]["policy"]["checkpoint"]
+    path = Path(checkpoint) if Path(checkpoint).is_absolute() else ROOT / checkpoint
+    try:
+        env = read_checkpoint(path)["env"]
+    except (MiniVLAError, OSError, KeyError, TypeError):
+        return {}
+    settings = {"env.observation": env["observation"], "env.camera": env["camera"], "env.image_size": env["image_size"]}
+    if env["camera_position"]:  # ROS cannot type an empty array: the scene's own placement is left as configured
+        settings["env.camera_position"] = "[" + ", ".join(str(float(v)) for v in env["camera_position"]) + "]"
+    return settings
+
+
 def run(episodes: int, task: str, instruction: str, params_file: Path = DEFAULT_PARAMS,
         overrides: dict | None = None, startup_timeout: float = 120.0) -> RunResult:
+    """Bridge + policy for N episodes. The bridge renders what the policy's checkpoint was trained on
+    (camera, placement, image size, observation protocol) unless `overrides` say otherwise."""
     overrides = overrides or {}
-    bridge_overrides = {"env.task": task, "bridge.episodes": episodes,
+    bridge_overrides = {"env.task": task, "bridge.episodes": episodes, **camera_for_checkpoint(params_file, overrides),
                         **{k: v for k, v in overrides.items() if k.split(".")[0] in ("env", "bridge")}}
     policy_overrides = {k: v for k, v in overrides.items() if k.startswith("policy.")}
     result = RunResult(task)

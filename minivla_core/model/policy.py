@@ -1,9 +1,9 @@
 """The VLA policy: encoders + fusion + diffusion head + normalisers + tokenizer, and the
 chunk-executing runner used by evaluation and by the ROS policy node.
 
-    image (B,H,W,3) uint8 ─ KeypointCNN ─┐
-    instruction words ─── TextGRU ───────┼─ FusionMLP ─ cond ─ DiffusionHead ─ (B, horizon, 4) actions
-    state (B,S) ── normalise ─ MLP ──────┘
+    image (B,H,W,3) uint8 ─ TinyCNN ─┐   (or KeypointCNN: model.image_encoder)
+    instruction words ─── TextGRU ───┼─ FusionMLP ─ cond ─ DiffusionHead ─ (B, horizon, 4) actions
+    state (B,S) ── normalise ─ MLP ──┘
 
 The state is what env.observation says: 4 numbers (hand position, gripper) by default, so
 everything about the scene has to come through the image.

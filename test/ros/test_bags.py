@@ -59,7 +59,8 @@ def test_recorded_bag_opens_with_an_independent_reader_and_loses_nothing(recorde
     answered = sorted(stamp_ns(m.ros_msg.observation_stamp) for m in by_topic["/action_command"])
     assert answered == sorted(states)  # the expert answered every recorded state, and every answer was recorded
     image = by_topic["/camera/image_raw"][0].ros_msg
-    assert (image.encoding, image.width, image.height) == ("rgb8", 64, 64)
+    size = EnvConfig().image_size  # config/sim_policy.yaml's, the defaults'
+    assert (image.encoding, image.width, image.height) == ("rgb8", size, size)
     # the recorded state is what a robot knows about itself; the expert's privileged state is not recorded
     state = by_topic["/robot_state"][0].ros_msg
     assert state.observation == "proprio" and len(state.state) == 4
@@ -75,7 +76,7 @@ def test_recorded_bag_converts_to_the_dataset_format(recorded_bag, tmp_path):
     for episode in episodes:
         assert episode.instruction == "push the puck to the goal" and episode.task == "push-v3"
         assert not np.array_equal(episode.states[0], episode.states[1])
-    assert meta["image_size"] == 64 and read_index(tmp_path / "data")[0]["source"] == "bag"
+    assert meta["image_size"] == EnvConfig().image_size and read_index(tmp_path / "data")[0]["source"] == "bag"
     assert meta["observation"] == "proprio" and meta["state_dim"] == 4  # what the policy may see, nothing more
     # Appending a second time adds to the same dataset.
     convert([recorded_bag], tmp_path / "data")
@@ -98,8 +99,9 @@ def synthetic_messages(images, states, actions, with_state=True):
         t = t0 + (k + 1) * 50_000_000
         header = {"stamp": stamp(t), "frame_id": "camera"}
         image = images[min(k, len(images) - 1)]
-        yield t, "/camera/image_raw", {"header": header, "height": 64, "width": 64, "encoding": "rgb8",
-                                       "is_bigendian": 0, "step": 192, "data": image.tobytes()}
+        height, width = image.shape[:2]
+        yield t, "/camera/image_raw", {"header": header, "height": height, "width": width, "encoding": "rgb8",
+                                       "is_bigendian": 0, "step": 3 * width, "data": image.tobytes()}
         if with_state:
             yield t, "/robot_state", {"header": header, "observation": "proprio",
                                       "state": states[min(k, len(states) - 1)].tolist()}

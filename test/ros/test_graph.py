@@ -15,12 +15,14 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
+from minivla_core.checkpoint import read_checkpoint
 from minivla_ros import bringup, qos
 from minivla_ros.conversions import image_to_msg, state_to_msg
 from minivla_ros.msg import ActionCommand, PolicyStatus, RobotState
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKPOINT = ROOT / "checkpoints" / "push_v3.pt"
+SIZE = read_checkpoint(CHECKPOINT)["env"]["image_size"]  # the camera image size the bundled policy expects
 
 
 class FakeRobot(Node):
@@ -35,7 +37,7 @@ class FakeRobot(Node):
         self.status: PolicyStatus | None = None
         self.create_subscription(ActionCommand, qos.ACTION_TOPIC, self.commands.append, qos.RELIABLE_QOS)
         self.create_subscription(PolicyStatus, qos.POLICY_STATUS_TOPIC, self.on_status, qos.RELIABLE_QOS)
-        self.image = np.zeros((64, 64, 3), np.uint8)
+        self.image = np.zeros((SIZE, SIZE, 3), np.uint8)
         self.state = np.zeros(4, np.float32)  # hand x, y, z and gripper: the proprio protocol
         self.observation = "proprio"
         self.encoding = "rgb8"
@@ -137,11 +139,11 @@ def test_bad_inputs_get_a_log_line_and_no_action(policy_process):
             assert wait_until(robot, lambda: len(robot.commands) > count, 10, robot.publish), output()
 
         acting_stops_after(lambda: setattr(robot, "encoding", "bgr8"),
-                           "dropping camera image: image is 64x64 bgr8, expected 64x64 rgb8",
+                           f"dropping camera image: image is {SIZE}x{SIZE} bgr8, expected {SIZE}x{SIZE} rgb8",
                            lambda: setattr(robot, "encoding", "rgb8"))
         acting_stops_after(lambda: setattr(robot, "image", np.zeros((48, 48, 3), np.uint8)),
-                           "image is 48x48 rgb8, expected 64x64 rgb8",
-                           lambda: setattr(robot, "image", np.zeros((64, 64, 3), np.uint8)))
+                           f"image is 48x48 rgb8, expected {SIZE}x{SIZE} rgb8",
+                           lambda: setattr(robot, "image", np.zeros((SIZE, SIZE, 3), np.uint8)))
         acting_stops_after(lambda: robot.state.__setitem__(2, np.nan),
                            "dropping robot state: state contains NaN",
                            lambda: robot.state.__setitem__(2, 0.0))
@@ -262,8 +264,10 @@ def test_multitask_policy_switches_behaviour_when_a_new_instruction_arrives(poli
     stops the arm."""
     from minivla_core.config import EnvConfig
     from minivla_core.envs.metaworld_env import MetaWorldEnv
+    from minivla_core.evaluate import env_config_for
 
-    with MetaWorldEnv(EnvConfig(task="push-v3", seed=1000)) as env:
+    checkpoint_env = read_checkpoint(ROOT / "checkpoints" / "multitask.pt")["env"]
+    with MetaWorldEnv(env_config_for(checkpoint_env, EnvConfig(seed=1000), "push-v3")) as env:
         obs = env.reset(0)
     process, output = policy_process(**{"policy.checkpoint": str(ROOT / "checkpoints" / "multitask.pt"),
                                         "policy.instruction": "push the puck to the goal"})

@@ -47,3 +47,16 @@ def test_launch_file_overrides_only_declared_parameters():
     for executable in ("sim_bridge", "policy_node"):
         script = ROOT / "scripts" / "ros" / executable
         assert os.access(script, os.X_OK) and f"from minivla_ros.{executable} import main" in script.read_text()
+
+
+def test_minivla_run_sets_the_simulator_up_as_the_checkpoint_was_trained():
+    from minivla_core.checkpoint import read_checkpoint
+    from minivla_ros.bringup import DEFAULT_PARAMS, camera_for_checkpoint
+
+    for checkpoint in ("checkpoints/push_v3.pt", "checkpoints/multitask.pt"):
+        env = read_checkpoint(ROOT / checkpoint)["env"]
+        settings = camera_for_checkpoint(DEFAULT_PARAMS, {"policy.checkpoint": checkpoint})
+        assert settings["env.image_size"] == env["image_size"] and settings["env.observation"] == env["observation"]
+        assert yaml.safe_load(settings["env.camera_position"]) == env["camera_position"]  # as `-p name:=value` reads it
+    assert camera_for_checkpoint(DEFAULT_PARAMS, {})["env.image_size"] == EnvConfig().image_size  # the file's checkpoint
+    assert camera_for_checkpoint(DEFAULT_PARAMS, {"policy.checkpoint": "nowhere.pt"}) == {}  # the node will say why
