@@ -8,7 +8,7 @@ bench/results/ablation.{md,json} (date, commit and machine per row), so variants
 separate sessions:
 
     .venv/bin/python bench/bench_ablation.py                          # every variant (hours on 2 cores)
-    .venv/bin/python bench/bench_ablation.py --variants default flatten
+    .venv/bin/python bench/bench_ablation.py --variants default image64
     .venv/bin/python bench/bench_ablation.py --variants default --checkpoint default=runs/push-v3/best.pt
 
 Training time is wall-clock on this machine with nothing else running; success rates carry a 95%

@@ -30,7 +30,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from minivla_core.checkpoint import load_policy  # noqa: E402
+from minivla_core.checkpoint import load_policy, read_checkpoint  # noqa: E402
 from minivla_core.config import CollectConfig, Config, EnvConfig, EvalConfig  # noqa: E402
 from minivla_core.data.collect import collect  # noqa: E402
 from minivla_core.envs.metaworld_env import MetaWorldEnv  # noqa: E402
@@ -103,13 +103,14 @@ def main() -> None:
         if args.keep:
             shutil.copy(checkpoint, args.keep)
     results["checkpoint"] = str(checkpoint)
+    payload = read_checkpoint(checkpoint)
     if "train" not in results:  # a given checkpoint: its own record of how long training took
-        info = load_policy(checkpoint)[1]["info"]
+        info = payload["info"]
         if info.get("seconds"):
             results["train"] = {"seconds": info["seconds"], "epochs": info.get("epoch"), "best_val_loss": info.get("val_loss"),
                                 "final_train_loss": info.get("train_loss"), "from_checkpoint": True}
     if not args.skip_eval:
-        observation = load_policy(checkpoint)[1]["env"]["observation"]
+        observation = payload["env"]["observation"]
         results["eval"] = {}
         for ablation in IMAGE_ABLATIONS:
             result = evaluate(EvalConfig(checkpoint=str(checkpoint), episodes=args.eval_episodes, image_ablation=ablation),

@@ -101,7 +101,7 @@ def main() -> None:
                "multi": {}, "single": {}}
     for checkpoint in args.checkpoint:
         payload = read_checkpoint(checkpoint)
-        observation = payload["env"].get("observation", "full")
+        observation = payload["env"]["observation"]  # read_checkpoint fills it in for older checkpoints
         entry = {"info": {k: payload["info"].get(k) for k in ("epoch", "seconds", "train_episodes", "train_samples")},
                  "model": {k: payload["model_config"].get(k) for k in ("text_film", "d_model", "image_encoder")},
                  "observation": observation_label(observation)}
@@ -116,7 +116,7 @@ def main() -> None:
         results["multi"][checkpoint] = entry
     for item in args.single:
         task, checkpoint = item.split("=", 1)
-        observation = read_checkpoint(checkpoint)["env"].get("observation", "full")
+        observation = read_checkpoint(checkpoint)["env"]["observation"]
         result = evaluate(EvalConfig(checkpoint=checkpoint, episodes=args.episodes, tasks=[task]),
                           EnvConfig(observation=observation))
         results["single"][task] = {"checkpoint": checkpoint, **result.to_dict()}
