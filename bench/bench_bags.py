@@ -57,7 +57,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="minivla-bench-bags-"))
     bag, dataset = work / "bag", work / "data"
-    os.environ.update({k: v for k, v in bringup.ros_environment().items() if k.startswith("ROS_")})
+    os.environ.update(bringup.ros_environment())
 
     results: dict = {"date": datetime.date.today().isoformat(), "machine": machine(), "commit": git_commit(),
                      "episodes": args.episodes, "step_rate": args.step_rate}

@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "push_v3.pt"))
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "graph"))
     args = parser.parse_args()
-    os.environ.update({k: v for k, v in bringup.ros_environment().items() if k.startswith("ROS_")})
+    os.environ.update(bringup.ros_environment())
 
     commands: list = []
     stop = threading.Event()

@@ -5,19 +5,25 @@
 
 The bag holds exactly the topics of the recording contract (minivla_ros/bag_types.py). The bridge
 holds its first episode until the expert and the recorder subscribe, and stops stepping after
-`episodes` episodes; stop the launch with Ctrl-C then (the recorder closes the bag). The
-instruction is published once the recorder listens. `minivla record` does the same without
-`ros2 launch`.
+`episodes` episodes; stop the launch with Ctrl-C then (the recorder closes the bag). If the
+recorder exits (it cannot write `out`, say), the whole launch shuts down with it. The
+instruction (by default the task's own sentence) is published once the recorder listens. `minivla record` does the same without
+`ros2 launch`. DDS stays on this machine (config/fastdds_loopback.xml), as in sim_policy.launch.py.
 """
 
 import json
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.actions import (DeclareLaunchArgument, EmitEvent, ExecuteProcess, OpaqueFunction, RegisterEventHandler,
+                            SetEnvironmentVariable)
+from launch.event_handlers import OnProcessExit
+from launch.events import Shutdown
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
+
+from minivla_core.envs.metaworld_env import instruction_for
 
 TOPICS = ["/camera/image_raw", "/robot_state", "/action_command", "/instruction", "/episode_status"]
 
@@ -25,7 +31,9 @@ TOPICS = ["/camera/image_raw", "/robot_state", "/action_command", "/instruction"
 def publish_instruction(context):
     """`ros2 topic pub` of the instruction. Its message is YAML: written as JSON (a subset of YAML), any
     text survives (quotes, colons, a leading dash), which pasting it between quotes would not."""
-    message = json.dumps({"data": LaunchConfiguration("instruction").perform(context)}, ensure_ascii=False)
+    task = LaunchConfiguration("task").perform(context)
+    text = LaunchConfiguration("instruction").perform(context) or instruction_for(task)
+    message = json.dumps({"data": text}, ensure_ascii=False)
     return [ExecuteProcess(cmd=["ros2", "topic", "pub", "--once", "-w", "1", "/instruction", "std_msgs/msg/String",
                                 message], output="screen")]
 
@@ -38,20 +46,26 @@ def typed(argument, value_type):
 
 def generate_launch_description():
     params_file = PathJoinSubstitution([FindPackageShare("minivla_ros"), "config", "sim_policy.yaml"])
+    profile = PathJoinSubstitution([FindPackageShare("minivla_ros"), "config", "fastdds_loopback.xml"])
+    recorder = ExecuteProcess(cmd=["ros2", "bag", "record", "-s", "mcap", "-o", LaunchConfiguration("out"),
+                                   "--topics", *TOPICS], output="screen")
     return LaunchDescription([
+        *(SetEnvironmentVariable(name, EnvironmentVariable(name, default_value=profile))
+          for name in ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")),
         DeclareLaunchArgument("task", default_value="push-v3", description="Meta-World task"),
         DeclareLaunchArgument("out", default_value="bags/demos", description="new rosbag2 folder"),
         DeclareLaunchArgument("episodes", default_value="100", description="episodes to record"),
         DeclareLaunchArgument("step_rate", default_value="20.0", description="simulator steps per second"),
-        DeclareLaunchArgument("instruction", default_value="push the puck to the goal",
-                              description="instruction recorded with the demonstrations"),
+        DeclareLaunchArgument("instruction", default_value="",
+                              description="instruction recorded with the demonstrations (empty: the task's own)"),
         Node(package="minivla_ros", executable="sim_bridge", name="sim_bridge", output="screen",
              parameters=[params_file, {"env.task": typed("task", str), "env.seed": 0, "bridge.min_subscribers": 2,
                                        "bridge.episodes": typed("episodes", int),
                                        "bridge.step_rate": typed("step_rate", float)}]),
         Node(package="minivla_ros", executable="expert_node", name="expert_node", output="screen",
              parameters=[{"expert.task": typed("task", str)}]),
-        ExecuteProcess(cmd=["ros2", "bag", "record", "-s", "mcap", "-o", LaunchConfiguration("out"), "--topics",
-                            *TOPICS], output="screen"),
+        recorder,
+        RegisterEventHandler(OnProcessExit(target_action=recorder, on_exit=[
+            EmitEvent(event=Shutdown(reason="the recorder (ros2 bag record) exited"))])),
         OpaqueFunction(function=publish_instruction),
     ])

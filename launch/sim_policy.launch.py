@@ -4,6 +4,8 @@
     ros2 launch minivla_ros sim_policy.launch.py task:=push-v3 control_rate:=20.0 inference_steps:=5
     ros2 topic pub --once /instruction std_msgs/msg/String "{data: 'push the puck to the goal'}"
 
+DDS stays on this machine (config/fastdds_loopback.xml) unless FASTRTPS_DEFAULT_PROFILES_FILE names another
+profile: see "Networking" in README.md to open the graph to a robot on purpose.
 Parameters come from config/sim_policy.yaml (or params_file:=...); the launch arguments below override
 single values, and an argument left out keeps the file's value.
 `minivla run` starts the same nodes with the same file where `ros2 launch` is not available.
@@ -11,8 +13,8 @@ single values, and an argument left out keeps the file's value.
 
 import yaml
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
@@ -55,6 +57,13 @@ def typed_overrides(context):
             for node, values in overrides.items()]
 
 
+def loopback_only():
+    """Every node's DDS sockets on loopback and shared memory, unless the user set a profile of their own."""
+    profile = PathJoinSubstitution([FindPackageShare("minivla_ros"), "config", "fastdds_loopback.xml"])
+    return [SetEnvironmentVariable(name, EnvironmentVariable(name, default_value=profile))
+            for name in ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")]
+
+
 def generate_launch_description():
     declared = [DeclareLaunchArgument("params_file", description="ROS parameter file",
                                       default_value=PathJoinSubstitution([FindPackageShare("minivla_ros"), "config",
@@ -64,4 +73,4 @@ def generate_launch_description():
     for argument, (parameter, default, description) in ARGUMENTS.items():
         declared.append(DeclareLaunchArgument(argument, default_value="", description=f"{description} (empty: "
                                               f"params_file's {parameter}; {default} in the package's file)"))
-    return LaunchDescription(declared + [OpaqueFunction(function=typed_overrides)])
+    return LaunchDescription(loopback_only() + declared + [OpaqueFunction(function=typed_overrides)])

@@ -18,16 +18,18 @@ Contents (a dict):
 from __future__ import annotations
 
 import dataclasses
+import math
 import pickle
+import stat
 import zipfile
 from pathlib import Path
 
 import torch
 
-from minivla_core.config import ModelConfig, _build
-from minivla_core.config import observation_label
+from minivla_core.config import OBSERVATIONS, ModelConfig, _build, check_model_config, observation_label
 from minivla_core.errors import CheckpointError, ConfigError
 from minivla_core.model.policy import VLAPolicy
+from minivla_core.model.tokenizer import PAD, UNK
 
 FORMAT = "minivla-checkpoint"
 VERSION = 1
@@ -55,13 +57,18 @@ def save_checkpoint(path: str | Path, policy: VLAPolicy, env: dict, info: dict |
     tmp.replace(path)
 
 
+# torch.save writes an uncompressed zip of a few members. Bounding what the directory promises before anything
+# is unpickled keeps a crafted file (a "zip bomb": 2 MB that inflate to gigabytes) from exhausting memory.
+MAX_MEMBERS = 10_000
+MAX_BYTES = 2 * 1024**3
+MAX_DIM = 4096  # state and action sizes
+MAX_IMAGE_SIZE = 1024
+
+
 def read_checkpoint(path: str | Path) -> dict:
     """The raw checkpoint dict, after checking it is a safe, well-formed minivla checkpoint."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a cut-off one loses its directory
-        raise CheckpointError(f"checkpoint {path} is corrupt or truncated: not a complete torch archive")
+    check_archive(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -77,9 +84,89 @@ def read_checkpoint(path: str | Path) -> dict:
     missing = [k for k in ("model_config", "env", "state_dim", "action_dim", "vocab", "state_dict") if k not in payload]
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks {missing}")
+    if not isinstance(payload["env"], dict):
+        raise CheckpointError(f"checkpoint {path}: env must be a mapping, got {type(payload['env']).__name__}")
     # written before these were recorded: Meta-World's 39-number state, the scene's own camera placement
     payload["env"] = {"observation": "full", "camera_position": [], **payload["env"]}
+    check_fields(payload, path)
     return payload
+
+
+def check_archive(path: Path) -> None:
+    """CheckpointError unless `path` is a file whose zip directory looks like torch.save's output."""
+    try:
+        mode = path.stat().st_mode  # follows symlinks; a loop or a dangling link raises OSError
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} does not exist") from None
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint {path} cannot be read: {exc.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise CheckpointError(f"checkpoint {path} is a directory, not a checkpoint file")
+    if not stat.S_ISREG(mode):
+        raise CheckpointError(f"checkpoint {path} is not a regular file")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError):  # a cut-off torch archive loses its directory
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated: not a complete torch archive") from None
+    if len(members) > MAX_MEMBERS:
+        raise CheckpointError(f"checkpoint {path} has {len(members)} archive members (limit {MAX_MEMBERS}): not a "
+                              f"torch checkpoint")
+    if any(m.compress_type != zipfile.ZIP_STORED for m in members):
+        raise CheckpointError(f"checkpoint {path} has compressed members, which torch.save never writes: refusing "
+                              f"to inflate it")
+    total = sum(m.file_size for m in members)
+    if total > MAX_BYTES:
+        raise CheckpointError(f"checkpoint {path} would unpack to {total / 1024**3:.1f} GiB (limit "
+                              f"{MAX_BYTES / 1024**3:.0f} GiB)")
+
+
+def check_fields(payload: dict, path: Path) -> None:
+    """CheckpointError naming the first field that does not fit the schema in this module's docstring."""
+    def bad(field: str, expected: str):
+        return CheckpointError(f"checkpoint {path}: {field} must be {expected}, got {short(payload, field)}")
+
+    for name in ("state_dim", "action_dim"):
+        value = payload[name]
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_DIM:
+            raise bad(name, f"an integer in 1..{MAX_DIM}")
+    env = payload["env"]
+    if not isinstance(env.get("task"), str):
+        raise bad("env.task", "a task name")
+    if env["observation"] not in OBSERVATIONS:
+        raise bad("env.observation", f"one of {sorted(OBSERVATIONS)}")
+    if OBSERVATIONS[env["observation"]] != payload["state_dim"]:
+        raise CheckpointError(f"checkpoint {path}: state_dim {payload['state_dim']} does not fit the "
+                              f"{env['observation']!r} protocol ({OBSERVATIONS[env['observation']]} numbers)")
+    size = env.get("image_size")
+    if not isinstance(size, int) or isinstance(size, bool) or not 8 <= size <= MAX_IMAGE_SIZE:
+        raise bad("env.image_size", f"an integer in 8..{MAX_IMAGE_SIZE}")
+    if not isinstance(env.get("camera", ""), str):
+        raise bad("env.camera", "a camera name")
+    position = env["camera_position"]
+    if not (isinstance(position, list) and len(position) in (0, 3)
+            and all(isinstance(v, (int, float)) and math.isfinite(v) for v in position)):
+        raise bad("env.camera_position", "3 finite numbers or empty")
+    vocab = payload["vocab"]
+    if not (isinstance(vocab, list) and all(isinstance(w, str) for w in vocab) and vocab[:2] == [PAD, UNK]):
+        raise bad("vocab", f"a list of words starting with {PAD!r}, {UNK!r}")
+    weights = payload["state_dict"]
+    if not (isinstance(weights, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in weights.items())):
+        raise bad("state_dict", "a mapping of names to tensors")
+    broken = [name for name, tensor in weights.items()
+              if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    if broken:
+        raise CheckpointError(f"checkpoint {path} has NaN or infinite weights in {', '.join(broken[:3])}"
+                              f"{' and more' if len(broken) > 3 else ''} (a diverged training run?)")
+
+
+def short(payload: dict, field: str) -> str:
+    value = payload
+    for key in field.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def policy_from_payload(payload: dict, path: str | Path = "checkpoint") -> VLAPolicy:
@@ -87,12 +174,13 @@ def policy_from_payload(payload: dict, path: str | Path = "checkpoint") -> VLAPo
         # checkpoints written before stemming and the keypoint encoder existed: plain words, TinyCNN
         config = _build(ModelConfig, {"stem_words": False, "image_encoder": "flatten", **payload["model_config"]},
                         "model_config")
+        check_model_config(config, "model_config")
     except ConfigError as exc:
         raise CheckpointError(f"checkpoint {path}: {exc}") from exc
     try:
         policy = VLAPolicy(config, payload["vocab"], payload["state_dim"], payload["action_dim"],
                            payload["env"]["image_size"])
-    except ConfigError as exc:
+    except (ConfigError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path}: {exc}") from exc
     try:
         policy.load_state_dict(payload["state_dict"])

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -81,6 +82,7 @@ def import_ros(module: str, command: str):
 def cmd_run(config: Config, args) -> int:
     """The ROS graph (simulator bridge + policy node) for N episodes. Needs the ROS 2 set-up."""
     from minivla_core.envs.metaworld_env import check_task, instruction_for
+    from minivla_core.model.tokenizer import check_instruction
 
     bringup = import_ros("minivla_ros.bringup", "run")
     task = check_task(args.task or "push-v3")
@@ -89,7 +91,8 @@ def cmd_run(config: Config, args) -> int:
         ("policy.inference_steps", args.inference_steps), ("policy.n_action_steps", args.n_action_steps),
         ("env.seed", args.seed)) if value is not None}
     params = args.params_file or bringup.DEFAULT_PARAMS
-    result = bringup.run(args.episodes, task, args.instruction or instruction_for(task), params, overrides)
+    instruction = check_instruction(args.instruction or instruction_for(task))
+    result = bringup.run(args.episodes, task, instruction, params, overrides)
     print(bringup.summarize(result))
     if args.json:
         bringup.write_json(result, args.json)
@@ -100,6 +103,7 @@ def cmd_run(config: Config, args) -> int:
 def cmd_record(config: Config, args) -> int:
     """Scripted-expert demonstrations through the ROS graph, recorded as a rosbag2 folder."""
     from minivla_core.envs.metaworld_env import check_task, instruction_for
+    from minivla_core.model.tokenizer import check_instruction
 
     bringup = import_ros("minivla_ros.bringup", "record")
     task = check_task(args.task or "push-v3")
@@ -107,8 +111,8 @@ def cmd_record(config: Config, args) -> int:
         print(f"error: {args.out} already exists; choose a new bag folder", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    result = bringup.record(args.episodes, task, args.instruction or instruction_for(task), Path(args.out),
-                            args.storage, step_rate=args.step_rate)
+    instruction = check_instruction(args.instruction or instruction_for(task))
+    result = bringup.record(args.episodes, task, instruction, Path(args.out), args.storage, step_rate=args.step_rate)
     seconds = time.perf_counter() - started
     print(f"recorded {len(result.episodes)} episodes ({result.successes} successful) in {seconds:.1f} s -> {args.out}")
     return 0
@@ -254,8 +258,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def stop_on_sigterm(signum, frame):
+    """SIGTERM (what `kill` and process managers send) ends a command as Ctrl-C does: `run` and `record`
+    stop every node they started on the way out."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:
         config = load_config(args.config)
         apply_overrides(config, args, args.overrides)

@@ -91,6 +91,33 @@ class ModelConfig:
     stem_words: bool = True  # "pushing" and "push" are one token (Snowball stems; see model/tokenizer.py)
 
 
+# Bounds on every size in ModelConfig: far beyond anything this project trains, small enough that a
+# bad config or a hostile checkpoint cannot ask for terabytes before a single weight is read.
+MODEL_LIMITS = {"d_model": 4096, "d_word": 4096, "max_tokens": 1024, "horizon": 256, "n_action_steps": 256,
+                "keypoints": 1024, "image_channels": 1024, "denoiser_hidden": 8192, "denoiser_blocks": 64,
+                "diffusion_steps": 10000, "inference_steps": 10000}
+PREDICTION_TYPES = ("epsilon", "sample", "v")
+IMAGE_ENCODERS = ("keypoints", "flatten")
+
+
+def check_model_config(config: ModelConfig, where: str = "model") -> ModelConfig:
+    """ConfigError naming the first field out of its range."""
+    for name, limit in MODEL_LIMITS.items():
+        value = getattr(config, name)
+        if not 1 <= value <= limit:
+            raise ConfigError(f"{where}.{name} must be in 1..{limit}, got {value}")
+    if config.n_action_steps > config.horizon:
+        raise ConfigError(f"{where}.n_action_steps ({config.n_action_steps}) must not exceed horizon ({config.horizon})")
+    if config.inference_steps > config.diffusion_steps:
+        raise ConfigError(f"{where}.inference_steps ({config.inference_steps}) must not exceed diffusion_steps "
+                          f"({config.diffusion_steps})")
+    if config.prediction_type not in PREDICTION_TYPES:
+        raise ConfigError(f"{where}.prediction_type must be one of {PREDICTION_TYPES}, got {config.prediction_type!r}")
+    if config.image_encoder not in IMAGE_ENCODERS:
+        raise ConfigError(f"{where}.image_encoder must be one of {IMAGE_ENCODERS}, got {config.image_encoder!r}")
+    return config
+
+
 @dataclass
 class TrainConfig:
     dataset: str = "data/push-v3"

@@ -26,3 +26,11 @@ class TaskError(MiniVLAError):
 
 class InstructionError(MiniVLAError):
     pass
+
+
+class TrainingError(MiniVLAError):
+    """Training cannot go on (the loss became NaN or infinite); no checkpoint is written from that point."""
+
+
+class GraphError(MiniVLAError):
+    """A node of the ROS graph that `minivla run` or `record` started could not start or died."""

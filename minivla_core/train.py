@@ -32,10 +32,10 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from minivla_core.checkpoint import read_checkpoint, save_checkpoint
-from minivla_core.config import Config, camera_of, observation_label
+from minivla_core.config import Config, camera_of, check_model_config, observation_label
 from minivla_core.data.dataset import load_episodes
 from minivla_core.envs.metaworld_env import scene_of
-from minivla_core.errors import ConfigError, DatasetError
+from minivla_core.errors import ConfigError, DatasetError, TrainingError
 from minivla_core.model.policy import VLAPolicy
 from minivla_core.model.tokenizer import WordTokenizer
 
@@ -175,6 +175,7 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> d
     for name in ("val_fraction", "word_dropout", "foreign_instructions"):
         if not 0.0 <= getattr(tc, name) < 1.0:
             raise ConfigError(f"train.{name} is a share of samples: it must be in [0, 1), got {getattr(tc, name)}")
+    check_model_config(mc)
     device = resolve_device(tc.device)
     if tc.threads > 0:
         torch.set_num_threads(tc.threads)
@@ -249,6 +250,9 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> d
             images, states, tokens, lengths, chunks = batch_inputs(train_data, index, text, device, tc.image_shift,
                                                                    generator, tc.word_dropout, tc.foreign_instructions)
             loss = policy.compute_loss(images, states, tokens, lengths, chunks, tc.noise_samples_per_obs)
+            if not torch.isfinite(loss):  # one NaN step would make every weight NaN, and the EMA with it
+                raise TrainingError(f"the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; stopped "
+                                    f"without writing this epoch (lower train.lr, or check {tc.dataset})")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)

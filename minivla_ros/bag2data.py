@@ -29,6 +29,7 @@ from minivla_core.data.dataset import DatasetWriter
 from minivla_core.envs.metaworld_env import instruction_for
 from minivla_core.errors import DatasetError
 from minivla_ros.bag_types import RECORDED_TOPICS, REQUIRED_TOPICS, make_typestore
+from minivla_ros.images import decode_image
 
 
 @dataclass
@@ -152,11 +153,7 @@ def in_stamp_order(messages: Iterator[tuple[str, int, object]], window_ns: int =
 
 
 def image_array(msg) -> np.ndarray:
-    if msg.encoding not in ("rgb8", "bgr8"):
-        raise DatasetError(f"camera image encoding {msg.encoding!r} is not supported (rgb8 or bgr8)")
-    rows = np.asarray(msg.data, dtype=np.uint8).reshape(msg.height, msg.step)
-    image = rows[:, : msg.width * 3].reshape(msg.height, msg.width, 3)
-    return np.ascontiguousarray(image[..., ::-1] if msg.encoding == "bgr8" else image)
+    return decode_image(msg.data, msg.height, msg.width, msg.step, msg.encoding)
 
 
 def state_protocol(msg, bag, seen: str | None) -> str:
@@ -178,8 +175,11 @@ def write_episode(writer, out, steps, task, episode, instruction, default_instru
         instruction = default_instruction
         summary.notes.append(f"{bag} has no instruction before episode {episode}: used {instruction!r}")
     images, states, actions = (np.stack(column) for column in list(zip(*steps))[:3])
-    writer.append(images, states, actions, task=task, instruction=instruction, success=success,
-                  source="bag", bag=str(bag), episode=int(episode))
+    try:
+        writer.append(images, states, actions, task=task, instruction=instruction, success=success,
+                      source="bag", bag=str(bag), episode=int(episode))
+    except DatasetError as exc:
+        raise DatasetError(f"bag {bag}, episode {episode}: {exc}") from exc
     summary.episodes += 1
     summary.steps += len(steps)
     return writer
@@ -189,60 +189,71 @@ def convert(bags: list[str | Path], out: str | Path, keep_failed: bool = False) 
     typestore = make_typestore()
     summary = Summary()
     writer: DatasetWriter | None = None
-    for bag in map(Path, bags):
-        topics: set[str] = set()
-        image = state = None
-        instruction = None
-        episode = task = step = None
-        steps: list[tuple] = []  # (image, state, action, step of the observation)
-        episode_instruction = None
-        observation = None
-        messages = 0
-        try:
-            for topic, msg in in_stamp_order(read_messages(bag, typestore)):
-                if topic == "__channel__":
-                    topics.add(msg)
-                    continue
-                messages += 1
-                if topic == "/camera/image_raw":
-                    image = image_array(msg)
-                elif topic == "/robot_state":
-                    state = np.asarray(msg.state, dtype=np.float32)
-                    observation = state_protocol(msg, bag, observation)
-                elif topic == "/instruction":
-                    instruction = msg.data
-                elif topic == "/action_command":
-                    if image is None or state is None or episode is None:
-                        summary.unpaired_actions += 1
-                        continue
-                    if not steps:
-                        episode_instruction = instruction
-                    action = np.asarray(msg.action, dtype=np.float32)
-                    if steps and steps[-1][3] == step:
-                        steps[-1] = (image, state, action, step)  # a newer command for the same observation
-                    else:
-                        steps.append((image, state, action, step))
-                elif topic == "/episode_status":
-                    if msg.episode != episode and steps:  # a new episode without a done for the old one
-                        summary.dropped_incomplete += 1
-                        steps = []
-                    episode, task, step = msg.episode, msg.task, msg.step
-                    if msg.done:
-                        if steps and (msg.success or keep_failed):
-                            writer = write_episode(writer, out, steps, task, episode, episode_instruction,
-                                                   instruction_for(task), bool(msg.success), bag, summary,
-                                                   observation)
-                        elif steps:
-                            summary.dropped_failed += 1
-                        steps, image, state, episode = [], None, None, None
-        except _Truncated as exc:
-            summary.truncated.append(f"{exc}; kept the episodes completed before that point")
-        if steps:
-            summary.dropped_incomplete += 1
-        if messages == 0 and not summary.truncated:
-            raise DatasetError(f"bag {bag} has no messages")
-        missing = [t for t in REQUIRED_TOPICS if t not in topics]
-        if missing:
-            raise DatasetError(f"bag {bag} lacks the required topic(s) {', '.join(missing)} "
-                               f"(recorded: {', '.join(sorted(topics)) or 'none'})")
+    try:
+        for bag in map(Path, bags):
+            writer = convert_bag(bag, typestore, out, keep_failed, summary, writer)
+    finally:
+        if writer is not None:
+            writer.close()  # releases the dataset's lock
     return summary
+
+
+def convert_bag(bag: Path, typestore, out, keep_failed: bool, summary: Summary, writer: DatasetWriter | None):
+    """Append one bag's episodes to the dataset (creating its writer on the first episode); returns the writer."""
+    topics: set[str] = set()
+    image = state = None
+    instruction = None
+    episode = task = step = None
+    steps: list[tuple] = []  # (image, state, action, step of the observation)
+    episode_instruction = None
+    observation = None
+    messages = 0
+    try:
+        for topic, msg in in_stamp_order(read_messages(bag, typestore)):
+            if topic == "__channel__":
+                topics.add(msg)
+                continue
+            messages += 1
+            if topic == "/camera/image_raw":
+                image = image_array(msg)
+            elif topic == "/robot_state":
+                state = np.asarray(msg.state, dtype=np.float32)
+                observation = state_protocol(msg, bag, observation)
+            elif topic == "/instruction":
+                instruction = msg.data
+            elif topic == "/action_command":
+                if image is None or state is None or episode is None:
+                    summary.unpaired_actions += 1
+                    continue
+                if not steps:
+                    episode_instruction = instruction
+                action = np.asarray(msg.action, dtype=np.float32)
+                if steps and steps[-1][3] == step:
+                    steps[-1] = (image, state, action, step)  # a newer command for the same observation
+                else:
+                    steps.append((image, state, action, step))
+            elif topic == "/episode_status":
+                if msg.episode != episode and steps:  # a new episode without a done for the old one
+                    summary.dropped_incomplete += 1
+                    steps = []
+                episode, task, step = msg.episode, msg.task, msg.step
+                if msg.done:
+                    if steps and (msg.success or keep_failed):
+                        writer = write_episode(writer, out, steps, task, episode, episode_instruction,
+                                               instruction_for(task), bool(msg.success), bag, summary, observation)
+                    elif steps:
+                        summary.dropped_failed += 1
+                    steps, image, state, episode = [], None, None, None
+    except _Truncated as exc:
+        summary.truncated.append(f"{exc}; kept the episodes completed before that point")
+    except ValueError as exc:  # a message that decodes but makes no sense (an image whose step lies, ...)
+        raise DatasetError(f"bag {bag}: message {messages} ({topic}): {exc}") from exc
+    if steps:
+        summary.dropped_incomplete += 1
+    if messages == 0 and not summary.truncated:
+        raise DatasetError(f"bag {bag} has no messages")
+    missing = [t for t in REQUIRED_TOPICS if t not in topics]
+    if missing:
+        raise DatasetError(f"bag {bag} lacks the required topic(s) {', '.join(missing)} "
+                           f"(recorded: {', '.join(sorted(topics)) or 'none'})")
+    return writer

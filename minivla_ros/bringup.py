@@ -6,13 +6,17 @@ waits for the policy to report itself active, follows `episode_status` for N epi
 each episode's result and the policy's measured timing, and stops both nodes (SIGINT, then
 SIGKILL after a grace period). Ctrl-C does the same.
 
-DDS traffic stays on loopback (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST); unless already set,
-each run picks its own ROS_DOMAIN_ID and a temporary ROS_HOME for the logs.
+DDS traffic stays on this machine: discovery on loopback (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST)
+and every socket bound to loopback or shared memory (config/fastdds_loopback.xml). Unless already
+set, each run reserves a ROS_DOMAIN_ID no other minivla run on this host holds, and a temporary
+ROS_HOME for the logs.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import fcntl
 import json
 import os
 import random
@@ -20,6 +24,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,18 +35,53 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from std_msgs.msg import String
 
+from minivla_core.errors import GraphError
 from minivla_ros import qos
 from minivla_ros.msg import EpisodeStatus, PolicyStatus
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PARAMS = ROOT / "config" / "sim_policy.yaml"
+LOOPBACK_PROFILE = ROOT / "config" / "fastdds_loopback.xml"
+DOMAIN_LOCKS = Path(tempfile.gettempdir()) / "minivla-ros-domains"
+_held_domain_locks = []  # open lock files: a domain stays reserved until this process exits
+
+
+def lock_domain(domain: int) -> bool:
+    """Try to reserve one ROS domain for this process (an flock no other minivla process holds)."""
+    DOMAIN_LOCKS.mkdir(exist_ok=True)
+    handle = open(DOMAIN_LOCKS / f"{domain}.lock", "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return False
+    _held_domain_locks.append(handle)
+    return True
+
+
+def reserve_domain_id() -> int:
+    """A ROS_DOMAIN_ID in 1..101 that no other minivla run on this host is using, held until exit."""
+    for domain in random.sample(range(1, 102), 101):
+        if lock_domain(domain):
+            return domain
+    raise GraphError(f"every ROS domain from 1 to 101 is held by another minivla run (locks in {DOMAIN_LOCKS})")
 
 
 def ros_environment(env: dict | None = None) -> dict:
-    """os.environ plus the settings every ROS process of this project must have."""
+    """os.environ plus the settings every ROS process of this project must have.
+
+    A ROS_DOMAIN_ID or DDS profile already set is kept: that is how a user joins a real robot's graph
+    on purpose (see "Networking" in README.md)."""
     env = dict(os.environ if env is None else env)
-    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    env.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 101)))
+    if env.get("FASTRTPS_DEFAULT_PROFILES_FILE", str(LOOPBACK_PROFILE)) == str(LOOPBACK_PROFILE):
+        env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # a profile of the user's own: their network, their call
+    if "ROS_DOMAIN_ID" not in env:
+        env["ROS_DOMAIN_ID"] = str(reserve_domain_id())
+    elif env["ROS_DOMAIN_ID"].isdigit() and int(env["ROS_DOMAIN_ID"]) <= 232:
+        lock_domain(int(env["ROS_DOMAIN_ID"]))  # keeps automatic picks off a domain chosen by hand
+    # Fast DDS 2 (Jazzy) reads the first name, Fast DDS 3 (Kilted) the second.
+    env.setdefault("FASTRTPS_DEFAULT_PROFILES_FILE", str(LOOPBACK_PROFILE))
+    env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", env["FASTRTPS_DEFAULT_PROFILES_FILE"])
     env.setdefault("ROS_HOME", tempfile.mkdtemp(prefix="minivla-ros-home-"))
     env.setdefault("MUJOCO_GL", "egl")
     env.setdefault("RCUTILS_CONSOLE_OUTPUT_FORMAT", "[{severity}] [{name}]: {message}")
@@ -57,7 +97,34 @@ def node_command(module: str, params_file: Path, overrides: dict) -> list[str]:
 
 
 def start_node(module: str, params_file: Path, overrides: dict, env: dict) -> subprocess.Popen:
-    return subprocess.Popen(node_command(module, params_file, overrides), env=env, cwd=ROOT)
+    """One node in a process of its own. Its output is echoed line by line and its last lines are kept
+    (process.tail), so that if it dies its reason can be named. It ends with this process, even if this
+    one is killed outright (MINIVLA_PARENT_PID: see minivla_ros/spin.py)."""
+    process = subprocess.Popen(node_command(module, params_file, overrides), env={**env, "MINIVLA_PARENT_PID":
+                               str(os.getpid())}, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, errors="replace")
+    process.name = module.rsplit(".", 1)[-1]
+    process.tail = collections.deque(maxlen=20)
+
+    def echo():
+        for line in process.stdout:
+            process.tail.append(line.rstrip())
+            print(line, end="", flush=True)
+
+    process.echo = threading.Thread(target=echo, daemon=True)
+    process.echo.start()
+    return process
+
+
+def check_alive(processes: list[subprocess.Popen]) -> None:
+    """GraphError naming the first node that exited, and why (its last error line, else its last line)."""
+    for process in processes:
+        if process.poll() is not None:
+            process.echo.join(timeout=2.0)  # the node's last lines
+            lines = list(process.tail)
+            reason = next((line for line in reversed(lines) if "error" in line.lower()), lines[-1] if lines else "")
+            raise GraphError(f"{process.name} exited with status {process.returncode}"
+                             + (f": {reason}" if reason else " without a word"))
 
 
 def stop_processes(processes: list[subprocess.Popen], grace: float = 10.0) -> None:
@@ -71,6 +138,8 @@ def stop_processes(processes: list[subprocess.Popen], grace: float = 10.0) -> No
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if getattr(process, "echo", None) is not None:
+            process.echo.join(timeout=2.0)  # its last lines come before whatever this process prints next
 
 
 @dataclass
@@ -115,7 +184,7 @@ def monitored(label: str):
     rclpy context of its own: callers may have rclpy initialised already). Yields (env, monitor,
     executor); tears the node down on the way out."""
     env = ros_environment()
-    os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID", "ROS_HOME")})
+    os.environ.update(env)  # the Monitor node below is one of the graph's processes too
     print(f"[minivla {label}] ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, logs in {env['ROS_HOME']}", flush=True)
     context = rclpy.Context()
     rclpy.init(context=context)
@@ -161,9 +230,12 @@ def camera_for_checkpoint(params_file: Path, overrides: dict) -> dict:
 
 
 def run(episodes: int, task: str, instruction: str, params_file: Path = DEFAULT_PARAMS,
-        overrides: dict | None = None, startup_timeout: float = 120.0) -> RunResult:
-    """Bridge + policy for N episodes. The bridge renders what the policy's checkpoint was trained on
-    (camera, placement, image size, observation protocol) unless `overrides` say otherwise."""
+        overrides: dict | None = None, startup_timeout: float = 120.0, duration: float | None = None,
+        observe=None) -> RunResult:
+    """Bridge + policy for N episodes (0: no limit), or until `duration` seconds of acting have passed.
+    The bridge renders what the policy's checkpoint was trained on (camera, placement, image size,
+    observation protocol) unless `overrides` say otherwise. `observe(processes, monitor)`, if given, is
+    called about twice a second while the policy acts (bench/bench_soak.py samples memory there)."""
     overrides = overrides or {}
     bridge_overrides = {"env.task": task, "bridge.episodes": episodes, **camera_for_checkpoint(params_file, overrides),
                         **{k: v for k, v in overrides.items() if k.split(".")[0] in ("env", "bridge")}}
@@ -175,21 +247,28 @@ def run(episodes: int, task: str, instruction: str, params_file: Path = DEFAULT_
         try:
             deadline = time.monotonic() + startup_timeout
             while not (monitor.policy_status and monitor.policy_status.active):
-                if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
-                    reason = monitor.policy_status.reason if monitor.policy_status else "no policy status received"
-                    raise RuntimeError(f"the graph did not start: {reason}")
+                check_alive(processes)
+                status = monitor.policy_status
+                if status is not None and status.reason.startswith("no policy loaded"):
+                    raise GraphError(f"policy_node: {status.reason}")
+                if time.monotonic() > deadline:
+                    reason = status.reason if status else "no policy status received"
+                    raise GraphError(f"the graph did not start within {startup_timeout:.0f} s: {reason}")
                 # The instruction topic is volatile: repeat it (once per policy status) until the policy has it.
                 if monitor.policy_status is not None and monitor.policy_status.instruction != instruction:
                     monitor.instruction_pub.publish(String(data=instruction))
                     monitor.policy_status = None
                 executor.spin_once(timeout_sec=0.5)
-            print(f"[minivla run] policy active; instruction {instruction!r}; running {episodes} episodes", flush=True)
-            while len(monitor.finished) < episodes:
-                if any(p.poll() is not None for p in processes):
-                    raise RuntimeError("a node exited during the run")
+            what = f"{episodes} episodes" if episodes else f"{duration:.0f} s"
+            print(f"[minivla run] policy active; instruction {instruction!r}; running {what}", flush=True)
+            end = time.monotonic() + duration if duration else float("inf")
+            while (not episodes or len(monitor.finished) < episodes) and time.monotonic() < end:
+                check_alive(processes)
                 executor.spin_once(timeout_sec=0.5)
+                if observe is not None:
+                    observe(processes, monitor)
         finally:
-            result.episodes = [monitor.finished[k] for k in sorted(monitor.finished)][:episodes]
+            result.episodes = [monitor.finished[k] for k in sorted(monitor.finished)][:episodes or None]
             result.policy_status = status_dict(monitor.active_status)
             stop_processes(processes)
     return result
@@ -205,7 +284,7 @@ def record(episodes: int, task: str, instruction: str, out: Path, storage: str =
     """
     out = Path(out).resolve()
     if out.exists():
-        raise FileExistsError(f"{out} already exists; choose a new bag folder")
+        raise GraphError(f"{out} already exists; choose a new bag folder")
     result = RunResult(task)
     with monitored("record") as (env, monitor, executor):
         recorder = start_node("minivla_ros.recorder", params_file,
@@ -217,8 +296,9 @@ def record(episodes: int, task: str, instruction: str, out: Path, storage: str =
             deadline = time.monotonic() + startup_timeout
             while (monitor.instruction_pub.get_subscription_count() < 1
                    or monitor.count_publishers("/" + qos.ACTION_TOPIC) < 1):
-                if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
-                    raise RuntimeError("the recorder or the expert did not start")
+                check_alive(processes)
+                if time.monotonic() > deadline:
+                    raise GraphError(f"the recorder or the expert did not start within {startup_timeout:.0f} s")
                 executor.spin_once(timeout_sec=0.2)
             end = time.monotonic() + 1.0  # discovery is mutual but not simultaneous: let it settle
             while time.monotonic() < end:
@@ -232,8 +312,7 @@ def record(episodes: int, task: str, instruction: str, out: Path, storage: str =
             processes = [start_node("minivla_ros.sim_bridge", params_file, bridge_overrides, env), expert, recorder]
             print(f"[minivla record] recording {episodes} {task} expert episodes to {out}", flush=True)
             while len(monitor.finished) < episodes:
-                if any(p.poll() is not None for p in processes):
-                    raise RuntimeError("a node exited during the recording")
+                check_alive(processes)
                 executor.spin_once(timeout_sec=0.5)
             end = time.monotonic() + 0.5  # the expert's answer to the last observation is still on its way
             while time.monotonic() < end:

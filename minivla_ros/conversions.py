@@ -10,7 +10,9 @@ from builtin_interfaces.msg import Time
 from cv_bridge import CvBridge
 from sensor_msgs.msg import Image
 
+from minivla_core.actions import check_action
 from minivla_core.config import observation_label
+from minivla_ros.images import decode_image
 from minivla_ros.msg import ActionCommand, RobotState
 
 _bridge = CvBridge()
@@ -24,15 +26,12 @@ def image_to_msg(image: np.ndarray, stamp: Time, frame_id: str = "camera") -> Im
 
 
 def image_from_msg(msg: Image, size: int) -> np.ndarray:
-    """(size, size, 3) uint8 RGB, or ValueError naming what the image is instead."""
+    """(size, size, 3) uint8 RGB, or ValueError naming what the image is instead. Rows are read `step`
+    bytes apart, so a driver's row padding is skipped rather than read as pixels."""
     if msg.encoding != "rgb8" or msg.height != size or msg.width != size:
         raise ValueError(f"image is {msg.width}x{msg.height} {msg.encoding or '(no encoding)'}, "
                          f"expected {size}x{size} rgb8")
-    try:
-        return np.asarray(_bridge.imgmsg_to_cv2(msg, desired_encoding="rgb8"))
-    except Exception as exc:  # cv_bridge raises its own error types for short or odd buffers
-        raise ValueError(f"image data does not match its header ({msg.width}x{msg.height} {msg.encoding}, "
-                         f"step {msg.step}, {len(msg.data)} bytes): {exc}") from exc
+    return decode_image(msg.data, msg.height, msg.width, msg.step, msg.encoding)
 
 
 def state_to_msg(state: np.ndarray, stamp: Time, observation: str) -> RobotState:
@@ -57,10 +56,6 @@ def state_from_msg(msg: RobotState, size: int, observation: str) -> np.ndarray:
     return state
 
 
-def action_from_msg(msg: ActionCommand, size: int) -> np.ndarray:
-    action = np.asarray(msg.action, dtype=np.float32)
-    if action.shape != (size,):
-        raise ValueError(f"action command has {action.size} numbers, expected {size}")
-    if not np.all(np.isfinite(action)):
-        raise ValueError("action command contains NaN or infinite values")
-    return action
+def action_from_msg(msg: ActionCommand) -> np.ndarray:
+    """The commanded action, if it is within the arm's limits (check_action); never clipped into them."""
+    return check_action(msg.action)

@@ -14,7 +14,8 @@ import numpy as np
 from rclpy.node import Node
 
 from minivla_core.config import FULL_STATE_DIM, PRIVILEGED, ExpertNodeConfig
-from minivla_core.envs.metaworld_env import ACTION_DIM, make_expert
+from minivla_core.actions import ACTION_DIM
+from minivla_core.envs.metaworld_env import make_expert
 from minivla_core.errors import TaskError
 from minivla_ros import qos
 from minivla_ros.conversions import state_from_msg

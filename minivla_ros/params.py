@@ -1,7 +1,9 @@
 """ROS parameters declared from the config dataclasses, so nodes, CLI and YAML share one schema.
 
 A field `task` of the `env` section becomes the parameter `env.task`; in a parameter file it
-nests as `env: {task: push-v3}`, the same shape as minivla's own YAML config.
+nests as `env: {task: push-v3}`, the same shape as minivla's own YAML config. Parameters a node
+cannot change while running are declared read-only, so `ros2 param set` refuses them instead of
+reporting a success that changes nothing; the node applies the others in its parameter callback.
 """
 
 from __future__ import annotations
@@ -9,15 +11,18 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 
 
-def declare_section(node: Node, section: str, defaults):
-    """Declare one parameter per dataclass field (default = the field's value); return the filled dataclass."""
+def declare_section(node: Node, section: str, defaults, changeable: tuple[str, ...] = ()):
+    """Declare one parameter per dataclass field (default = the field's value), read-only unless its name
+    is in `changeable`; return the filled dataclass."""
     values = {}
     for field in dataclasses.fields(defaults):
         name = f"{section}.{field.name}"
-        node.declare_parameter(name, getattr(defaults, field.name))
+        node.declare_parameter(name, getattr(defaults, field.name),
+                               ParameterDescriptor(read_only=name not in changeable))
         values[field.name] = node.get_parameter(name).value
     return type(defaults)(**values)
 

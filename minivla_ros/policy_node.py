@@ -11,32 +11,37 @@ Parameters: the fields of PolicyNodeConfig (`policy.*`).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import deque
 
 import numpy as np
 import torch
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from minivla_core.checkpoint import load_policy
 from minivla_core.config import PolicyNodeConfig, observation_label
-from minivla_core.errors import MiniVLAError
+from minivla_core.actions import check_action
+from minivla_core.errors import InstructionError, MiniVLAError
 from minivla_core.model.policy import PolicyRunner
+from minivla_core.model.tokenizer import check_instruction
 from minivla_ros import qos
 from minivla_ros.conversions import image_from_msg, state_from_msg
 from minivla_ros.msg import ActionCommand, EpisodeStatus, PolicyStatus, RobotState
 from minivla_ros.params import declare_section, resolve_path
 from minivla_ros.spin import run_node
 
-MAX_INSTRUCTION_CHARS = 1000
+# What `ros2 param set` may change while the node runs; the other policy.* parameters are read-only.
+CHANGEABLE = ("policy.instruction", "policy.inference_steps", "policy.n_action_steps", "policy.stale_after")
 
 
 class PolicyNode(Node):
     def __init__(self):
         super().__init__("policy_node")
-        self.config = declare_section(self, "policy", PolicyNodeConfig())
+        self.config = declare_section(self, "policy", PolicyNodeConfig(), changeable=CHANGEABLE)
         torch.set_num_threads(max(1, self.config.threads))
         self.runner: PolicyRunner | None = None
         self.problem = "no instruction received yet"
@@ -59,6 +64,7 @@ class PolicyNode(Node):
         self.create_subscription(EpisodeStatus, qos.EPISODE_STATUS_TOPIC, self.on_episode_status, qos.RELIABLE_QOS)
         self.create_timer(self.period, self.tick)
         self.create_timer(1.0, self.publish_status)
+        self.add_on_set_parameters_callback(self.on_set_parameters)
         if self.config.instruction:
             self.set_instruction(self.config.instruction)
 
@@ -100,13 +106,43 @@ class PolicyNode(Node):
     def on_instruction(self, msg: String) -> None:
         self.set_instruction(msg.data)
 
+    def on_set_parameters(self, parameters):
+        """policy.instruction, inference_steps, n_action_steps and stale_after take effect at the next tick."""
+        changes = {p.name.split(".", 1)[1]: p.value for p in parameters}
+        horizon = self.policy.config.horizon if self.policy else None
+        if "n_action_steps" in changes and horizon and not 0 <= changes["n_action_steps"] <= horizon:
+            return SetParametersResult(successful=False, reason=f"policy.n_action_steps must be in 0..{horizon} "
+                                                                  f"(0 = the checkpoint's)")
+        if "inference_steps" in changes and self.policy and not (
+                0 <= changes["inference_steps"] <= self.policy.config.diffusion_steps):
+            return SetParametersResult(successful=False, reason=f"policy.inference_steps must be in "
+                                       f"0..{self.policy.config.diffusion_steps} (0 = the checkpoint's)")
+        if "stale_after" in changes and not changes["stale_after"] > 0:
+            return SetParametersResult(successful=False, reason="policy.stale_after must be > 0 seconds")
+        if "instruction" in changes:
+            try:
+                check_instruction(changes["instruction"])
+            except InstructionError as exc:
+                return SetParametersResult(successful=False, reason=str(exc))
+        self.config = dataclasses.replace(self.config, **changes)
+        if self.runner is not None:
+            self.runner.n_action_steps = self.config.n_action_steps or self.policy.config.n_action_steps
+            self.runner.inference_steps = self.config.inference_steps or self.policy.config.inference_steps
+            self.runner.reset()
+        if changes.get("instruction"):
+            self.set_instruction(changes["instruction"])
+        return SetParametersResult(successful=True)
+
     def set_instruction(self, text: str) -> None:
-        if len(text) > MAX_INSTRUCTION_CHARS:
-            self.get_logger().error(f"ignoring instruction of {len(text)} characters (limit "
-                                    f"{MAX_INSTRUCTION_CHARS}); keeping the previous one")
+        try:
+            check_instruction(text)
+        except InstructionError as exc:
+            self.get_logger().error(f"ignoring {exc}; keeping the previous one", throttle_duration_sec=1.0)
             return
+        if self.runner is not None and text == self.runner.instruction:
+            return  # the same instruction again (publishers repeat it): nothing changes, nothing to log
         if self.policy is None:
-            self.get_logger().warning(f"instruction {text!r} received, but {self.problem}")
+            self.get_logger().warning(f"instruction {text!r} received, but {self.problem}", throttle_duration_sec=1.0)
             return
         try:
             if self.runner is None:
@@ -119,7 +155,7 @@ class PolicyNode(Node):
             self.get_logger().error(f"ignoring instruction: {exc}")
             return
         note = f" (words not in the vocabulary, read as <unk>: {', '.join(unknown)})" if unknown else ""
-        self.get_logger().info(f"instruction: {text!r}{note}")
+        self.get_logger().info(f"instruction: {text!r}{note}", throttle_duration_sec=0.5)
 
     def on_episode_status(self, msg: EpisodeStatus) -> None:
         if msg.episode != self.episode:  # new episode: drop the rest of the old chunk
@@ -145,16 +181,17 @@ class PolicyNode(Node):
         if problem is not None:
             return
         try:
-            action = self.runner.act(self.image, self.state)
-        except ValueError as exc:
+            action = check_action(self.runner.act(self.image, self.state))
+        except ValueError as exc:  # e.g. a finite but absurd state (1e20) driving the network to NaN
             self.get_logger().error(f"not acting: {exc}", throttle_duration_sec=1.0)
+            self.runner.reset()  # the rest of a bad chunk is bad too
             return
         if self.runner.step_in_chunk == 0:  # a new chunk was sampled from the current observation
             self.latencies.append(self.runner.last_sample_seconds)
             self.chunk_stamp = self.image_stamp
         msg = ActionCommand()
         msg.header.stamp = tick_stamp
-        msg.action = [float(a) for a in np.clip(action, -1.0, 1.0)]
+        msg.action = action.tolist()
         msg.chunk = max(self.runner.chunk_index, 0)
         msg.step_in_chunk = self.runner.step_in_chunk
         msg.observation_stamp = self.chunk_stamp

@@ -42,8 +42,9 @@ from minivla_ros.spin import run_node
 class SimBridgeNode(Node):
     def __init__(self):
         super().__init__("sim_bridge")
-        self.env_config = declare_section(self, "env", EnvConfig())
-        self.config = declare_section(self, "bridge", BridgeConfig())
+        self.env_config = declare_section(self, "env", EnvConfig(), changeable=("env.task",))
+        self.config = declare_section(self, "bridge", BridgeConfig(),
+                                      changeable=("bridge.command_timeout", "bridge.episodes"))
         self.env = MetaWorldEnv(self.env_config)
         self.image_pub = self.create_publisher(Image, qos.IMAGE_TOPIC, qos.SENSOR_QOS)
         self.state_pub = self.create_publisher(RobotState, qos.STATE_TOPIC, qos.SENSOR_QOS)
@@ -76,23 +77,32 @@ class SimBridgeNode(Node):
 
     def on_command(self, msg: ActionCommand) -> None:
         try:
-            self.newest_command = action_from_msg(msg, self.env.action_dim)
+            self.newest_command = action_from_msg(msg)
         except ValueError as exc:
-            self.get_logger().error(f"ignoring action command: {exc}", throttle_duration_sec=1.0)
+            self.get_logger().error(f"refusing action command: {exc}", throttle_duration_sec=1.0)
             return
         self.last_command_time = time.monotonic()
 
     def on_set_parameters(self, parameters):
-        """`ros2 param set /sim_bridge env.task drawer-open-v3` switches task at the next step."""
+        """The parameters that can change while running (the rest are read-only):
+        `ros2 param set /sim_bridge env.task drawer-open-v3` switches task at the next step;
+        bridge.command_timeout and bridge.episodes take effect at once."""
+        changes = {}
         for parameter in parameters:
             if parameter.name == "env.task":
                 try:
-                    self.pending_task = check_task(parameter.value)
+                    check_task(parameter.value)
                 except TaskError as exc:
                     return SetParametersResult(successful=False, reason=str(exc))
-            elif parameter.name.startswith("env."):
-                return SetParametersResult(successful=False, reason=f"{parameter.name} is fixed while running; "
-                                                                      f"restart the node to change it")
+            elif parameter.name == "bridge.command_timeout" and not parameter.value > 0:
+                return SetParametersResult(successful=False, reason="bridge.command_timeout must be > 0 seconds")
+            elif parameter.name == "bridge.episodes" and parameter.value < 0:
+                return SetParametersResult(successful=False, reason="bridge.episodes must be >= 0 (0 = no limit)")
+            changes[parameter.name] = parameter.value
+        if "env.task" in changes:
+            self.pending_task = changes["env.task"]
+        bridge = {name.split(".", 1)[1]: value for name, value in changes.items() if name.startswith("bridge.")}
+        self.config = dataclasses.replace(self.config, **bridge)
         return SetParametersResult(successful=True)
 
     def switch_task(self, task: str) -> None:

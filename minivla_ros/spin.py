@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
 import signal
+import sys
 
 import rclpy
 from rclpy.executors import ExternalShutdownException
@@ -10,7 +13,22 @@ from rclpy.executors import ExternalShutdownException
 from minivla_core.errors import MiniVLAError
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def follow_parent() -> None:
+    """A node started by `minivla run` or `record` (MINIVLA_PARENT_PID set) ends when that process ends,
+    even when it is killed outright: it must never go on simulating or commanding as an orphan."""
+    parent = os.environ.get("MINIVLA_PARENT_PID")
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != int(parent):  # the parent died before the line above took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def run_node(node_class, args=None) -> None:
+    follow_parent()
     rclpy.init(args=args)
     node = None
     try:

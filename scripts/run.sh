@@ -6,7 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
-export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-$(( (RANDOM % 100) + 1 ))}"
 export ROS_HOME="${ROS_HOME:-$(mktemp -d -t minivla-ros-home.XXXXXX)}"
 export MUJOCO_GL="${MUJOCO_GL:-egl}"
 exec .venv/bin/minivla run --episodes "${EPISODES:-20}" --json runs/main/run.json "$@"

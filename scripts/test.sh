@@ -4,9 +4,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || exit 1
 
-# ROS traffic stays on loopback, each run gets its own domain and log folder.
+# ROS traffic stays on loopback and each run gets its own log folder; the ROS tests reserve a domain
+# no other run holds and load config/fastdds_loopback.xml (minivla_ros.bringup.ros_environment).
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
-export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-$(( (RANDOM % 100) + 1 ))}"
 export ROS_HOME="$(mktemp -d -t minivla-ros-home.XXXXXX)"
 export MUJOCO_GL="${MUJOCO_GL:-egl}"
 

@@ -116,7 +116,7 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path, two_episode_dataset):
         (["eval", "--checkpoint", tmp_path / "missing.pt"], "checkpoint .*missing.pt does not exist"),
         (["eval", "--checkpoint", tmp_path / "corrupt.pt"], "corrupt or truncated"),
         (["eval", "--checkpoint", tmp_path / "evil.pt"], "pickled code"),
-        (["eval", "--checkpoint", tmp_path / "small_state.pt"], "expects state/action sizes 10/4, task push-v3 has 4/4"),
+        (["eval", "--checkpoint", tmp_path / "small_state.pt"], r"state_dim 10 does not fit the 'proprio' protocol"),
         (["eval", "--checkpoint", tmp_path / "privileged.pt"],
          r"trained on full \(privileged state\) observations, but env.observation is proprio"),
         (["eval", "--checkpoint", tmp_path / "good.pt", "--observation", "full"],

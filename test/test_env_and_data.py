@@ -81,12 +81,15 @@ def test_bad_task_camera_and_action_are_named():
     assert instruction_for("sweep-into-v3") == "sweep into"
 
 
-def test_invalid_action_is_refused(env):
+def test_invalid_action_is_refused_never_clipped(env):
     env.reset(0)
-    with pytest.raises(ValueError, match="4 finite numbers"):
-        env.step(np.array([np.nan, 0, 0, 0]))
-    with pytest.raises(ValueError, match="4 finite numbers"):
-        env.step(np.zeros(3))
+    for action, message in (([np.nan, 0, 0, 0], "NaN or infinite values at \\[0\\]"), (np.zeros(3), "has 3 numbers"),
+                            ([1e9, 0, 0, 0], "outside the limits"), ([0, 0, 3e38, 0], "outside the limits"),
+                            ([0, 0, 0, -1.01], "outside the limits")):
+        with pytest.raises(ValueError, match=message):
+            env.step(np.asarray(action, dtype=np.float64))
+    assert env.step_count == 0  # no refused action was stepped
+    env.step(np.array([1.0, -1.0, 1.0, -1.0]))  # the limits themselves are valid
 
 
 def test_collected_dataset_is_on_disk_and_loads(two_episode_dataset):
@@ -103,17 +106,18 @@ def test_collected_dataset_is_on_disk_and_loads(two_episode_dataset):
 
 
 def test_writer_appends_and_refuses_other_shapes(tmp_path):
-    writer = DatasetWriter(tmp_path / "d", image_size=8, state_dim=3, action_dim=2, observation="proprio")
-    writer.append(np.zeros((5, 8, 8, 3)), np.zeros((5, 3)), np.zeros((5, 2)), task="t", instruction="do it")
+    with DatasetWriter(tmp_path / "d", image_size=8, state_dim=3, action_dim=2, observation="proprio") as writer:
+        writer.append(np.zeros((5, 8, 8, 3)), np.zeros((5, 3)), np.zeros((5, 2)), task="t", instruction="do it")
     again = DatasetWriter(tmp_path / "d", image_size=8, state_dim=3, action_dim=2, observation="proprio")
-    again.append(np.ones((2, 8, 8, 3)), np.ones((2, 3)), np.ones((2, 2)), task="t", instruction="do it")
+    again.append(np.ones((2, 8, 8, 3)), np.ones((2, 3)), np.ones((2, 2)) / 2, task="t", instruction="do it")
     assert [len(e.actions) for e in load_episodes(tmp_path / "d")[1]] == [5, 2]
+    with pytest.raises(DatasetError, match="expected"):
+        again.append(np.zeros((2, 8, 8, 3)), np.zeros((3, 3)), np.zeros((2, 2)), task="t", instruction="x")
+    again.close()
     with pytest.raises(DatasetError, match="another shape"):
         DatasetWriter(tmp_path / "d", image_size=16, state_dim=3, action_dim=2, observation="proprio")
     with pytest.raises(DatasetError, match="another shape"):
         DatasetWriter(tmp_path / "d", image_size=8, state_dim=3, action_dim=2, observation="full")
-    with pytest.raises(DatasetError, match="expected"):
-        again.append(np.zeros((2, 8, 8, 3)), np.zeros((3, 3)), np.zeros((2, 2)), task="t", instruction="x")
 
 
 def test_missing_truncated_and_empty_datasets_are_named(tmp_path):

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from minivla_core.config import CollectConfig, EnvConfig, camera_of
+from minivla_core.actions import ACTION_DIM
+from minivla_core.config import CollectConfig, EnvConfig, camera_of, state_dim_of
 from minivla_core.data.dataset import DatasetWriter
 from minivla_core.envs.metaworld_env import MetaWorldEnv, check_task, make_expert, paraphrases
 
@@ -45,27 +46,33 @@ def run_expert_episode(env: MetaWorldEnv, expert, episode: int):
 
 
 def collect(env_config: EnvConfig, config: CollectConfig, progress: bool = True) -> CollectResult:
-    """`config.episodes` successful episodes of each task (config.tasks, or env.task) into one dataset."""
+    """`config.episodes` successful episodes of each task (config.tasks, or env.task) into one dataset.
+
+    Collecting again into a folder adds episodes on layouts after the ones it already holds."""
     tasks = [check_task(task) for task in config.tasks or [env_config.task]]  # every name, before any work
     total = CollectResult(0, 0, 0, 0)
-    for task in tasks:
-        result = collect_task(dataclasses.replace(env_config, task=task), config, progress)
-        total = CollectResult(total.kept + result.kept, total.dropped + result.dropped, total.steps + result.steps,
-                              total.wanted + result.wanted)
+    with DatasetWriter(config.out, env_config.image_size, state_dim_of(env_config.observation), ACTION_DIM,
+                       observation=env_config.observation, camera=camera_of(env_config)) as writer:
+        for task in tasks:
+            result = collect_task(dataclasses.replace(env_config, task=task), config, writer, progress)
+            total = CollectResult(total.kept + result.kept, total.dropped + result.dropped,
+                                  total.steps + result.steps, total.wanted + result.wanted)
     return total
 
 
-def collect_task(env_config: EnvConfig, config: CollectConfig, progress: bool) -> CollectResult:
+def collect_task(env_config: EnvConfig, config: CollectConfig, writer: DatasetWriter, progress: bool) -> CollectResult:
     env = MetaWorldEnv(env_config)
     expert = make_expert(env.task)
     instructions = paraphrases(env.task) if config.paraphrases else [env.instruction]
-    writer = DatasetWriter(config.out, env_config.image_size, env.state_dim, env.action_dim,
-                           observation=env_config.observation, camera=camera_of(env_config))
+    first = writer.next_episode(env.task, env_config.seed)
     max_attempts = max(config.episodes, int(config.episodes * config.max_attempts_factor))
     kept = dropped = steps = 0
     bar = tqdm(total=config.episodes, desc=f"collect {env.task}", unit="ep", disable=not progress)
+    if first and progress:
+        bar.write(f"{writer.root} already holds {env.task} layouts 0..{first - 1} of seed {env_config.seed}; "
+                  f"continuing from layout {first}")
     try:
-        for episode in range(max_attempts):
+        for episode in range(first, first + max_attempts):
             if kept == config.episodes:
                 break
             images, states, actions, success = run_expert_episode(env, expert, episode)

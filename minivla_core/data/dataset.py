@@ -16,8 +16,10 @@
                          actions (T, 4)       float32 action taken at step t, in [-1, 1]
 
 An episode file is written under a temporary name and renamed, then its line is appended to
-episodes.jsonl, so a crash loses at most the episode being written. Readers trust only the
-index: a listed file that is missing or unreadable is an error naming the file.
+episodes.jsonl, so a crash loses at most the episode being written. One writer at a time: a
+second DatasetWriter on the same folder is refused while the first holds `.lock`. Readers trust
+only the index: a listed file that is missing, unreadable, or holds a non-finite number or an
+action outside [-1, 1] is an error naming the file, both when it is written and when it is read.
 Anything that produces demonstrations (scripted collection, converted rosbags) appends here.
 `observation` says what the states are (envs/metaworld_env.py); datasets written before it
 existed hold Meta-World's full 39-number state and read as "full". `camera` is informational
@@ -26,14 +28,17 @@ existed hold Meta-World's full 39-number state and read as "full". `camera` is i
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from minivla_core.actions import ACTION_LIMIT
 from minivla_core.errors import DatasetError
 
 FORMAT = "minivla-dataset"
@@ -49,8 +54,24 @@ class Episode:
     instruction: str
 
 
+def check_values(states: np.ndarray, actions: np.ndarray, where: str) -> None:
+    """DatasetError naming `where` and the first bad step if a state or action is not finite, or an
+    action lies outside [-ACTION_LIMIT, ACTION_LIMIT]: one NaN would turn every weight trained on it into NaN."""
+    for name, values in (("state", states), ("action", actions)):
+        bad = ~np.isfinite(values)
+        if bad.any():
+            step = int(np.argwhere(bad)[0][0])
+            raise DatasetError(f"{where}: the {name} at step {step} is not finite ({values[step].tolist()})")
+    outside = np.abs(actions) > ACTION_LIMIT + 1e-6
+    if outside.any():
+        step = int(np.argwhere(outside)[0][0])
+        raise DatasetError(f"{where}: the action at step {step} is outside [-{ACTION_LIMIT:g}, {ACTION_LIMIT:g}] "
+                           f"({actions[step].tolist()})")
+
+
 class DatasetWriter:
-    """Appends episodes to a dataset folder, creating it if needed."""
+    """Appends episodes to a dataset folder, creating it if needed. Use it as a context manager (or
+    call close()): it holds the folder's lock until then."""
 
     def __init__(self, root: str | Path, image_size: int, state_dim: int, action_dim: int,
                  observation: str, camera: dict | None = None):
@@ -58,6 +79,14 @@ class DatasetWriter:
         self.meta = {"format": FORMAT, "version": VERSION, "image_size": image_size,
                      "state_dim": state_dim, "action_dim": action_dim, "observation": observation,
                      "camera": camera or {}}
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = open(self.root / ".lock", "w")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise DatasetError(f"dataset {self.root} is being written by another process; wait for it to finish "
+                               f"or write to another folder") from None
         meta_path = self.root / "meta.json"
         if meta_path.exists():
             existing = read_meta(self.root)
@@ -68,7 +97,25 @@ class DatasetWriter:
             (self.root / "episodes").mkdir(parents=True, exist_ok=True)
             meta_path.write_text(json.dumps(self.meta, indent=1) + "\n")
         (self.root / "episodes").mkdir(exist_ok=True)
-        self.count = len(read_index(self.root))
+        self.entries = read_index(self.root)
+        self.count = len(self.entries)
+
+    def close(self) -> None:
+        if not self._lock.closed:
+            self._lock.close()  # releases the lock
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def next_episode(self, task: str, seed: int) -> int:
+        """The first layout number after every one already recorded for (task, seed): collecting again
+        into the same folder continues with new layouts instead of recording the same ones twice."""
+        done = [e["episode"] for e in self.entries if e.get("task") == task and e.get("seed") == seed
+                and isinstance(e.get("episode"), int)]
+        return max(done) + 1 if done else 0
 
     def append(self, images, states, actions, task: str, instruction: str, **info) -> Path:
         images = np.asarray(images, dtype=np.uint8)
@@ -82,6 +129,7 @@ class DatasetWriter:
             raise DatasetError(f"episode arrays have shapes images {images.shape}, states {states.shape}, "
                                f"actions {actions.shape}; expected ({steps}, {size}, {size}, 3), "
                                f"({steps}, {sdim}), ({steps}, {adim})")
+        check_values(states, actions, f"episode {self.count} ({task})")
         name = f"episodes/{self.count:06d}.npz"
         tmp = self.root / (name + ".tmp.npz")
         np.savez_compressed(tmp, images=images, states=states, actions=actions)
@@ -91,6 +139,7 @@ class DatasetWriter:
             index.write(json.dumps(line) + "\n")
             index.flush()
             os.fsync(index.fileno())
+        self.entries.append(line)
         self.count += 1
         return self.root / name
 
@@ -122,9 +171,13 @@ def read_index(root: str | Path) -> list[dict]:
         if not line.strip():
             continue
         try:
-            entries.append(json.loads(line))
+            entry = json.loads(line)
         except json.JSONDecodeError as exc:
             raise DatasetError(f"{path} line {number} is not valid JSON (truncated write?): {exc}") from exc
+        if not (isinstance(entry, dict) and isinstance(entry.get("file"), str) and isinstance(entry.get("steps"), int)
+                and isinstance(entry.get("task"), str) and isinstance(entry.get("instruction"), str)):
+            raise DatasetError(f"{path} line {number} is not an episode entry (file, steps, task, instruction)")
+        entries.append(entry)
     return entries
 
 
@@ -143,12 +196,16 @@ def load_episodes(root: str | Path) -> tuple[dict, list[Episode]]:
         try:
             with np.load(path) as arrays:
                 images, states, actions = arrays["images"], arrays["states"], arrays["actions"]
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
             raise DatasetError(f"episode file {path} is unreadable or truncated: {exc}") from exc
         steps, size = entry["steps"], meta["image_size"]
         if (images.shape != (steps, size, size, 3) or states.shape != (steps, meta["state_dim"])
                 or actions.shape != (steps, meta["action_dim"])):
             raise DatasetError(f"episode file {path} has shapes {images.shape}, {states.shape}, {actions.shape}, "
                                f"which do not match its index entry ({steps} steps) and meta.json")
+        if images.dtype != np.uint8 or states.dtype != np.float32 or actions.dtype != np.float32:
+            raise DatasetError(f"episode file {path} has dtypes {images.dtype}, {states.dtype}, {actions.dtype}; "
+                               f"expected uint8, float32, float32")
+        check_values(states, actions, f"episode file {path}")
         episodes.append(Episode(images, states, actions, entry["task"], entry["instruction"]))
     return meta, episodes

@@ -31,7 +31,8 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # headless; must be set before mujoco
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
-from minivla_core.config import FULL_STATE_DIM, EnvConfig, state_dim_of  # noqa: E402
+from minivla_core.actions import ACTION_DIM, check_action  # noqa: E402
+from minivla_core.config import EnvConfig, state_dim_of  # noqa: E402
 from minivla_core.errors import TaskError  # noqa: E402
 
 # Paraphrased instructions per task. The first is the task's plain instruction; the last
@@ -86,7 +87,6 @@ SHARED_SCENES = {"push-v3": "puck", "reach-v3": "puck", "pick-place-v3": "puck"}
 
 
 UPSIDE_DOWN_CAMERAS = {"corner", "corner2", "corner3", "corner4"}
-ACTION_DIM = 4
 
 
 def task_names() -> list[str]:
@@ -192,12 +192,10 @@ class MetaWorldEnv:
         return self._observe(full_state)
 
     def step(self, action: np.ndarray) -> Observation:
-        action = np.asarray(action, dtype=np.float32)
-        if action.shape != (ACTION_DIM,) or not np.all(np.isfinite(action)):
-            raise ValueError(f"action must be {ACTION_DIM} finite numbers, got {action!r}")
+        action = check_action(action)
         if self.step_count >= self.config.max_episode_steps:
             raise RuntimeError("episode is over (max_episode_steps reached); call reset()")
-        full_state, reward, _, _, info = self._env.step(np.clip(action, -1.0, 1.0))
+        full_state, reward, _, _, info = self._env.step(action)
         self.step_count += 1
         return self._observe(full_state, float(reward), bool(info["success"]))
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-PREDICTION_TYPES = ("epsilon", "sample", "v")
+from minivla_core.config import PREDICTION_TYPES
 
 
 def cosine_alpha_bar(steps: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:

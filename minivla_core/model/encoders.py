@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from minivla_core.config import IMAGE_ENCODERS
 from minivla_core.errors import ConfigError
 
 
@@ -103,9 +104,6 @@ class KeypointCNN(nn.Module):
             x = F.relu(norm(conv(x)))
         features = torch.cat([self.keypoints(x), x.mean(dim=(2, 3))], dim=-1)
         return self.norm(self.proj(features))
-
-
-IMAGE_ENCODERS = ("keypoints", "flatten")
 
 
 def make_image_encoder(name: str, d_model: int, image_size: int, keypoints: int, channels: int) -> nn.Module:

@@ -82,6 +82,9 @@ def image_to_tensor(image: np.ndarray) -> torch.Tensor:
     return tensor.permute(0, 3, 1, 2).float() / 255.0
 
 
+MAX_STATE_SIGMAS = 50.0  # a hand 50 standard deviations (about 5 m) from every training state is not real
+
+
 class PolicyRunner:
     """Closed-loop use of a VLAPolicy: one action per call, sampling a new chunk only when the
     previous chunk's first `n_action_steps` actions have been used (LeRobot's select_action)."""
@@ -120,6 +123,10 @@ class PolicyRunner:
             raise ValueError(f"state has shape {state.shape}, expected ({state_dim},)")
         if not np.all(np.isfinite(state)):
             raise ValueError("state contains NaN or infinite values")
+        sigmas = np.abs(self.policy.state_normalizer.normalize(torch.from_numpy(state.astype(np.float32))).numpy())
+        if np.any(sigmas > MAX_STATE_SIGMAS):  # wrong units, a sensor fault, or a bad publisher: not a robot state
+            raise ValueError(f"state {state.tolist()} lies {sigmas.max():.3g} standard deviations from the training "
+                             f"states (limit {MAX_STATE_SIGMAS})")
 
     def sample_chunk(self, image: np.ndarray, state: np.ndarray) -> np.ndarray:
         """A fresh (horizon, A) chunk for one observation."""

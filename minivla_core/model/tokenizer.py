@@ -16,6 +16,19 @@ from minivla_core.errors import InstructionError
 PAD, UNK = "<pad>", "<unk>"
 WORD = re.compile(r"[a-z0-9]+")
 _ENGLISH = snowballstemmer.stemmer("english")
+MAX_INSTRUCTION_CHARS = 1000
+
+
+def check_instruction(text: str) -> str:
+    """InstructionError unless `text` can be an instruction: not too long, no control characters (a NUL
+    would silently cut the text short in ROS's C strings)."""
+    if not isinstance(text, str):
+        raise InstructionError(f"an instruction is text, got {type(text).__name__}")
+    if len(text) > MAX_INSTRUCTION_CHARS:
+        raise InstructionError(f"instruction of {len(text)} characters (limit {MAX_INSTRUCTION_CHARS})")
+    if any(ord(c) < 32 and c not in "\t\n" for c in text):
+        raise InstructionError(f"instruction {text!r} contains control characters (a NUL, an escape, ...)")
+    return text
 
 
 def split_words(text: str) -> list[str]:

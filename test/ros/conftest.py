@@ -1,14 +1,14 @@
-"""ROS tests: real rclpy nodes over real DDS, on loopback, in a domain of their own."""
+"""ROS tests: real rclpy nodes over real DDS, on loopback only, in a domain no other run holds."""
 
 import os
-import random
-import tempfile
+import subprocess
+from pathlib import Path
 
 import pytest
 
-os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 101)))
-os.environ.setdefault("ROS_HOME", tempfile.mkdtemp(prefix="minivla-test-ros-home-"))
+from minivla_ros import bringup
+
+os.environ.update(bringup.ros_environment())  # before rclpy starts any participant
 
 import rclpy  # noqa: E402
 
@@ -19,3 +19,22 @@ def ros():
     rclpy.init()
     yield
     rclpy.try_shutdown()
+
+
+@pytest.fixture
+def node_process(tmp_path, ros):
+    """Start node modules as `minivla run` does, output to a log file each: yields
+    start(module, **overrides) -> (process, function returning the log so far); stops them all after."""
+    started = []
+
+    def start(module, **overrides):
+        log = open(tmp_path / f"{module.rsplit('.', 1)[-1]}{len(started)}.log", "w+")
+        process = subprocess.Popen(bringup.node_command(module, bringup.DEFAULT_PARAMS, overrides), stdout=log,
+                                   stderr=subprocess.STDOUT, env=bringup.ros_environment(), cwd=bringup.ROOT)
+        started.append((process, log))
+        return process, lambda: Path(log.name).read_text()
+
+    yield start
+    bringup.stop_processes([p for p, _ in started])
+    for _, log in started:
+        log.close()

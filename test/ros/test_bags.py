@@ -214,3 +214,32 @@ def test_bag2data_cli_reports_a_summary_and_errors(recorded_bag, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "minivla_core.cli", "bag2data", str(tmp_path / "nope"), "--out",
                           str(tmp_path / "d")], capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: bag")
+
+
+def test_bad_values_in_a_bag_are_named_and_padded_rows_are_read_right(tmp_path):
+    """Issue 10 [3], [5], [8]: a NaN action, an image whose step lies, and row padding."""
+    images, states, actions = expert_episode()
+    poisoned = actions.copy()
+    poisoned[5, 2] = np.nan
+    write_rosbags(tmp_path / "nan", "mcap", synthetic_messages(images, states, poisoned))
+    with pytest.raises(DatasetError, match=r"bag .*nan, episode 0: .*action at step 5 is not finite"):
+        convert([tmp_path / "nan"], tmp_path / "d1")
+
+    def with_images(change):
+        for t, topic, message in synthetic_messages(images, states, actions):
+            yield t, topic, change(message) if topic == "/camera/image_raw" else message
+
+    def padded(message):  # rows padded to a multiple of 64 bytes, as some drivers do
+        rows = np.frombuffer(message["data"], np.uint8).reshape(message["height"], -1)
+        step = -(-rows.shape[1] // 64) * 64
+        out = np.full((message["height"], step), 255, np.uint8)
+        out[:, : rows.shape[1]] = rows
+        return {**message, "step": step, "data": out.tobytes()}
+
+    write_rosbags(tmp_path / "padded", "mcap", with_images(padded))
+    assert convert([tmp_path / "padded"], tmp_path / "d2").episodes == 1
+    np.testing.assert_array_equal(load_episodes(tmp_path / "d2")[1][0].images, images)
+    for name, step in (("zero", 0), ("huge", 10**9)):
+        write_rosbags(tmp_path / name, "mcap", with_images(lambda m: {**m, "step": step}))
+        with pytest.raises(DatasetError, match=rf"bag .*{name}: message \d+ \(/camera/image_raw\): image"):
+            convert([tmp_path / name], tmp_path / f"d_{name}")

@@ -60,3 +60,16 @@ def test_minivla_run_sets_the_simulator_up_as_the_checkpoint_was_trained():
         assert yaml.safe_load(settings["env.camera_position"]) == env["camera_position"]  # as `-p name:=value` reads it
     assert camera_for_checkpoint(DEFAULT_PARAMS, {})["env.image_size"] == EnvConfig().image_size  # the file's checkpoint
     assert camera_for_checkpoint(DEFAULT_PARAMS, {"policy.checkpoint": "nowhere.pt"}) == {}  # the node will say why
+
+
+def test_launch_files_keep_dds_on_loopback_and_the_recording_ends_with_its_recorder():
+    """Issue 10 [1], [10], checked in the source since `ros2 launch` cannot run here: both launch files
+    default the Fast DDS profile to config/fastdds_loopback.xml; the recording launch shuts down when
+    `ros2 bag record` exits and takes its instruction from `task` (no push sentence built in)."""
+    for name in ("sim_policy.launch.py", "record_demos.launch.py"):
+        source = (ROOT / "launch" / name).read_text()
+        assert "fastdds_loopback.xml" in source and "FASTRTPS_DEFAULT_PROFILES_FILE" in source, name
+    record = (ROOT / "launch" / "record_demos.launch.py").read_text()
+    assert "OnProcessExit(target_action=recorder" in record and "Shutdown(" in record
+    assert "push the puck to the goal" not in record and "instruction_for(task)" in record
+    assert (ROOT / "config" / "fastdds_loopback.xml").is_file()

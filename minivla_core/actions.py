@@ -1,0 +1,28 @@
+"""What an action is, for every part of the project: the simulator, datasets, the policy node.
+
+An action is ACTION_DIM numbers, each in [-ACTION_LIMIT, ACTION_LIMIT]: the hand's velocity along
+x, y and z, and the gripper's effort (Meta-World's action space). check_action is the one gate: a
+command, a demonstration step or a sampled action outside it is refused, never clipped into range.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+ACTION_DIM = 4
+ACTION_LIMIT = 1.0
+
+
+def check_action(action) -> np.ndarray:
+    """The action as float32 if it is ACTION_DIM finite numbers within [-ACTION_LIMIT, ACTION_LIMIT], else
+    ValueError. Never clipped: a command of 1e9 is a bug upstream, not a request for full speed."""
+    values = np.asarray(action, dtype=np.float64)
+    if values.shape != (ACTION_DIM,):
+        raise ValueError(f"action has {values.size} numbers, expected {ACTION_DIM}")
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"action contains NaN or infinite values at {np.flatnonzero(~np.isfinite(values)).tolist()}")
+    outside = np.abs(values) > ACTION_LIMIT + 1e-6  # 1e-6: float32 rounding of a value at the limit
+    if outside.any():
+        raise ValueError(f"action {values.tolist()} is outside the limits [-{ACTION_LIMIT:g}, {ACTION_LIMIT:g}] at "
+                         f"{np.flatnonzero(outside).tolist()}")
+    return np.clip(values, -ACTION_LIMIT, ACTION_LIMIT).astype(np.float32)

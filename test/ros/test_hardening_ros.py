@@ -1,0 +1,171 @@
+"""Issue 10's probes against real nodes: garbage never moves the arm, parameters do what they say,
+and `minivla run` reports a dead node by name and never leaves one behind.
+
+The number in brackets is the probe's number in issue 10.
+"""
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rclpy
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+from rcl_interfaces.srv import SetParameters
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+
+from minivla_ros import bringup, qos
+from minivla_ros.conversions import image_from_msg
+from minivla_ros.msg import ActionCommand, RobotState
+from ros_helpers import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_image_rows_are_read_step_bytes_apart_and_lying_steps_are_refused():
+    """[5] A 4x4 image whose rows carry 4 bytes of padding decodes right; step 0 or 10^9 is named."""
+    pixels = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)
+    msg = Image(height=4, width=4, encoding="rgb8", step=16)
+    msg.data = np.concatenate([pixels.reshape(4, 12), np.full((4, 4), 255, np.uint8)], axis=1).tobytes()
+    np.testing.assert_array_equal(image_from_msg(msg, 4), pixels)
+    for step, message in ((0, "shorter than a row"), (10**9, "height x step"), (13, "height x step")):
+        msg.step = step
+        with pytest.raises(ValueError, match=message):
+            image_from_msg(msg, 4)
+
+
+def test_the_bridge_refuses_commands_outside_the_limits(node_process):
+    """[2] [1e9, 0, 0, 0] and 3e38 used to move the hand 9 to 17 cm at full speed; now nothing moves."""
+    process, output = node_process("minivla_ros.sim_bridge")
+    node = rclpy.create_node("test_garbage_commands")
+    states = []
+    node.create_subscription(RobotState, qos.STATE_TOPIC, lambda m: states.append(np.array(m.state)), qos.SENSOR_QOS)
+    command_pub = node.create_publisher(ActionCommand, qos.ACTION_TOPIC, qos.RELIABLE_QOS)
+    try:
+        assert wait_until(node, lambda: len(states) > 5, 60), output()
+        start = states[-1][:3].copy()
+        for action in ([1e9, 0.0, 0.0, 0.0], [0.0, 3e38, 0.0, 0.0], [0.0, 0.0, -1.5, 0.0]):
+            for _ in range(10):
+                command_pub.publish(ActionCommand(action=action))
+                wait_until(node, lambda: False, 0.05)
+        wait_until(node, lambda: False, 0.5)
+        assert np.linalg.norm(states[-1][:3] - start) < 0.005, (start, states[-1])
+        assert "refusing action command: action [1000000000.0, 0.0, 0.0, 0.0] is outside the limits" in output()
+        assert output().count("refusing action command") <= 5  # one line a second, not one per message
+        command_pub.publish(ActionCommand(action=[1.0, 0.0, 0.0, 0.0]))  # in range: it moves
+        assert wait_until(node, lambda: states[-1][0] - start[0] > 0.005, 10, lambda: command_pub.publish(
+            ActionCommand(action=[1.0, 0.0, 0.0, 0.0]))), output()
+    finally:
+        node.destroy_node()
+
+
+def set_parameter(node, service, name, value):
+    kinds = {str: ("PARAMETER_STRING", "string_value"), int: ("PARAMETER_INTEGER", "integer_value"),
+             float: ("PARAMETER_DOUBLE", "double_value")}
+    kind, field = kinds[type(value)]
+    client = node.create_client(SetParameters, service)
+    assert client.wait_for_service(timeout_sec=60)
+    future = client.call_async(SetParameters.Request(parameters=[Parameter(name=name, value=ParameterValue(
+        type=getattr(ParameterType, kind), **{field: value}))]))
+    rclpy.spin_until_future_complete(node, future, timeout_sec=10)
+    return future.result().results[0]
+
+
+def test_parameters_that_cannot_change_are_read_only_and_the_others_take_effect(node_process):
+    """[11] `ros2 param set` used to report success for every policy.* and bridge.* parameter."""
+    _, output = node_process("minivla_ros.policy_node")
+    node = rclpy.create_node("test_param_client")
+    try:
+        for name, value in (("policy.checkpoint", "checkpoints/multitask.pt"), ("policy.control_rate", 5.0),
+                            ("policy.threads", 2)):
+            result = set_parameter(node, "/policy_node/set_parameters", name, value)
+            assert not result.successful and "read-only" in result.reason, (name, result.reason)
+        refused = set_parameter(node, "/policy_node/set_parameters", "policy.n_action_steps", 99)
+        assert not refused.successful and "0..8" in refused.reason
+        refused = set_parameter(node, "/policy_node/set_parameters", "policy.instruction", "push\x01 the puck")
+        assert not refused.successful and "control characters" in refused.reason
+        assert set_parameter(node, "/policy_node/set_parameters", "policy.instruction",
+                             "push the puck to the goal").successful
+        assert wait_until(node, lambda: "instruction: 'push the puck to the goal'" in output(), 10), output()
+        publisher = node.create_publisher(String, qos.INSTRUCTION_TOPIC, qos.RELIABLE_QOS)
+        for _ in range(200):  # the same instruction again and again: one log line, not 200
+            publisher.publish(String(data="push the puck to the goal"))
+        wait_until(node, lambda: False, 2.0)
+        assert output().count("instruction: 'push the puck to the goal'") == 1, output()
+    finally:
+        node.destroy_node()
+
+
+def test_minivla_run_names_an_unloadable_checkpoint_at_once(tmp_path):
+    """[9] It used to wait 120 s, printing over a hundred warnings, then show a traceback."""
+    (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "minivla_core.cli", "run", "--episodes", "1", "--checkpoint",
+                             str(tmp_path / "broken.pt")], capture_output=True, text=True, timeout=120,
+                            env=bringup.ros_environment(), cwd=ROOT)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert time.monotonic() - started < 60
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: policy_node: no policy loaded: checkpoint") and "corrupt" in last, last
+    assert "Traceback" not in result.stdout + result.stderr
+    assert result.stdout.count("not acting") <= 3
+
+
+def start_run(tmp_path, episodes=50):
+    log = open(tmp_path / "run.log", "w+")
+    run = subprocess.Popen([sys.executable, "-m", "minivla_core.cli", "run", "--episodes", str(episodes)],
+                           stdout=log, stderr=subprocess.STDOUT, env=bringup.ros_environment(), cwd=ROOT)
+    deadline = time.monotonic() + 90
+    while "policy active" not in Path(log.name).read_text():
+        assert run.poll() is None and time.monotonic() < deadline, Path(log.name).read_text()
+        time.sleep(0.2)
+    children = [int(pid) for path in Path(f"/proc/{run.pid}/task").glob("*/children")
+                for pid in path.read_text().split()]
+    assert len(children) == 2
+    return run, children, log
+
+
+def gone(pid: int, within: float = 15.0) -> bool:
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        if not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+def test_minivla_run_leaves_no_node_behind_on_any_signal(tmp_path, sent):
+    """[13] Ctrl-C (SIGINT) always stopped both nodes; SIGTERM (what `kill` and process managers send) used to
+    leave them running as orphans. SIGKILL cannot be handled: the nodes notice their parent is gone
+    (PR_SET_PDEATHSIG)."""
+    run, children, log = start_run(tmp_path)
+    try:
+        run.send_signal(sent)
+        assert run.wait(timeout=30) == (-signal.SIGKILL if sent == signal.SIGKILL else 130)
+        assert all(gone(pid) for pid in children), Path(log.name).read_text()[-3000:]
+    finally:
+        for pid in [run.pid, *children]:
+            subprocess.run(["kill", "-9", str(pid)], capture_output=True)
+        log.close()
+
+
+def test_minivla_run_names_a_node_that_dies(tmp_path):
+    """[9] A node's death used to end `minivla run` with a traceback that did not say which node."""
+    run, children, log = start_run(tmp_path)
+    try:
+        bridge = next(pid for pid in children if "sim_bridge" in Path(f"/proc/{pid}/cmdline").read_text())
+        subprocess.run(["kill", "-9", str(bridge)], check=True)
+        assert run.wait(timeout=30) == 2
+        text = Path(log.name).read_text()
+        assert "error: sim_bridge exited with status -9" in text.strip().splitlines()[-1], text[-2000:]
+        assert "Traceback" not in text
+        assert all(gone(pid) for pid in children)
+    finally:
+        for pid in [run.pid, *children]:
+            subprocess.run(["kill", "-9", str(pid)], capture_output=True)
+        log.close()
