@@ -36,10 +36,11 @@ from minivla_core.train import train  # noqa: E402
 
 # name -> (what changes, config overrides "section.field": value)
 VARIANTS = {
-    "default": ("defaults: corner2 at LeRobot's placement, 96 px, TinyCNN (flattened map), no shift, proprio", {}),
+    "default": ("defaults: corner2 at LeRobot's placement, 128 px, TinyCNN (flattened map), no shift, proprio", {}),
+    "image96": ("image size 96 px", {"env.image_size": 96}),
     "image64": ("image size 64 px", {"env.image_size": 64}),
-    "image128": ("image size 128 px", {"env.image_size": 128}),
-    "keypoints": ("encoder: keypoints (spatial softmax, 32 channels)", {"model.image_encoder": "keypoints"}),
+    "keypoints96": ("96 px, encoder: keypoints (spatial softmax, 32 channels)",
+                    {"env.image_size": 96, "model.image_encoder": "keypoints"}),
     "scene_camera": ("camera: corner2 at the scene's own (far) placement", {"env.camera_position": []}),
     "image64_shift4": ("64 px, random shift of 4 px", {"env.image_size": 64, "train.image_shift": 4}),
     "image64_keypoints_shift4": ("64 px, keypoints, random shift of 4 px (the first try)",

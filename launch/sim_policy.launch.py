@@ -23,7 +23,7 @@ ARGUMENTS = {
     "task": ("env.task", "push-v3", "Meta-World task the simulator runs"),
     "observation": ("env.observation", "proprio", "robot state the bridge publishes: proprio (hand position and "
                     "gripper) or full (privileged simulator state, for comparison); must be the checkpoint's"),
-    "image_size": ("env.image_size", "96", "camera image size in pixels; must be the checkpoint's (multitask.pt: 64)"),
+    "image_size": ("env.image_size", "128", "camera image size in pixels; must be the checkpoint's (multitask.pt: 96)"),
     "seed": ("env.seed", "1000", "layout seed (1000: layouts never seen in collection)"),
     "step_rate": ("bridge.step_rate", "20.0", "simulator steps per second"),
     "checkpoint": ("policy.checkpoint", "checkpoints/push_v3.pt", "policy checkpoint (relative: package share)"),

@@ -63,7 +63,7 @@ class EnvConfig:
     # Where the camera sits, x, y, z in metres (empty: the scene's own placement). LeRobot's Meta-World
     # protocol moves corner2 here so that the workspace fills the image; bench/results/ablation.md compares.
     camera_position: list[float] = field(default_factory=lambda: [0.75, 0.075, 0.7])
-    image_size: int = 96  # square images, pixels per side (64 / 96 / 128 compared in bench/results/ablation.md)
+    image_size: int = 128  # square images, pixels per side (64 / 96 / 128 compared in bench/results/ablation.md)
     max_episode_steps: int = 500  # Meta-World's own limit
     seed: int = 0  # seeds the stream of goal/object variants (see envs/metaworld_env.py)
 
@@ -75,9 +75,10 @@ class ModelConfig:
     max_tokens: int = 32  # longer instructions are cut to this many words
     horizon: int = 8  # actions predicted per sampling call (the chunk)
     n_action_steps: int = 4  # actions of each chunk that are executed before sampling again
-    # "flatten" (TinyCNN): four stride-2 convolutions to a 4x4 map, flattened, so the token still says where
-    # things are. "keypoints": convolutions keep a 32x32 map and a spatial softmax turns each of `keypoints`
-    # feature channels into the (x, y) where it fires most (diffusion_policy's robomimic encoder).
+    # "flatten" (TinyCNN): four stride-2 convolutions to a map 1/16 of the image's side (8x8), flattened, so the
+    # token still says where things are. "keypoints": convolutions keep a map at half resolution and a spatial
+    # softmax turns each of `keypoints` feature channels into the (x, y) where it fires most (diffusion_policy's
+    # robomimic encoder).
     # bench/results/ablation.md compares them.
     image_encoder: str = "flatten"
     keypoints: int = 32  # spatial-softmax keypoints of the "keypoints" encoder

@@ -1,9 +1,9 @@
 """The three encoders and the fusion MLP. Each maps its input to one d_model-sized token.
 
 Two image encoders (model.image_encoder), compared in bench/results/ablation.md:
-- TinyCNN ("flatten", the default) shrinks the image to a 4x4 map and flattens it rather than
-  averaging it, so the token keeps where things are: with a fixed camera, where the puck is in the
-  image is where it is on the table. Cheap: a training step costs a third of KeypointCNN's.
+- TinyCNN ("flatten", the default) shrinks the image 16-fold (128 px -> an 8x8 map) and flattens
+  it rather than averaging it, so the token keeps where things are: with a fixed camera, where the
+  puck is in the image is where it is on the table. Cheap: a training step costs a third of KeypointCNN's.
 - KeypointCNN ("keypoints") answers "where is each thing" explicitly: its feature maps stay at
   half the image's resolution and a spatial softmax turns each map into one (x, y) point.
 """
@@ -23,7 +23,7 @@ from minivla_core.errors import ConfigError
 class TinyCNN(nn.Module):
     """(B, 3, H, W) floats in [0, 1] -> (B, d_model).
 
-    Four stride-2 convolutions shrink a 64x64 image to 4x4; the 4x4 map is flattened (not
+    Four stride-2 convolutions shrink the image 16-fold (128x128 -> 8x8); the map is flattened (not
     averaged) so the token still says *where* things are in the picture.
     """
 
