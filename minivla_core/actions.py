@@ -13,6 +13,11 @@ ACTION_DIM = 4
 ACTION_LIMIT = 1.0
 
 
+def outside_limits(values: np.ndarray) -> np.ndarray:
+    """True where a number lies outside [-ACTION_LIMIT, ACTION_LIMIT] (1e-6 allows float32 rounding at the limit)."""
+    return np.abs(values) > ACTION_LIMIT + 1e-6
+
+
 def check_action(action) -> np.ndarray:
     """The action as float32 if it is ACTION_DIM finite numbers within [-ACTION_LIMIT, ACTION_LIMIT], else
     ValueError. Never clipped: a command of 1e9 is a bug upstream, not a request for full speed."""
@@ -21,7 +26,7 @@ def check_action(action) -> np.ndarray:
         raise ValueError(f"action has {values.size} numbers, expected {ACTION_DIM}")
     if not np.all(np.isfinite(values)):
         raise ValueError(f"action contains NaN or infinite values at {np.flatnonzero(~np.isfinite(values)).tolist()}")
-    outside = np.abs(values) > ACTION_LIMIT + 1e-6  # 1e-6: float32 rounding of a value at the limit
+    outside = outside_limits(values)
     if outside.any():
         raise ValueError(f"action {values.tolist()} is outside the limits [-{ACTION_LIMIT:g}, {ACTION_LIMIT:g}] at "
                          f"{np.flatnonzero(outside).tolist()}")

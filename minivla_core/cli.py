@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from minivla_core.config import Config, load_config
+from minivla_core.config import IMAGE_ENCODERS, Config, load_config
 from minivla_core.errors import MiniVLAError
 
 
@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="torch CPU threads (0 = torch default)")
     p.add_argument("--observation", choices=["proprio", "full"], help="must be the dataset's (default proprio)")
     p.add_argument("--image-size", type=int, help="must be the dataset's")
-    p.add_argument("--image-encoder", choices=["keypoints", "flatten"])
+    p.add_argument("--image-encoder", choices=IMAGE_ENCODERS)
     p.add_argument("--resume", help="continue from a last.pt")
     p.set_defaults(run=cmd_train, overrides={"dataset": "train.dataset", "out": "train.out_dir", "epochs": "train.epochs",
                                              "batch_size": "train.batch_size", "lr": "train.lr", "device": "train.device",

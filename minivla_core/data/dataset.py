@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from minivla_core.actions import ACTION_LIMIT
+from minivla_core.actions import ACTION_LIMIT, outside_limits
 from minivla_core.errors import DatasetError
 
 FORMAT = "minivla-dataset"
@@ -62,7 +62,7 @@ def check_values(states: np.ndarray, actions: np.ndarray, where: str) -> None:
         if bad.any():
             step = int(np.argwhere(bad)[0][0])
             raise DatasetError(f"{where}: the {name} at step {step} is not finite ({values[step].tolist()})")
-    outside = np.abs(actions) > ACTION_LIMIT + 1e-6
+    outside = outside_limits(actions)
     if outside.any():
         step = int(np.argwhere(outside)[0][0])
         raise DatasetError(f"{where}: the action at step {step} is outside [-{ACTION_LIMIT:g}, {ACTION_LIMIT:g}] "
