@@ -36,6 +36,9 @@ from minivla_ros.spin import run_node
 
 # What `ros2 param set` may change while the node runs; the other policy.* parameters are read-only.
 CHANGEABLE = ("policy.instruction", "policy.inference_steps", "policy.n_action_steps", "policy.stale_after")
+# Every change of instruction is logged, up to this many a second; a flood of changes is summarised
+# (the current instruction is always on `policy_status`).
+INSTRUCTION_LOGS_PER_SECOND = 5
 
 
 class PolicyNode(Node):
@@ -55,6 +58,8 @@ class PolicyNode(Node):
         self.tick_times: deque[float] = deque(maxlen=int(10 * self.config.control_rate))
         self.latencies: deque[float] = deque(maxlen=200)
         self.ticks = self.dropped_ticks = 0
+        self.instruction_log_times: deque[float] = deque(maxlen=INSTRUCTION_LOGS_PER_SECOND)
+        self.unlogged_instructions = 0
 
         self.command_pub = self.create_publisher(ActionCommand, qos.ACTION_TOPIC, qos.RELIABLE_QOS)
         self.status_pub = self.create_publisher(PolicyStatus, qos.POLICY_STATUS_TOPIC, qos.RELIABLE_QOS)
@@ -154,8 +159,20 @@ class PolicyNode(Node):
         except (MiniVLAError, ValueError) as exc:
             self.get_logger().error(f"ignoring instruction: {exc}")
             return
+        self.log_instruction(text, unknown)
+
+    def log_instruction(self, text: str, unknown: list[str]) -> None:
+        now = time.monotonic()
+        times = self.instruction_log_times
+        if len(times) == times.maxlen and now - times[0] < 1.0:
+            self.unlogged_instructions += 1
+            return
+        times.append(now)
         note = f" (words not in the vocabulary, read as <unk>: {', '.join(unknown)})" if unknown else ""
-        self.get_logger().info(f"instruction: {text!r}{note}", throttle_duration_sec=0.5)
+        if self.unlogged_instructions:
+            note += f" ({self.unlogged_instructions} earlier changes not logged: too many a second)"
+            self.unlogged_instructions = 0
+        self.get_logger().info(f"instruction: {text!r}{note}")
 
     def on_episode_status(self, msg: EpisodeStatus) -> None:
         if msg.episode != self.episode:  # new episode: drop the rest of the old chunk
