@@ -59,11 +59,11 @@ def measure_latency(checkpoint: Path, repeats: int = 50) -> list[dict]:
     for steps in sorted({1, 5, 10, policy.config.diffusion_steps}):
         runner = PolicyRunner(policy, env.instruction, inference_steps=steps)
         for _ in range(5):
-            runner.sample_chunk(obs.image, obs.state)  # warm-up
+            runner.sample_chunk(obs.images, obs.state)  # warm-up
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
-            runner.sample_chunk(obs.image, obs.state)
+            runner.sample_chunk(obs.images, obs.state)
             times.append(time.perf_counter() - start)
         p50, p90 = np.percentile(times, 50) * 1e3, np.percentile(times, 90) * 1e3
         rows.append({"inference_steps": steps, "call_p50_ms": p50, "call_p90_ms": p90,

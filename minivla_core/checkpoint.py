@@ -7,7 +7,7 @@ Contents (a dict):
     format, version        "minivla-checkpoint", 1
     model_config           ModelConfig as a dict
     env                    what the policy was trained for: {"task", "tasks", "observation" ("proprio" or
-                           "full"), "camera", "camera_position", "image_size"}
+                           "full"), "camera", "camera_position", "extra_cameras", "image_size"}
     state_dim, action_dim  sizes the policy expects
     vocab                  the tokenizer's word list
     state_dict             the (EMA) weights, including the state and action normalisers
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from minivla_core.config import OBSERVATIONS, ModelConfig, _build, check_model_config, observation_label
+from minivla_core.config import MAX_CAMERAS, OBSERVATIONS, ModelConfig, _build, check_model_config, observation_label
 from minivla_core.errors import CheckpointError, ConfigError
 from minivla_core.model.policy import VLAPolicy
 from minivla_core.model.tokenizer import PAD, UNK
@@ -86,8 +86,8 @@ def read_checkpoint(path: str | Path) -> dict:
         raise CheckpointError(f"checkpoint {path} lacks {missing}")
     if not isinstance(payload["env"], dict):
         raise CheckpointError(f"checkpoint {path}: env must be a mapping, got {type(payload['env']).__name__}")
-    # written before these were recorded: Meta-World's 39-number state, the scene's own camera placement
-    payload["env"] = {"observation": "full", "camera_position": [], **payload["env"]}
+    # written before these were recorded: Meta-World's 39-number state, the scene's own camera placement, one camera
+    payload["env"] = {"observation": "full", "camera_position": [], "extra_cameras": [], **payload["env"]}
     check_fields(payload, path)
     return payload
 
@@ -147,6 +147,9 @@ def check_fields(payload: dict, path: Path) -> None:
     if not (isinstance(position, list) and len(position) in (0, 3)
             and all(isinstance(v, (int, float)) and math.isfinite(v) for v in position)):
         raise bad("env.camera_position", "3 finite numbers or empty")
+    extra = env["extra_cameras"]
+    if not (isinstance(extra, list) and all(isinstance(c, str) for c in extra) and len(extra) < MAX_CAMERAS):
+        raise bad("env.extra_cameras", f"a list of at most {MAX_CAMERAS - 1} camera names")
     vocab = payload["vocab"]
     if not (isinstance(vocab, list) and all(isinstance(w, str) for w in vocab) and vocab[:2] == [PAD, UNK]):
         raise bad("vocab", f"a list of words starting with {PAD!r}, {UNK!r}")
@@ -179,7 +182,7 @@ def policy_from_payload(payload: dict, path: str | Path = "checkpoint") -> VLAPo
         raise CheckpointError(f"checkpoint {path}: {exc}") from exc
     try:
         policy = VLAPolicy(config, payload["vocab"], payload["state_dim"], payload["action_dim"],
-                           payload["env"]["image_size"])
+                           payload["env"]["image_size"], cameras=1 + len(payload["env"]["extra_cameras"]))
     except (ConfigError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path}: {exc}") from exc
     try:

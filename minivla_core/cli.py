@@ -134,8 +134,9 @@ def cmd_info(config: Config, args) -> int:
     payload = read_checkpoint(config.eval.checkpoint)
     env = payload["env"]
     position = env["camera_position"] or "the scene's own placement"
+    extra = f" and {', '.join(env['extra_cameras'])}" if env["extra_cameras"] else ""
     print(f"observation: {observation_label(env['observation'])}, state of {payload['state_dim']} numbers; "
-          f"camera {env['camera']} at {position}, {env['image_size']}x{env['image_size']} images")
+          f"camera {env['camera']} at {position}{extra}, {env['image_size']}x{env['image_size']} images")
     shown = {k: payload[k] for k in ("env", "state_dim", "action_dim", "model_config", "vocab", "info")}
     print(json.dumps(shown, indent=1, default=str))
     return 0
@@ -164,12 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--camera")
     p.add_argument("--camera-position", type=float, nargs="*", metavar="XYZ",
                    help="camera x y z in metres (no numbers: the scene's own placement)")
+    p.add_argument("--extra-cameras", nargs="*", metavar="CAMERA",
+                   help="more views, one image each per step (e.g. gripperPOV, the camera in the gripper)")
     p.add_argument("--image-size", type=int)
     p.set_defaults(run=cmd_collect, overrides={"task": "env.task", "tasks": "collect.tasks", "paraphrases": "collect.paraphrases",
                                                "episodes": "collect.episodes", "out": "collect.out",
                                                "seed": "env.seed", "observation": "env.observation",
                                                "camera": "env.camera", "camera_position": "env.camera_position",
-                                               "image_size": "env.image_size"})
+                                               "extra_cameras": "env.extra_cameras", "image_size": "env.image_size"})
 
     p = command("train", "train a policy on a dataset folder")
     p.add_argument("--dataset")
@@ -182,13 +185,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="torch CPU threads (0 = torch default)")
     p.add_argument("--observation", choices=["proprio", "full"], help="must be the dataset's (default proprio)")
     p.add_argument("--image-size", type=int, help="must be the dataset's")
+    p.add_argument("--extra-cameras", nargs="*", metavar="CAMERA", help="must be the dataset's")
     p.add_argument("--image-encoder", choices=IMAGE_ENCODERS)
     p.add_argument("--resume", help="continue from a last.pt")
     p.set_defaults(run=cmd_train, overrides={"dataset": "train.dataset", "out": "train.out_dir", "epochs": "train.epochs",
                                              "batch_size": "train.batch_size", "lr": "train.lr", "device": "train.device",
                                              "seed": "train.seed", "threads": "train.threads",
                                              "observation": "env.observation", "image_size": "env.image_size",
-                                             "image_encoder": "model.image_encoder"})
+                                             "extra_cameras": "env.extra_cameras", "image_encoder": "model.image_encoder"})
 
     p = command("eval", "run closed-loop episodes on unseen layouts and report the success rate")
     p.add_argument("--checkpoint")

@@ -41,8 +41,16 @@ def state_dim_of(observation: str) -> int:
 
 
 def camera_of(config: EnvConfig) -> dict:
-    """The camera an image comes from, as datasets and checkpoints record it."""
+    """The scene camera, as datasets and checkpoints record it."""
     return {"name": config.camera, "position": list(config.camera_position)}
+
+
+def camera_names(config: EnvConfig) -> list[str]:
+    """Every camera the policy sees, in the order of its images: the scene camera, then the extra ones."""
+    return [config.camera, *config.extra_cameras]
+
+
+MAX_CAMERAS = 8
 
 
 def observation_label(observation: str) -> str:
@@ -63,6 +71,10 @@ class EnvConfig:
     # Where the camera sits, x, y, z in metres (empty: the scene's own placement). LeRobot's Meta-World
     # protocol moves corner2 here so that the workspace fills the image; bench/results/ablation.md compares.
     camera_position: list[float] = field(default_factory=lambda: [0.75, 0.075, 0.7])
+    # More views, each one more image per step at image_size, from the scene's own placement: e.g. "gripperPOV",
+    # the camera in the gripper, which moves with the hand and sees depth that one fixed view cannot (a goal in
+    # the air lies anywhere along its ray). A checkpoint records the cameras it needs.
+    extra_cameras: list[str] = field(default_factory=list)
     image_size: int = 128  # square images, pixels per side (64 / 96 / 128 compared in bench/results/ablation.md)
     max_episode_steps: int = 500  # Meta-World's own limit
     seed: int = 0  # seeds the stream of goal/object variants (see envs/metaworld_env.py)

@@ -4,10 +4,10 @@ Episodes use `eval.seed` (1000 by default), so their goal/object layouts differ 
 layout seen in collection (seed 0). An episode ends at its first successful step or after
 `env.max_episode_steps` steps. Several tasks give a per-task table and the average.
 
-The env is the checkpoint's (camera, its placement, image size); its observation protocol must
+The env is the checkpoint's (cameras, the scene camera's placement, image size); its observation protocol must
 be `env.observation` ("proprio" unless set), so a privileged-state policy never runs unnoticed.
 
-"Does it look?" (eval.image_ablation): the policy gets, instead of the camera image,
+"Does it look?" (eval.image_ablation): the policy gets, instead of the camera images (every camera),
     black     an all-black image
     frozen    the episode's first image, for the whole episode
     shuffled  the image of another layout at the same step, where the scripted expert is doing
@@ -73,9 +73,10 @@ class EvalResult:
 
 
 def env_config_for(checkpoint_env: dict, base: EnvConfig, task: str | None = None) -> EnvConfig:
-    """The env the checkpoint was trained on (observation, camera, image size), on `task` if given."""
+    """The env the checkpoint was trained on (observation, cameras, image size), on `task` if given."""
     return EnvConfig(task=task or checkpoint_env["task"], observation=checkpoint_env["observation"],
                      camera=checkpoint_env["camera"], camera_position=list(checkpoint_env["camera_position"]),
+                     extra_cameras=list(checkpoint_env["extra_cameras"]),
                      image_size=checkpoint_env["image_size"], max_episode_steps=base.max_episode_steps,
                      seed=base.seed)
 
@@ -95,24 +96,24 @@ class ImageAblation:
             self.other = MetaWorldEnv(dataclasses.replace(env_config, seed=env_config.seed + 7919))
             self.expert = make_expert(self.other.task)
 
-    def reset(self, episode: int, first_image: np.ndarray) -> None:
-        self.first_image = first_image
+    def reset(self, episode: int, first_images: np.ndarray) -> None:
+        self.first_images = first_images
         if self.other is not None:
             self.other_obs = self.other.reset(episode)
 
-    def __call__(self, image: np.ndarray) -> np.ndarray:
-        """The image the policy gets at this step; call once per step."""
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        """The images (one per camera) the policy gets at this step; call once per step."""
         if self.mode == "black":
-            return np.zeros_like(image)
+            return np.zeros_like(images)
         if self.mode == "frozen":
-            return self.first_image
+            return self.first_images
         if self.mode == "shuffled":
-            shown = self.other_obs.image
+            shown = self.other_obs.images
             if not (self.other_obs.success or self.other.done):
                 action = np.clip(self.expert.get_action(self.other_obs.privileged), -1.0, 1.0)
                 self.other_obs = self.other.step(action)
             return shown
-        return image
+        return images
 
     def close(self) -> None:
         if self.other is not None:
@@ -177,10 +178,15 @@ def evaluate_task(policy, payload: dict, task: str, eval_config: EvalConfig, env
                 runner.set_instruction(instruction)
             obs = env.reset(episode)
             runner.reset()
-            ablation.reset(episode, obs.image)
+            ablation.reset(episode, obs.images)
             frames = [obs.image]
             while not obs.success and not env.done:
-                obs = env.step(runner.act(ablation(obs.image), obs.state))
+                try:
+                    action = runner.act(ablation(obs.images), obs.state)
+                except ValueError as exc:  # e.g. a state far outside everything the checkpoint was trained on
+                    raise CheckpointError(f"checkpoint {eval_config.checkpoint} refused the observation of "
+                                          f"{env.task} episode {episode}, step {env.step_count}: {exc}") from exc
+                obs = env.step(action)
                 if video_dir:
                     frames.append(obs.image)
             per_episode.append({"episode": episode, "success": obs.success, "steps": env.step_count,

@@ -1,6 +1,6 @@
 """Behaviour cloning of the diffusion policy on a dataset folder.
 
-Each training sample is one time step t of one episode: the image and state at t, the episode's
+Each training sample is one time step t of one episode: the images (one per camera) and state at t, the episode's
 instruction, and the chunk of `horizon` actions starting at t (the last action repeated past the
 end of the episode). Episodes, not steps, are split between training and validation.
 
@@ -53,7 +53,8 @@ class StepDataset:
             states.append(episode.states)
             instructions.append(np.full(steps, instruction_ids[episode.instruction]))
             scenes.append(np.full(steps, scene_ids[scene_of(episode.task)]))
-        self.images = torch.from_numpy(np.concatenate(images)).permute(0, 3, 1, 2).contiguous()  # uint8
+        # (N, cameras, 3, H, W) uint8
+        self.images = torch.from_numpy(np.concatenate(images)).permute(0, 1, 4, 2, 3).contiguous()
         self.states = torch.from_numpy(np.concatenate(states))
         self.chunks = torch.from_numpy(np.concatenate(chunks))
         self.instructions = torch.from_numpy(np.concatenate(instructions))
@@ -64,9 +65,12 @@ class StepDataset:
 
 
 def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Shift each image by up to `pad` pixels in x and y, filling with the edge (DrQ-style)."""
+    """Shift each image (B, [cameras,] 3, H, W) by up to `pad` pixels in x and y, filling with the edge
+    (DrQ-style)."""
     if pad <= 0:
         return images
+    if images.ndim == 5:  # every camera's image shifted on its own
+        return random_shift(images.flatten(0, 1), pad, generator).view(images.shape)
     batch, channels, height, width = images.shape
     padded = F.pad(images, (pad, pad, pad, pad), mode="replicate")
     dx = torch.randint(0, 2 * pad + 1, (batch,), generator=generator)
@@ -190,6 +194,9 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> d
         raise DatasetError(f"dataset {tc.dataset} holds {observation_label(meta['observation'])} states but "
                            f"env.observation is {config.env.observation!r}; collect a new dataset, or set "
                            f"env.observation to {meta['observation']!r} on purpose")
+    if meta["extra_cameras"] != config.env.extra_cameras:
+        raise DatasetError(f"dataset {tc.dataset} has the extra cameras {meta['extra_cameras']} but "
+                           f"env.extra_cameras is {config.env.extra_cameras}")
     train_eps, val_eps = split_episodes(episodes, tc.val_fraction, tc.seed)
     scene_of_instruction = {e.instruction: scene_of(e.task) for e in episodes}
     instructions = sorted(scene_of_instruction)
@@ -198,7 +205,8 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> d
         raise ConfigError(f"train.foreign_instructions needs tasks from at least two scenes; {tc.dataset} "
                           f"has one ({next(iter(scene_ids))})")
     vocab = WordTokenizer.from_texts(instructions, mc.stem_words).vocab
-    policy = VLAPolicy(mc, vocab, meta["state_dim"], meta["action_dim"], meta["image_size"])
+    policy = VLAPolicy(mc, vocab, meta["state_dim"], meta["action_dim"], meta["image_size"],
+                       cameras=1 + len(meta["extra_cameras"]))
     text = InstructionTable(policy, instructions, [scene_ids[scene_of_instruction[i]] for i in instructions])
     ids = {instruction: i for i, instruction in enumerate(instructions)}
     train_data = StepDataset(train_eps, mc.horizon, ids, scene_ids)
@@ -237,7 +245,8 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> d
     tasks = sorted({e.task for e in episodes})
     camera = meta["camera"] or camera_of(config.env)
     env_info = {"task": tasks[0], "tasks": tasks, "observation": meta["observation"], "camera": camera["name"],
-                "camera_position": camera["position"], "image_size": meta["image_size"]}
+                "camera_position": camera["position"], "extra_cameras": meta["extra_cameras"],
+                "image_size": meta["image_size"]}
     generator = torch.Generator().manual_seed(tc.seed + start_epoch)
     started = time.perf_counter() - (history["seconds"][-1] if history["seconds"] else 0.0)
     bar = tqdm(total=total_steps, initial=start_epoch * steps_per_epoch, desc="train", unit="step", disable=not progress)

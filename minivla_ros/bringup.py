@@ -208,9 +208,9 @@ def status_dict(msg: PolicyStatus | None) -> dict:
 
 
 def camera_for_checkpoint(params_file: Path, overrides: dict) -> dict:
-    """The bridge's env settings that must match the policy's checkpoint (observation protocol, camera,
-    its placement, image size), read from the checkpoint the policy node will load. A checkpoint that
-    cannot be read gives nothing here: the policy node reports why."""
+    """The bridge's env settings that must match the policy's checkpoint (observation protocol, cameras,
+    the scene camera's placement, image size), read from the checkpoint the policy node will load. A
+    checkpoint that cannot be read gives nothing here: the policy node reports why."""
     from minivla_core.checkpoint import read_checkpoint
     from minivla_core.errors import MiniVLAError
 
@@ -226,6 +226,8 @@ def camera_for_checkpoint(params_file: Path, overrides: dict) -> dict:
     settings = {"env.observation": env["observation"], "env.camera": env["camera"], "env.image_size": env["image_size"]}
     if env["camera_position"]:  # ROS cannot type an empty array: the scene's own placement is left as configured
         settings["env.camera_position"] = "[" + ", ".join(str(float(v)) for v in env["camera_position"]) + "]"
+    if env["extra_cameras"]:
+        settings["env.extra_cameras"] = "[" + ", ".join(env["extra_cameras"]) + "]"
     return settings
 
 

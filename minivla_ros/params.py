@@ -13,6 +13,10 @@ from pathlib import Path
 
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+# ROS cannot tell an empty list's element type; such fields are declared by their annotation instead.
+EMPTY_LIST_TYPES = {"list[str]": Parameter.Type.STRING_ARRAY, "list[float]": Parameter.Type.DOUBLE_ARRAY}
 
 
 def declare_section(node: Node, section: str, defaults, changeable: tuple[str, ...] = ()):
@@ -21,9 +25,15 @@ def declare_section(node: Node, section: str, defaults, changeable: tuple[str, .
     values = {}
     for field in dataclasses.fields(defaults):
         name = f"{section}.{field.name}"
-        node.declare_parameter(name, getattr(defaults, field.name),
-                               ParameterDescriptor(read_only=name not in changeable))
-        values[field.name] = node.get_parameter(name).value
+        default = getattr(defaults, field.name)
+        descriptor = ParameterDescriptor(read_only=name not in changeable)
+        if default == [] and field.type in EMPTY_LIST_TYPES:
+            node.declare_parameter(name, EMPTY_LIST_TYPES[field.type], descriptor)  # unset unless given
+            value = node.get_parameter(name).value
+            values[field.name] = list(value) if value is not None else []
+        else:
+            node.declare_parameter(name, default, descriptor)
+            values[field.name] = node.get_parameter(name).value
     return type(defaults)(**values)
 
 

@@ -1,6 +1,7 @@
 """Policy node: the diffusion policy driving the arm at a fixed control rate.
 
-It keeps the newest camera image, robot state and instruction. On a timer at
+It keeps the newest camera images (one per camera the checkpoint was trained with: camera/image_raw, and
+camera/<name>/image_raw for each extra camera), robot state and instruction. On a timer at
 `policy.control_rate` it publishes one action command, taken from the current action chunk; a
 new chunk is sampled (DDIM, `policy.inference_steps` steps) when the executed part
 (`policy.n_action_steps` actions) is used up. It publishes nothing while it has no policy, no
@@ -50,9 +51,10 @@ class PolicyNode(Node):
         self.problem = "no instruction received yet"
         self.load(self.config.checkpoint)
 
-        self.image = self.state = None
-        self.image_stamp = self.chunk_stamp = None
-        self.image_time = self.state_time = -float("inf")
+        self.images = [None] * len(self.cameras)  # newest image of each camera, scene camera first
+        self.image_times = [-float("inf")] * len(self.cameras)
+        self.state, self.state_time = None, -float("inf")
+        self.image_stamp = self.chunk_stamp = None  # of the scene camera's newest image / the current chunk's
         self.episode = None
         self.period = 1.0 / self.config.control_rate
         self.tick_times: deque[float] = deque(maxlen=int(10 * self.config.control_rate))
@@ -63,7 +65,9 @@ class PolicyNode(Node):
 
         self.command_pub = self.create_publisher(ActionCommand, qos.ACTION_TOPIC, qos.RELIABLE_QOS)
         self.status_pub = self.create_publisher(PolicyStatus, qos.POLICY_STATUS_TOPIC, qos.RELIABLE_QOS)
-        self.create_subscription(Image, qos.IMAGE_TOPIC, self.on_image, qos.SENSOR_QOS)
+        for index, camera in enumerate(self.cameras):
+            self.create_subscription(Image, qos.image_topic(camera, index == 0),
+                                     lambda msg, index=index: self.on_image(msg, index), qos.SENSOR_QOS)
         self.create_subscription(RobotState, qos.STATE_TOPIC, self.on_state, qos.SENSOR_QOS)
         self.create_subscription(String, qos.INSTRUCTION_TOPIC, self.on_instruction, qos.RELIABLE_QOS)
         self.create_subscription(EpisodeStatus, qos.EPISODE_STATUS_TOPIC, self.on_episode_status, qos.RELIABLE_QOS)
@@ -80,23 +84,27 @@ class PolicyNode(Node):
             self.policy, payload = load_policy(path)
         except MiniVLAError as exc:
             self.policy, self.problem = None, f"no policy loaded: {exc}"
+            self.cameras = ["camera"]
             self.get_logger().error(self.problem)
             return
         self.image_size, self.state_dim = payload["env"]["image_size"], payload["state_dim"]
         self.observation = payload["env"]["observation"]
+        self.cameras = [payload["env"]["camera"], *payload["env"]["extra_cameras"]]
         self.get_logger().info(f"loaded {path} (trained on {payload['env']['task']}, "
-                               f"{self.image_size}px {payload['env']['camera']} images, "
+                               f"{self.image_size}px {' and '.join(self.cameras)} images, "
                                f"{observation_label(self.observation)} robot state)")
 
-    def on_image(self, msg: Image) -> None:
+    def on_image(self, msg: Image, index: int) -> None:
         if self.policy is None:
             return
         try:
-            self.image = image_from_msg(msg, self.image_size)
+            self.images[index] = image_from_msg(msg, self.image_size)
         except ValueError as exc:
-            self.get_logger().error(f"dropping camera image: {exc}", throttle_duration_sec=1.0)
+            self.get_logger().error(f"dropping {self.cameras[index]} camera image: {exc}", throttle_duration_sec=1.0)
             return
-        self.image_stamp, self.image_time = msg.header.stamp, time.monotonic()
+        self.image_times[index] = time.monotonic()
+        if index == 0:
+            self.image_stamp = msg.header.stamp
 
     def on_state(self, msg: RobotState) -> None:
         if self.policy is None:
@@ -198,7 +206,7 @@ class PolicyNode(Node):
         if problem is not None:
             return
         try:
-            action = check_action(self.runner.act(self.image, self.state))
+            action = check_action(self.runner.act(np.stack(self.images), self.state))
         except ValueError as exc:  # e.g. a finite but absurd state (1e20) driving the network to NaN
             self.get_logger().error(f"not acting: {exc}", throttle_duration_sec=1.0)
             self.runner.reset()  # the rest of a bad chunk is bad too
@@ -220,8 +228,9 @@ class PolicyNode(Node):
         if self.runner is None:
             return "no instruction received yet"
         stale = self.config.stale_after
-        if now - self.image_time > stale:
-            return f"camera image is stale (none newer than {stale} s)"
+        for camera, image_time in zip(self.cameras, self.image_times):
+            if now - image_time > stale:
+                return f"{camera} camera image is stale (none newer than {stale} s)"
         if now - self.state_time > stale:
             return f"robot state is stale (none newer than {stale} s)"
         return None

@@ -1,6 +1,7 @@
 """Topic names and QoS profiles of the graph, named once.
 
     camera/image_raw   sensor_msgs/Image         sim_bridge -> policy_node   sensor-data QoS
+    camera/<name>/image_raw  (one per env.extra_cameras, e.g. camera/gripperPOV/image_raw; same as above)
     robot_state        minivla_ros/RobotState    sim_bridge -> policy_node   sensor-data QoS
     sim/privileged_state minivla_ros/RobotState  sim_bridge -> expert_node   sensor-data QoS
                        (Meta-World's full state, for the scripted expert; never a policy's input)
@@ -25,6 +26,13 @@ ACTION_TOPIC = "action_command"
 INSTRUCTION_TOPIC = "instruction"
 POLICY_STATUS_TOPIC = "policy_status"
 RESET_SERVICE = "reset_episode"
+
+
+
+def image_topic(camera: str, scene_camera: bool) -> str:
+    """The scene camera publishes on IMAGE_TOPIC; each extra camera under camera/<its name>/."""
+    return IMAGE_TOPIC if scene_camera else f"camera/{camera}/image_raw"
+
 
 SENSOR_QOS = qos_profile_sensor_data  # best effort, keep last 5: a late frame is worthless
 RELIABLE_QOS = QoSProfile(depth=10)  # reliable, volatile: ROS 2's default

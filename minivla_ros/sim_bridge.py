@@ -1,7 +1,8 @@
 """Simulator bridge: Meta-World (through minivla_core's env wrapper) as if it were a robot.
 
 At `bridge.step_rate` it applies the newest action command, steps the simulation, and publishes
-the camera image, the robot state (of the `env.observation` protocol, "proprio" by default: hand
+the camera image (one topic per camera: camera/image_raw, camera/<name>/image_raw for each of
+`env.extra_cameras`), the robot state (of the `env.observation` protocol, "proprio" by default: hand
 position and gripper) and the episode status. The simulator's full state goes to its own topic,
 sim/privileged_state, for the scripted expert only: a policy sees the scene through the camera. Rules:
 - Each command is applied at most once. When no new command has arrived since the last step,
@@ -46,7 +47,8 @@ class SimBridgeNode(Node):
         self.config = declare_section(self, "bridge", BridgeConfig(),
                                       changeable=("bridge.command_timeout", "bridge.episodes"))
         self.env = MetaWorldEnv(self.env_config)
-        self.image_pub = self.create_publisher(Image, qos.IMAGE_TOPIC, qos.SENSOR_QOS)
+        self.image_pubs = [self.create_publisher(Image, qos.image_topic(camera, i == 0), qos.SENSOR_QOS)
+                           for i, camera in enumerate(self.env.cameras)]
         self.state_pub = self.create_publisher(RobotState, qos.STATE_TOPIC, qos.SENSOR_QOS)
         self.privileged_pub = self.create_publisher(RobotState, qos.PRIVILEGED_STATE_TOPIC, qos.SENSOR_QOS)
         self.status_pub = self.create_publisher(EpisodeStatus, qos.EPISODE_STATUS_TOPIC, qos.RELIABLE_QOS)
@@ -64,7 +66,7 @@ class SimBridgeNode(Node):
         self.ready_since = None
         self.obs_stamp = None  # stamp of the newest published observation
         self.start_episode(0)
-        self.get_logger().info(f"simulating {self.env.task} ({self.env_config.camera} camera, "
+        self.get_logger().info(f"simulating {self.env.task} ({' and '.join(self.env.cameras)} camera, "
                                f"{self.env_config.image_size}px, {observation_label(self.env_config.observation)} "
                                f"robot state) at {self.config.step_rate} Hz, seed {self.env_config.seed}")
 
@@ -172,9 +174,10 @@ class SimBridgeNode(Node):
             self.publish_observation()  # after the last episode (bridge.episodes), the bridge goes quiet
 
     def publish_observation(self) -> None:
-        """Image, state and status of one observation share one stamp (recordings rely on it)."""
+        """Images, state and status of one observation share one stamp (recordings rely on it)."""
         stamp = self.obs_stamp = self.get_clock().now().to_msg()
-        self.image_pub.publish(image_to_msg(self.obs.image, stamp))
+        for publisher, image in zip(self.image_pubs, self.obs.images):
+            publisher.publish(image_to_msg(image, stamp))
         self.state_pub.publish(state_to_msg(self.obs.state, stamp, self.env_config.observation))
         self.privileged_pub.publish(state_to_msg(self.obs.privileged, stamp, PRIVILEGED))
         self.publish_status(done=False, success=self.obs.success, stamp=stamp)

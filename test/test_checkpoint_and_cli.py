@@ -44,7 +44,7 @@ def test_checkpoint_round_trip_gives_identical_actions(tmp_path):
     loaded, payload = load_policy(tmp_path / "c.pt", state_dim=4, action_dim=4)
     assert payload["vocab"] == policy.tokenizer.vocab and loaded.config == policy.config
     assert payload["env"]["observation"] == "proprio"
-    image = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    image = np.random.default_rng(0).integers(0, 255, (1, 32, 32, 3), dtype=np.uint8)
     state = np.random.default_rng(1).normal(size=4).astype(np.float32)
     a = PolicyRunner(policy, "push the puck", seed=7).sample_chunk(image, state)
     b = PolicyRunner(loaded, "push the puck", seed=7).sample_chunk(image, state)

@@ -100,7 +100,7 @@ def test_collected_dataset_is_on_disk_and_loads(two_episode_dataset):
     index = read_index(two_episode_dataset)
     for entry, episode in zip(index, episodes):
         assert entry["success"] and entry["task"] == "push-v3"
-        assert episode.images.shape == (entry["steps"], 32, 32, 3) and episode.states.shape == (entry["steps"], 4)
+        assert episode.images.shape == (entry["steps"], 1, 32, 32, 3) and episode.states.shape == (entry["steps"], 4)
         assert np.abs(episode.actions).max() <= 1.0
         assert episode.instruction == "push the puck to the goal"
 

@@ -122,7 +122,7 @@ def test_collecting_again_continues_with_new_layouts(tmp_path):
 
 def test_a_huge_finite_state_is_refused_instead_of_sampling_nan():
     runner = PolicyRunner(tiny_policy(), "push the puck to the goal")
-    image = np.zeros((32, 32, 3), np.uint8)
+    image = np.zeros((1, 32, 32, 3), np.uint8)
     assert np.all(np.isfinite(runner.act(image, np.zeros(4, np.float32))))
     for value in (1e20, -3e38, 1e6):
         with pytest.raises(ValueError, match="standard deviations from the training states"):

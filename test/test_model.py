@@ -40,7 +40,7 @@ def test_ddim_timesteps_start_at_pure_noise_and_descend():
 
 def test_encoder_and_chunk_shapes():
     policy = make_policy()
-    images = torch.rand(3, 3, 32, 32)
+    images = torch.rand(3, 1, 3, 32, 32)
     states = torch.randn(3, 39)
     tokens, lengths, unknown = policy.tokenize(["push the puck", "push the puck to the goal", "goal"])
     assert tokens.shape == (3, 6) and lengths.tolist() == [3, 6, 1] and unknown == []
@@ -122,14 +122,14 @@ def test_sampler_recovers_a_learnable_target(prediction_type):
 def test_runner_executes_n_action_steps_per_chunk_and_checks_inputs():
     policy = make_policy()
     runner = PolicyRunner(policy, "push the puck", n_action_steps=2)
-    image = np.zeros((32, 32, 3), np.uint8)
+    image = np.zeros((1, 32, 32, 3), np.uint8)
     state = np.zeros(39, np.float32)
     for _ in range(5):
         action = runner.act(image, state)
         assert action.shape == (4,)
     assert runner.chunk_index == 2  # chunks sampled at calls 1, 3 and 5
-    with pytest.raises(ValueError, match="expected \\(32, 32, 3\\) uint8"):
-        runner.act(np.zeros((64, 64, 3), np.uint8), state)
+    with pytest.raises(ValueError, match="expected \\(1, 32, 32, 3\\) uint8"):
+        runner.act(np.zeros((1, 64, 64, 3), np.uint8), state)
     with pytest.raises(ValueError, match="NaN"):
         runner.sample_chunk(image, np.full(39, np.nan, np.float32))
     with pytest.raises(ValueError, match="shape"):
@@ -140,7 +140,7 @@ def test_runner_executes_n_action_steps_per_chunk_and_checks_inputs():
 def test_text_film_conditions_the_observation_tokens_on_the_instruction():
     policy = make_policy(text_film=True)
     assert policy.fusion.film is not None and make_policy().fusion.film is None
-    images, states = torch.rand(2, 3, 32, 32), torch.randn(2, 39)
+    images, states = torch.rand(2, 1, 3, 32, 32), torch.randn(2, 39)
     tokens, lengths, _ = policy.tokenize(["push the puck", "goal"])
     with torch.no_grad():  # zero the film layer: the instruction then only enters through concatenation
         policy.fusion.film.weight.zero_()
@@ -162,7 +162,7 @@ def test_foreign_instructions_relabel_samples_from_other_scenes_to_hold_still():
 
     def episode(task, instruction, steps=20):
         actions = rng.uniform(0.2, 1.0, (steps, 4)).astype(np.float32)
-        return Episode(rng.integers(0, 255, (steps, 32, 32, 3), dtype=np.uint8),
+        return Episode(rng.integers(0, 255, (steps, 1, 32, 32, 3), dtype=np.uint8),
                        rng.normal(size=(steps, 39)).astype(np.float32), actions, task, instruction)
 
     episodes = [episode("push-v3", "push the puck to the goal"), episode("reach-v3", "reach the goal position"),

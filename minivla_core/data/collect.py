@@ -36,7 +36,7 @@ def run_expert_episode(env: MetaWorldEnv, expert, episode: int):
     while not env.done:
         # the expert reads privileged state (object poses, goal); the dataset keeps what the policy will see
         action = np.clip(expert.get_action(obs.privileged), -1.0, 1.0).astype(np.float32)
-        images.append(obs.image)
+        images.append(obs.images)
         states.append(obs.state)
         actions.append(action)
         obs = env.step(action)
@@ -52,7 +52,8 @@ def collect(env_config: EnvConfig, config: CollectConfig, progress: bool = True)
     tasks = [check_task(task) for task in config.tasks or [env_config.task]]  # every name, before any work
     total = CollectResult(0, 0, 0, 0)
     with DatasetWriter(config.out, env_config.image_size, state_dim_of(env_config.observation), ACTION_DIM,
-                       observation=env_config.observation, camera=camera_of(env_config)) as writer:
+                       observation=env_config.observation, camera=camera_of(env_config),
+                       extra_cameras=env_config.extra_cameras) as writer:
         for task in tasks:
             result = collect_task(dataclasses.replace(env_config, task=task), config, writer, progress)
             total = CollectResult(total.kept + result.kept, total.dropped + result.dropped,

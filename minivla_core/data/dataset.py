@@ -4,13 +4,15 @@
       meta.json          {"format": "minivla-dataset", "version": 1,
                           "image_size": 64, "state_dim": 4, "action_dim": 4,
                           "observation": "proprio",
-                          "camera": {"name": "corner2", "position": [0.75, 0.075, 0.7]}}
+                          "camera": {"name": "corner2", "position": [0.75, 0.075, 0.7]},
+                          "extra_cameras": ["gripperPOV"]}
       episodes.jsonl     one JSON object per episode, in the order they were written:
                          {"file": "episodes/000000.npz", "task": "push-v3",
                           "instruction": "push the puck to the goal", "steps": 61,
                           "success": true, "source": "collect", "seed": 0, "episode": 0}
       episodes/000000.npz
                          images  (T, H, W, 3) uint8   upright camera image before step t
+                         images_gripperPOV (T, H, W, 3)  the same from each extra camera, if any
                          states  (T, S)       float32 the policy's state before step t: S = 4 for
                                               "proprio" (hand xyz, gripper), 39 for "full"
                          actions (T, 4)       float32 action taken at step t, in [-1, 1]
@@ -23,7 +25,9 @@ action outside [-1, 1] is an error naming the file, both when it is written and 
 Anything that produces demonstrations (scripted collection, converted rosbags) appends here.
 `observation` says what the states are (envs/metaworld_env.py); datasets written before it
 existed hold Meta-World's full 39-number state and read as "full". `camera` is informational
-(bags from other robots may not know it).
+(bags from other robots may not know it); `extra_cameras` (none if absent) says which images each
+episode file holds besides the scene camera's. In memory an episode's images are one array,
+(T, cameras, H, W, 3), scene camera first.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from minivla_core.actions import ACTION_LIMIT, outside_limits
+from minivla_core.config import MAX_CAMERAS
 from minivla_core.errors import DatasetError
 
 FORMAT = "minivla-dataset"
@@ -47,7 +52,7 @@ VERSION = 1
 
 @dataclass
 class Episode:
-    images: np.ndarray
+    images: np.ndarray  # (T, cameras, H, W, 3)
     states: np.ndarray
     actions: np.ndarray
     task: str
@@ -74,11 +79,11 @@ class DatasetWriter:
     call close()): it holds the folder's lock until then."""
 
     def __init__(self, root: str | Path, image_size: int, state_dim: int, action_dim: int,
-                 observation: str, camera: dict | None = None):
+                 observation: str, camera: dict | None = None, extra_cameras: list[str] | None = None):
         self.root = Path(root)
         self.meta = {"format": FORMAT, "version": VERSION, "image_size": image_size,
                      "state_dim": state_dim, "action_dim": action_dim, "observation": observation,
-                     "camera": camera or {}}
+                     "camera": camera or {}, "extra_cameras": list(extra_cameras or [])}
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = open(self.root / ".lock", "w")
         try:
@@ -118,21 +123,26 @@ class DatasetWriter:
         return max(done) + 1 if done else 0
 
     def append(self, images, states, actions, task: str, instruction: str, **info) -> Path:
+        """images (T, cameras, H, W, 3), or (T, H, W, 3) for a dataset with one camera."""
         images = np.asarray(images, dtype=np.uint8)
         states = np.asarray(states, dtype=np.float32)
         actions = np.asarray(actions, dtype=np.float32)
         size, sdim, adim = self.meta["image_size"], self.meta["state_dim"], self.meta["action_dim"]
+        views = 1 + len(self.meta["extra_cameras"])
         steps = len(actions)
         if steps == 0:
             raise DatasetError("refusing to write an episode with no steps")
-        if images.shape != (steps, size, size, 3) or states.shape != (steps, sdim) or actions.shape != (steps, adim):
+        if images.ndim == 4 and views == 1:
+            images = images[:, None]
+        if images.shape != (steps, views, size, size, 3) or states.shape != (steps, sdim) or actions.shape != (steps, adim):
             raise DatasetError(f"episode arrays have shapes images {images.shape}, states {states.shape}, "
-                               f"actions {actions.shape}; expected ({steps}, {size}, {size}, 3), "
+                               f"actions {actions.shape}; expected ({steps}, {views}, {size}, {size}, 3), "
                                f"({steps}, {sdim}), ({steps}, {adim})")
         check_values(states, actions, f"episode {self.count} ({task})")
         name = f"episodes/{self.count:06d}.npz"
         tmp = self.root / (name + ".tmp.npz")
-        np.savez_compressed(tmp, images=images, states=states, actions=actions)
+        extra = {image_key(camera): images[:, 1 + i] for i, camera in enumerate(self.meta["extra_cameras"])}
+        np.savez_compressed(tmp, images=images[:, 0], states=states, actions=actions, **extra)
         os.replace(tmp, self.root / name)
         line = {"file": name, "task": task, "instruction": instruction, "steps": steps, **info}
         with open(self.root / "episodes.jsonl", "a") as index:
@@ -142,6 +152,11 @@ class DatasetWriter:
         self.entries.append(line)
         self.count += 1
         return self.root / name
+
+
+def image_key(camera: str) -> str:
+    """The array of an extra camera's images in an episode file."""
+    return f"images_{camera}"
 
 
 def read_meta(root: str | Path) -> dict:
@@ -159,6 +174,11 @@ def read_meta(root: str | Path) -> dict:
         raise DatasetError(f"{path} is not a {FORMAT} version {VERSION} file")
     meta.setdefault("observation", "full")  # written before the protocol was recorded: Meta-World's 39 numbers
     meta.setdefault("camera", {})
+    meta.setdefault("extra_cameras", [])
+    extra = meta["extra_cameras"]
+    if not (isinstance(extra, list) and all(isinstance(c, str) and c.isidentifier() for c in extra)
+            and len(set(extra)) == len(extra) and len(extra) < MAX_CAMERAS):
+        raise DatasetError(f"{path}: extra_cameras must be a list of distinct camera names, got {extra!r}")
     return meta
 
 
@@ -195,11 +215,16 @@ def load_episodes(root: str | Path) -> tuple[dict, list[Episode]]:
             raise DatasetError(f"dataset {root} lists {entry['file']} but the file is missing")
         try:
             with np.load(path) as arrays:
-                images, states, actions = arrays["images"], arrays["states"], arrays["actions"]
+                views = [arrays["images"]] + [arrays[image_key(c)] for c in meta["extra_cameras"]]
+                states, actions = arrays["states"], arrays["actions"]
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
             raise DatasetError(f"episode file {path} is unreadable or truncated: {exc}") from exc
         steps, size = entry["steps"], meta["image_size"]
-        if (images.shape != (steps, size, size, 3) or states.shape != (steps, meta["state_dim"])
+        if any(view.shape != views[0].shape for view in views):
+            raise DatasetError(f"episode file {path}: its cameras' images differ in shape "
+                               f"{[view.shape for view in views]}")
+        images = np.stack(views, axis=1)  # (T, cameras, H, W, 3)
+        if (images.shape[:1] + images.shape[2:] != (steps, size, size, 3) or states.shape != (steps, meta["state_dim"])
                 or actions.shape != (steps, meta["action_dim"])):
             raise DatasetError(f"episode file {path} has shapes {images.shape}, {states.shape}, {actions.shape}, "
                                f"which do not match its index entry ({steps} steps) and meta.json")

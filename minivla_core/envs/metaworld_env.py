@@ -14,6 +14,8 @@ What this wrapper decides for you:
   The full state is always available as `Observation.privileged`, for the scripted expert only.
 - The camera: corner2 moved to (0.75, 0.075, 0.7), as in LeRobot's Meta-World protocol, so the
   table fills the image (`env.camera_position`; empty keeps the scene's own, far-away placement).
+- More cameras (`env.extra_cameras`, e.g. "gripperPOV" in the gripper) add one image each per step;
+  `Observation.images` holds them all, scene camera first.
 - Rendering goes through one `mujoco.Renderer` with shadows, reflections and the skybox off:
   about 8 ms a frame in software (EGL/llvmpipe) instead of 60-90 ms with Meta-World's defaults.
 - The corner cameras render upside down; their images are rotated 180 degrees.
@@ -32,7 +34,7 @@ import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
 from minivla_core.actions import ACTION_DIM, check_action  # noqa: E402
-from minivla_core.config import EnvConfig, state_dim_of  # noqa: E402
+from minivla_core.config import MAX_CAMERAS, EnvConfig, camera_names, state_dim_of  # noqa: E402
 from minivla_core.errors import TaskError  # noqa: E402
 
 # Paraphrased instructions per task. The first is the task's plain instruction; the last
@@ -132,12 +134,17 @@ def make_expert(task: str):
 
 @dataclass
 class Observation:
-    image: np.ndarray  # (H, W, 3) uint8, upright
+    images: np.ndarray  # (cameras, H, W, 3) uint8, upright; the scene camera first, then env.extra_cameras
     state: np.ndarray  # float32, what the policy gets: (4,) for "proprio", (39,) for "full"
     privileged: np.ndarray  # (39,) float32, Meta-World's full state: for the scripted expert, never the policy
     reward: float = 0.0
     success: bool = False
     step: int = 0
+
+    @property
+    def image(self) -> np.ndarray:
+        """The scene camera's image, (H, W, 3)."""
+        return self.images[0]
 
 
 class MetaWorldEnv:
@@ -160,8 +167,12 @@ class MetaWorldEnv:
 
         model = self._env.model
         cameras = [model.camera(i).name for i in range(model.ncam)]
-        if config.camera not in cameras:
-            raise TaskError(f"unknown camera {config.camera!r}; this scene has {', '.join(cameras)}")
+        self.cameras = camera_names(config)
+        for name in self.cameras:
+            if name not in cameras:
+                raise TaskError(f"unknown camera {name!r}; this scene has {', '.join(cameras)}")
+        if len(set(self.cameras)) != len(self.cameras) or len(self.cameras) > MAX_CAMERAS:
+            raise TaskError(f"cameras {self.cameras}: each camera once, at most {MAX_CAMERAS}")
         if config.camera_position:  # takes effect at the next mj_forward, which every reset runs
             model.cam_pos[cameras.index(config.camera)] = config.camera_position
         model.vis.global_.offwidth = max(model.vis.global_.offwidth, config.image_size)
@@ -171,7 +182,6 @@ class MetaWorldEnv:
         self._renderer = mujoco.Renderer(model, config.image_size, config.image_size)
         for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION, mujoco.mjtRndFlag.mjRND_SKYBOX):
             self._renderer.scene.flags[flag] = 0
-        self._upside_down = config.camera in UPSIDE_DOWN_CAMERAS
         self.episode = -1
         self.step_count = 0
 
@@ -209,11 +219,13 @@ class MetaWorldEnv:
         return self.step_count >= self.config.max_episode_steps
 
     def render(self) -> np.ndarray:
-        self._renderer.update_scene(self._env.data, camera=self.config.camera)
-        image = self._renderer.render()
-        if self._upside_down:
-            image = image[::-1, ::-1]
-        return np.ascontiguousarray(image)
+        """(cameras, H, W, 3) uint8: one upright image per camera."""
+        images = []
+        for name in self.cameras:
+            self._renderer.update_scene(self._env.data, camera=name)
+            image = self._renderer.render()
+            images.append(image[::-1, ::-1] if name in UPSIDE_DOWN_CAMERAS else image)
+        return np.stack(images)
 
     def close(self) -> None:
         if self._renderer is not None:

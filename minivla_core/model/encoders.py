@@ -143,22 +143,23 @@ class StateMLP(nn.Module):
 
 
 class FusionMLP(nn.Module):
-    """Image, text and state tokens -> one conditioning vector for the action head.
+    """Image (one per camera), text and state tokens -> one conditioning vector for the action head.
 
     With text_film, the instruction also scales and shifts every feature of the image and state
     tokens (FiLM) before they are concatenated: what the policy looks at depends on what it was
     asked, instead of the text being one more input the MLP may learn to ignore.
     """
 
-    def __init__(self, d_model: int, text_film: bool = False):
+    def __init__(self, d_model: int, text_film: bool = False, image_tokens: int = 1):
         super().__init__()
         self.film = nn.Linear(d_model, 4 * d_model) if text_film else None
-        self.net = nn.Sequential(nn.Linear(3 * d_model, 2 * d_model), nn.ReLU(), nn.Linear(2 * d_model, d_model))
+        self.net = nn.Sequential(nn.Linear((2 + image_tokens) * d_model, 2 * d_model), nn.ReLU(),
+                                 nn.Linear(2 * d_model, d_model))
         self.norm = nn.LayerNorm(d_model)
 
-    def forward(self, image_token, text_token, state_token) -> torch.Tensor:
+    def forward(self, image_tokens: list, text_token, state_token) -> torch.Tensor:
         if self.film is not None:
             image_scale, image_shift, state_scale, state_shift = self.film(text_token).chunk(4, dim=-1)
-            image_token = image_token * (1 + image_scale) + image_shift
+            image_tokens = [token * (1 + image_scale) + image_shift for token in image_tokens]
             state_token = state_token * (1 + state_scale) + state_shift
-        return self.norm(self.net(torch.cat([image_token, text_token, state_token], dim=-1)))
+        return self.norm(self.net(torch.cat([*image_tokens, text_token, state_token], dim=-1)))

@@ -2,11 +2,13 @@
 chunk-executing runner used by evaluation and by the ROS policy node.
 
     image (B,H,W,3) uint8 ─ TinyCNN ─┐   (or KeypointCNN: model.image_encoder)
+    [one more encoder per extra camera]
     instruction words ─── TextGRU ───┼─ FusionMLP ─ cond ─ DiffusionHead ─ (B, horizon, 4) actions
     state (B,S) ── normalise ─ MLP ──┘
 
 The state is what env.observation says: 4 numbers (hand position, gripper) by default, so
-everything about the scene has to come through the image.
+everything about the scene has to come through the images. Each camera has an encoder of its own
+(a view from the gripper and one from the corner show different things) and its own token.
 """
 
 from __future__ import annotations
@@ -26,16 +28,22 @@ from minivla_core.model.tokenizer import WordTokenizer
 
 
 class VLAPolicy(nn.Module):
-    def __init__(self, config: ModelConfig, vocab: list[str], state_dim: int, action_dim: int, image_size: int):
+    def __init__(self, config: ModelConfig, vocab: list[str], state_dim: int, action_dim: int, image_size: int,
+                 cameras: int = 1):
         super().__init__()
         self.config = config
-        self.state_dim, self.action_dim, self.image_size = state_dim, action_dim, image_size
+        self.state_dim, self.action_dim, self.image_size, self.cameras = state_dim, action_dim, image_size, cameras
+
+        def image_encoder():
+            return make_image_encoder(config.image_encoder, config.d_model, image_size, config.keypoints,
+                                      config.image_channels)
+
         self.tokenizer = WordTokenizer(vocab, config.stem_words)
-        self.image_encoder = make_image_encoder(config.image_encoder, config.d_model, image_size, config.keypoints,
-                                                config.image_channels)
+        self.image_encoder = image_encoder()  # the scene camera
+        self.extra_image_encoders = nn.ModuleList([image_encoder() for _ in range(cameras - 1)])
         self.text_encoder = TextGRU(len(vocab), config.d_word, config.d_model)
         self.state_encoder = StateMLP(state_dim, config.d_model)
-        self.fusion = FusionMLP(config.d_model, config.text_film)
+        self.fusion = FusionMLP(config.d_model, config.text_film, image_tokens=cameras)
         self.head = DiffusionHead(config.horizon, action_dim, config.d_model, config.denoiser_hidden,
                                   config.denoiser_blocks, config.diffusion_steps, config.prediction_type)
         self.state_normalizer = RangeNormalizer(state_dim, "gaussian")
@@ -52,11 +60,12 @@ class VLAPolicy(nn.Module):
         return tokens, lengths, unknown
 
     def encode(self, images: torch.Tensor, states: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """images (B,3,H,W) floats in [0,1], raw states (B,S) -> conditioning (B, d_model)."""
-        image_token = self.image_encoder(images)
+        """images (B,cameras,3,H,W) floats in [0,1], raw states (B,S) -> conditioning (B, d_model)."""
+        encoders = [self.image_encoder, *self.extra_image_encoders]
+        image_tokens = [encoder(images[:, camera]) for camera, encoder in enumerate(encoders)]
         text_token = self.text_encoder(tokens.to(images.device), lengths)
         state_token = self.state_encoder(self.state_normalizer.normalize(states))
-        return self.fusion(image_token, text_token, state_token)
+        return self.fusion(image_tokens, text_token, state_token)
 
     def compute_loss(self, images, states, tokens, lengths, action_chunks, noise_samples: int = 1) -> torch.Tensor:
         """Diffusion loss for raw action chunks (B, horizon, A); each observation is encoded once
@@ -68,18 +77,18 @@ class VLAPolicy(nn.Module):
     @torch.no_grad()
     def predict_action_chunk(self, images, states, tokens, lengths, inference_steps: int | None = None,
                              generator: torch.Generator | None = None) -> torch.Tensor:
-        """Raw action chunks (B, horizon, A) for images (B,3,H,W) in [0,1] and raw states (B,S)."""
+        """Raw action chunks (B, horizon, A) for images (B,cameras,3,H,W) in [0,1] and raw states (B,S)."""
         cond = self.encode(images, states, tokens, lengths)
         x0 = self.head.sample(cond, inference_steps or self.config.inference_steps, generator)
         return self.action_normalizer.unnormalize(x0)
 
 
-def image_to_tensor(image: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) or (B, H, W, 3) uint8 -> (B, 3, H, W) float in [0, 1]."""
-    tensor = torch.from_numpy(np.ascontiguousarray(image))
-    if tensor.ndim == 3:
+def image_to_tensor(images: np.ndarray) -> torch.Tensor:
+    """(cameras, H, W, 3) or (B, cameras, H, W, 3) uint8 -> (B, cameras, 3, H, W) float in [0, 1]."""
+    tensor = torch.from_numpy(np.ascontiguousarray(images))
+    if tensor.ndim == 4:
         tensor = tensor[None]
-    return tensor.permute(0, 3, 1, 2).float() / 255.0
+    return tensor.permute(0, 1, 4, 2, 3).float() / 255.0
 
 
 MAX_STATE_SIGMAS = 50.0  # a hand 50 standard deviations (about 5 m) from every training state is not real
@@ -115,10 +124,11 @@ class PolicyRunner:
         self.queue.clear()
         self.chunk_index = -1
 
-    def check_inputs(self, image: np.ndarray, state: np.ndarray) -> None:
-        size, state_dim = self.policy.image_size, self.policy.state_dim
-        if image.dtype != np.uint8 or image.shape != (size, size, 3):
-            raise ValueError(f"image is {image.shape} {image.dtype}, expected ({size}, {size}, 3) uint8 RGB")
+    def check_inputs(self, images: np.ndarray, state: np.ndarray) -> None:
+        size, cameras, state_dim = self.policy.image_size, self.policy.cameras, self.policy.state_dim
+        if images.dtype != np.uint8 or images.shape != (cameras, size, size, 3):
+            raise ValueError(f"images are {images.shape} {images.dtype}, expected ({cameras}, {size}, {size}, 3) "
+                             f"uint8 RGB: one {size}x{size} image from each of {cameras} camera(s)")
         if state.shape != (state_dim,):
             raise ValueError(f"state has shape {state.shape}, expected ({state_dim},)")
         if not np.all(np.isfinite(state)):
@@ -128,20 +138,21 @@ class PolicyRunner:
             raise ValueError(f"state {state.tolist()} lies {sigmas.max():.3g} standard deviations from the training "
                              f"states (limit {MAX_STATE_SIGMAS})")
 
-    def sample_chunk(self, image: np.ndarray, state: np.ndarray) -> np.ndarray:
-        """A fresh (horizon, A) chunk for one observation."""
-        self.check_inputs(image, state)
+    def sample_chunk(self, images: np.ndarray, state: np.ndarray) -> np.ndarray:
+        """A fresh (horizon, A) chunk for one observation: images (cameras, H, W, 3) and the state."""
+        self.check_inputs(images, state)
         states = torch.from_numpy(np.asarray(state, dtype=np.float32))[None]
-        chunk = self.policy.predict_action_chunk(image_to_tensor(image), states, self.tokens, self.lengths,
+        chunk = self.policy.predict_action_chunk(image_to_tensor(images), states, self.tokens, self.lengths,
                                                  self.inference_steps, self.generator)
         return chunk[0].numpy()
 
-    def act(self, image: np.ndarray, state: np.ndarray) -> np.ndarray:
-        """The next action; every observation is checked, also those that only pop the queue."""
-        self.check_inputs(image, state)
+    def act(self, images: np.ndarray, state: np.ndarray) -> np.ndarray:
+        """The next action for images (cameras, H, W, 3) and the state; every observation is checked,
+        also those that only pop the queue."""
+        self.check_inputs(images, state)
         if not self.queue:
             started = time.perf_counter()
-            chunk = self.sample_chunk(image, state)
+            chunk = self.sample_chunk(images, state)
             self.last_sample_seconds = time.perf_counter() - started
             self.queue.extend(chunk[: self.n_action_steps])
             self.chunk_index += 1
