@@ -28,8 +28,7 @@ def declare_section(node: Node, section: str, defaults, changeable: tuple[str, .
         default = getattr(defaults, field.name)
         descriptor = ParameterDescriptor(read_only=name not in changeable)
         if default == [] and field.type in EMPTY_LIST_TYPES:
-            node.declare_parameter(name, EMPTY_LIST_TYPES[field.type], descriptor)  # unset unless given
-            value = node.get_parameter(name).value
+            value = node.declare_parameter(name, EMPTY_LIST_TYPES[field.type], descriptor).value  # None unless given
             values[field.name] = list(value) if value is not None else []
         else:
             node.declare_parameter(name, default, descriptor)

@@ -102,7 +102,7 @@ def test_bad_inputs_get_a_log_line_and_no_action(policy_process):
             assert wait_until(robot, lambda: len(robot.commands) > count, 10, robot.publish), output()
 
         acting_stops_after(lambda: setattr(robot, "encoding", "bgr8"),
-                           f"dropping camera image: image is {SIZE}x{SIZE} bgr8, expected {SIZE}x{SIZE} rgb8",
+                           f"dropping corner2 camera image: image is {SIZE}x{SIZE} bgr8, expected {SIZE}x{SIZE} rgb8",
                            lambda: setattr(robot, "encoding", "rgb8"))
         acting_stops_after(lambda: setattr(robot, "image", np.zeros((48, 48, 3), np.uint8)),
                            f"image is 48x48 rgb8, expected {SIZE}x{SIZE} rgb8",
@@ -234,3 +234,23 @@ def test_multitask_policy_switches_behaviour_when_a_new_instruction_arrives(poli
         assert process.poll() is None
     finally:
         robot.destroy_node()
+
+
+def test_bridge_publishes_one_image_topic_per_camera(node_process):
+    """env.extra_cameras: camera/<name>/image_raw next to camera/image_raw, each frame with its state's stamp."""
+    import rclpy
+
+    process, output = node_process("minivla_ros.sim_bridge", **{"env.extra_cameras": "[gripperPOV]",
+                                                               "env.image_size": 32})
+    node = rclpy.create_node("test_cameras")
+    scene, gripper = [], []
+    node.create_subscription(Image, "camera/image_raw", scene.append, qos.SENSOR_QOS)
+    node.create_subscription(Image, "camera/gripperPOV/image_raw", gripper.append, qos.SENSOR_QOS)
+    try:
+        assert wait_until(node, lambda: len(scene) > 3 and len(gripper) > 3, 60), output()
+        assert "corner2 and gripperPOV camera" in output()
+        stamps = {(m.header.stamp.sec, m.header.stamp.nanosec) for m in scene}
+        assert any((m.header.stamp.sec, m.header.stamp.nanosec) in stamps for m in gripper)
+        assert (gripper[-1].width, gripper[-1].height) == (32, 32) and bytes(gripper[-1].data) != bytes(scene[-1].data)
+    finally:
+        node.destroy_node()
