@@ -104,7 +104,9 @@ def main() -> None:
         observation = payload["env"]["observation"]  # read_checkpoint fills it in for older checkpoints
         entry = {"info": {k: payload["info"].get(k) for k in ("epoch", "seconds", "train_episodes", "train_samples")},
                  "model": {k: payload["model_config"].get(k) for k in ("text_film", "d_model", "image_encoder")},
-                 "observation": observation_label(observation)}
+                 "observation": observation_label(observation),
+                 "cameras": [payload["env"]["camera"], *payload["env"]["extra_cameras"]],
+                 "image_size": payload["env"]["image_size"]}
         for mode, instructions, episodes, images in (("held_out", "held_out", args.episodes, "none"),
                                                      ("other_task", "other_task", args.other_episodes, "none"),
                                                      ("black", "held_out", args.black_episodes, "black")):
@@ -133,7 +135,8 @@ def render_table(r: dict) -> str:
         info, model = entry["info"], entry["model"]
         minutes = f"{info['seconds'] / 60:.1f} min" if info.get("seconds") else "?"
         lines += [f"## {checkpoint}", "",
-                  f"Observation: {entry.get('observation')} state and the camera image; image encoder "
+                  f"Observation: {entry.get('observation')} state and the {' and '.join(entry.get('cameras', ['camera']))} "
+                  f"images ({entry.get('image_size', '?')} px); image encoder "
                   f"{model.get('image_encoder')}; text FiLM: {model['text_film']}; trained {info.get('epoch')} epochs on "
                   f"{info.get('train_episodes')} episodes ({info.get('train_samples')} steps) in {minutes}", "",
                   "| task | held-out paraphrase | 95% CI | mean steps | another task's instruction | black image "

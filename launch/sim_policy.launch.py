@@ -24,6 +24,8 @@ ARGUMENTS = {
     "observation": ("env.observation", "proprio", "robot state the bridge publishes: proprio (hand position and "
                     "gripper) or full (privileged simulator state, for comparison); must be the checkpoint's"),
     "image_size": ("env.image_size", "128", "camera image size in pixels; must be the checkpoint's (multitask.pt: 96)"),
+    "extra_cameras": ("env.extra_cameras", "[]", "more cameras the bridge renders, e.g. [gripperPOV]; must be the "
+                      "checkpoint's (`minivla info` lists them)"),
     "seed": ("env.seed", "1000", "layout seed (1000: layouts never seen in collection)"),
     "step_rate": ("bridge.step_rate", "20.0", "simulator steps per second"),
     "checkpoint": ("policy.checkpoint", "checkpoints/push_v3.pt", "policy checkpoint (relative: package share)"),
@@ -47,7 +49,9 @@ def typed_overrides(context):
         if text == "":  # not given: the parameter file's value stands
             continue
         try:
-            value = value_type(text)
+            value = value_type(text) if value_type is not list else list_of_names(text)
+            if value == []:  # ROS cannot type an empty list; no extra cameras is the file's own setting
+                continue
         except ValueError:
             raise ValueError(f"launch argument {argument}:={text!r}: expected {value_type.__name__} "
                              f"({description})") from None
@@ -55,6 +59,14 @@ def typed_overrides(context):
     params_file = LaunchConfiguration("params_file")
     return [Node(package="minivla_ros", executable=node, name=node, output="screen", parameters=[params_file, values])
             for node, values in overrides.items()]
+
+
+def list_of_names(text: str) -> list:
+    """`[gripperPOV]` or `[a, b]` -> a list of names."""
+    value = yaml.safe_load(text)
+    if not (isinstance(value, list) and all(isinstance(name, str) for name in value)):
+        raise ValueError(text)
+    return value
 
 
 def loopback_only():

@@ -27,16 +27,17 @@ SIZE = read_checkpoint(CHECKPOINT)["env"]["image_size"]  # the camera image size
 class FakeRobot(Node):
     """Publishes camera images and states like the bridge would; records what the policy sends."""
 
-    def __init__(self):
+    def __init__(self, cameras=("corner2",)):
         super().__init__("test_robot")
-        self.image_pub = self.create_publisher(Image, qos.IMAGE_TOPIC, qos.SENSOR_QOS)
+        self.image_pubs = [self.create_publisher(Image, qos.image_topic(camera, i == 0), qos.SENSOR_QOS)
+                           for i, camera in enumerate(cameras)]
         self.state_pub = self.create_publisher(RobotState, qos.STATE_TOPIC, qos.SENSOR_QOS)
         self.instruction_pub = self.create_publisher(String, qos.INSTRUCTION_TOPIC, 10)  # ros2 topic pub's QoS
         self.commands: list[ActionCommand] = []
         self.status: PolicyStatus | None = None
         self.create_subscription(ActionCommand, qos.ACTION_TOPIC, self.commands.append, qos.RELIABLE_QOS)
         self.create_subscription(PolicyStatus, qos.POLICY_STATUS_TOPIC, self.on_status, qos.RELIABLE_QOS)
-        self.image = np.zeros((SIZE, SIZE, 3), np.uint8)
+        self.images = np.zeros((len(cameras), SIZE, SIZE, 3), np.uint8)  # one per camera
         self.state = np.zeros(4, np.float32)  # hand x, y, z and gripper: the proprio protocol
         self.observation = "proprio"
         self.encoding = "rgb8"
@@ -49,9 +50,10 @@ class FakeRobot(Node):
         if not self.sending:
             return
         stamp = self.get_clock().now().to_msg()
-        image = image_to_msg(self.image, stamp)
-        image.encoding = self.encoding
-        self.image_pub.publish(image)
+        for publisher, picture in zip(self.image_pubs, self.images):
+            image = image_to_msg(picture, stamp)
+            image.encoding = self.encoding
+            publisher.publish(image)
         self.state_pub.publish(state_to_msg(self.state, stamp, self.observation))
 
 
@@ -213,8 +215,8 @@ def test_multitask_policy_switches_behaviour_when_a_new_instruction_arrives(poli
         obs = env.reset(0)
     process, output = policy_process(**{"policy.checkpoint": str(ROOT / "checkpoints" / "multitask.pt"),
                                         "policy.instruction": "push the puck to the goal"})
-    robot = FakeRobot()
-    robot.image, robot.state = obs.image, obs.state
+    robot = FakeRobot([checkpoint_env["camera"], *checkpoint_env["extra_cameras"]])
+    robot.images, robot.state = obs.images, obs.state
     try:
         assert wait_until(robot, lambda: len(robot.commands) >= 12, 60, robot.publish), output()
         pushing = np.array([c.action for c in robot.commands[-12:]])

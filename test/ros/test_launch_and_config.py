@@ -58,6 +58,7 @@ def test_minivla_run_sets_the_simulator_up_as_the_checkpoint_was_trained():
         settings = camera_for_checkpoint(DEFAULT_PARAMS, {"policy.checkpoint": checkpoint})
         assert settings["env.image_size"] == env["image_size"] and settings["env.observation"] == env["observation"]
         assert yaml.safe_load(settings["env.camera_position"]) == env["camera_position"]  # as `-p name:=value` reads it
+        assert yaml.safe_load(settings.get("env.extra_cameras", "[]")) == env["extra_cameras"]
     assert camera_for_checkpoint(DEFAULT_PARAMS, {})["env.image_size"] == EnvConfig().image_size  # the file's checkpoint
     assert camera_for_checkpoint(DEFAULT_PARAMS, {"policy.checkpoint": "nowhere.pt"}) == {}  # the node will say why
 
