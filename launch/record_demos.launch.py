@@ -6,16 +6,18 @@
 The bag holds exactly the topics of the recording contract (minivla_ros/bag_types.py). The bridge
 holds its first episode until the expert and the recorder subscribe, and stops stepping after
 `episodes` episodes; stop the launch with Ctrl-C then (the recorder closes the bag). If the
-recorder exits (it cannot write `out`, say), the whole launch shuts down with it. The
-instruction (by default the task's own sentence) is published once the recorder listens. `minivla record` does the same without
-`ros2 launch`. DDS stays on this machine (config/fastdds_loopback.xml), as in sim_policy.launch.py.
+recorder exits (it cannot write `out`, say) or cannot start (no `ros2` command), the whole launch
+shuts down with it. The instruction (by default the task's own sentence) is published once the
+recorder listens. `minivla record` does the same without `ros2 launch`. DDS stays on this machine
+(config/fastdds_loopback.xml), as in sim_policy.launch.py.
 """
 
 import json
+import shutil
 
 from launch import LaunchDescription
-from launch.actions import (DeclareLaunchArgument, EmitEvent, ExecuteProcess, OpaqueFunction, RegisterEventHandler,
-                            SetEnvironmentVariable)
+from launch.actions import (DeclareLaunchArgument, EmitEvent, ExecuteProcess, LogInfo, OpaqueFunction,
+                            RegisterEventHandler, SetEnvironmentVariable)
 from launch.event_handlers import OnProcessExit
 from launch.events import Shutdown
 from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
@@ -31,11 +33,25 @@ TOPICS = ["/camera/image_raw", "/robot_state", "/action_command", "/instruction"
 def publish_instruction(context):
     """`ros2 topic pub` of the instruction. Its message is YAML: written as JSON (a subset of YAML), any
     text survives (quotes, colons, a leading dash), which pasting it between quotes would not."""
+    if shutil.which("ros2") is None:
+        return []  # start_recorder shuts the launch down
     task = LaunchConfiguration("task").perform(context)
     text = LaunchConfiguration("instruction").perform(context) or instruction_for(task)
     message = json.dumps({"data": text}, ensure_ascii=False)
     return [ExecuteProcess(cmd=["ros2", "topic", "pub", "--once", "-w", "1", "/instruction", "std_msgs/msg/String",
                                 message], output="screen")]
+
+
+def start_recorder(context):
+    """`ros2 bag record` of the recording topics; the launch shuts down when it exits, or at once if there is
+    no `ros2` command to run it (a process that never starts sends no exit event)."""
+    if shutil.which("ros2") is None:
+        reason = "cannot record: no `ros2` command on PATH (source your ROS 2 setup, or use `minivla record`)"
+        return [LogInfo(msg=reason), EmitEvent(event=Shutdown(reason=reason))]
+    recorder = ExecuteProcess(cmd=["ros2", "bag", "record", "-s", "mcap", "-o", LaunchConfiguration("out"),
+                                   "--topics", *TOPICS], output="screen")
+    return [recorder, RegisterEventHandler(OnProcessExit(target_action=recorder, on_exit=[
+        EmitEvent(event=Shutdown(reason="the recorder (ros2 bag record) exited"))]))]
 
 
 def typed(argument, value_type):
@@ -47,8 +63,6 @@ def typed(argument, value_type):
 def generate_launch_description():
     params_file = PathJoinSubstitution([FindPackageShare("minivla_ros"), "config", "sim_policy.yaml"])
     profile = PathJoinSubstitution([FindPackageShare("minivla_ros"), "config", "fastdds_loopback.xml"])
-    recorder = ExecuteProcess(cmd=["ros2", "bag", "record", "-s", "mcap", "-o", LaunchConfiguration("out"),
-                                   "--topics", *TOPICS], output="screen")
     return LaunchDescription([
         *(SetEnvironmentVariable(name, EnvironmentVariable(name, default_value=profile))
           for name in ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")),
@@ -64,8 +78,6 @@ def generate_launch_description():
                                        "bridge.step_rate": typed("step_rate", float)}]),
         Node(package="minivla_ros", executable="expert_node", name="expert_node", output="screen",
              parameters=[{"expert.task": typed("task", str)}]),
-        recorder,
-        RegisterEventHandler(OnProcessExit(target_action=recorder, on_exit=[
-            EmitEvent(event=Shutdown(reason="the recorder (ros2 bag record) exited"))])),
+        OpaqueFunction(function=start_recorder),
         OpaqueFunction(function=publish_instruction),
     ])

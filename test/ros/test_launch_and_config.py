@@ -72,5 +72,6 @@ def test_launch_files_keep_dds_on_loopback_and_the_recording_ends_with_its_recor
         assert "fastdds_loopback.xml" in source and "FASTRTPS_DEFAULT_PROFILES_FILE" in source, name
     record = (ROOT / "launch" / "record_demos.launch.py").read_text()
     assert "OnProcessExit(target_action=recorder" in record and "Shutdown(" in record
+    assert "shutil.which(\"ros2\") is None" in record  # a recorder that cannot start shuts the launch down too
     assert "push the puck to the goal" not in record and "instruction_for(task)" in record
     assert (ROOT / "config" / "fastdds_loopback.xml").is_file()
