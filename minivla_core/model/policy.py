@@ -1,8 +1,8 @@
 """The VLA policy: encoders + fusion + diffusion head + normalisers + tokenizer, and the
 chunk-executing runner used by evaluation and by the ROS policy node.
 
-    image (B,H,W,3) uint8 ─ TinyCNN ─┐   (or KeypointCNN: model.image_encoder)
-    [one more encoder per extra camera]
+    scene camera image ─── TinyCNN ──┐   (or KeypointCNN: model.image_encoder)
+    [each extra camera ─── TinyCNN ──┤]  (env.extra_cameras, e.g. the gripper's view)
     instruction words ─── TextGRU ───┼─ FusionMLP ─ cond ─ DiffusionHead ─ (B, horizon, 4) actions
     state (B,S) ── normalise ─ MLP ──┘
 
