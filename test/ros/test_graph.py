@@ -106,9 +106,9 @@ def test_bad_inputs_get_a_log_line_and_no_action(policy_process):
         acting_stops_after(lambda: setattr(robot, "encoding", "bgr8"),
                            f"dropping corner2 camera image: image is {SIZE}x{SIZE} bgr8, expected {SIZE}x{SIZE} rgb8",
                            lambda: setattr(robot, "encoding", "rgb8"))
-        acting_stops_after(lambda: setattr(robot, "image", np.zeros((48, 48, 3), np.uint8)),
+        acting_stops_after(lambda: setattr(robot, "images", np.zeros((1, 48, 48, 3), np.uint8)),
                            f"image is 48x48 rgb8, expected {SIZE}x{SIZE} rgb8",
-                           lambda: setattr(robot, "image", np.zeros((SIZE, SIZE, 3), np.uint8)))
+                           lambda: setattr(robot, "images", np.zeros((1, SIZE, SIZE, 3), np.uint8)))
         acting_stops_after(lambda: robot.state.__setitem__(2, np.nan),
                            "dropping robot state: state contains NaN",
                            lambda: robot.state.__setitem__(2, 0.0))
