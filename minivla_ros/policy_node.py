@@ -90,7 +90,8 @@ class PolicyNode(Node):
         self.image_size, self.state_dim = payload["env"]["image_size"], payload["state_dim"]
         self.observation = payload["env"]["observation"]
         self.cameras = [payload["env"]["camera"], *payload["env"]["extra_cameras"]]
-        self.get_logger().info(f"loaded {path} (trained on {payload['env']['task']}, "
+        tasks = payload["env"].get("tasks") or [payload["env"]["task"]]
+        self.get_logger().info(f"loaded {path} (trained on {', '.join(tasks)}, "
                                f"{self.image_size}px {' and '.join(self.cameras)} images, "
                                f"{observation_label(self.observation)} robot state)")
 
