@@ -157,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--paraphrases", action="store_true", default=None,
                    help="label episodes with each task's training paraphrases in turn")
     p.add_argument("--episodes", type=int, help="successful episodes to keep per task (default 100)")
+    p.add_argument("--steps-after-success", type=int,
+                   help="keep recording the expert this many steps past its first success (default 0)")
     p.add_argument("--out", help="dataset folder; episodes are appended if it exists")
     p.add_argument("--seed", type=int, help="layout seed (default 0)")
     p.add_argument("--observation", choices=["proprio", "full"],
@@ -170,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int)
     p.set_defaults(run=cmd_collect, overrides={"task": "env.task", "tasks": "collect.tasks", "paraphrases": "collect.paraphrases",
                                                "episodes": "collect.episodes", "out": "collect.out",
+                                               "steps_after_success": "collect.steps_after_success",
                                                "seed": "env.seed", "observation": "env.observation",
                                                "camera": "env.camera", "camera_position": "env.camera_position",
                                                "extra_cameras": "env.extra_cameras", "image_size": "env.image_size"})

@@ -163,6 +163,7 @@ class CollectConfig:
     max_attempts_factor: float = 2.0  # give up after episodes * factor attempts
     tasks: list[str] = field(default_factory=list)  # several tasks into one dataset (empty: env.task)
     paraphrases: bool = False  # rotate each task's training paraphrases over its episodes
+    steps_after_success: int = 0  # keep recording the expert this many steps past its first success
 
 
 @dataclass

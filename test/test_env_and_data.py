@@ -5,10 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from minivla_core.config import EnvConfig
+from minivla_core.config import CollectConfig, EnvConfig
+from minivla_core.data.collect import collect, run_expert_episode
 from minivla_core.data.dataset import DatasetWriter, load_episodes, read_index
 from minivla_core.envs.metaworld_env import MetaWorldEnv, check_task, instruction_for, make_expert
-from minivla_core.errors import DatasetError, TaskError
+from minivla_core.errors import ConfigError, DatasetError, TaskError
 
 
 @pytest.fixture(scope="module")
@@ -150,8 +151,6 @@ def test_paraphrases_hold_some_out_of_training():
 
 
 def test_multi_task_collection_labels_episodes_with_paraphrases(tmp_path):
-    from minivla_core.config import CollectConfig
-    from minivla_core.data.collect import collect
     from minivla_core.envs.metaworld_env import paraphrases
 
     config = CollectConfig(out=str(tmp_path / "d"), episodes=2, tasks=["reach-v3", "push-v3"], paraphrases=True)
@@ -159,3 +158,20 @@ def test_multi_task_collection_labels_episodes_with_paraphrases(tmp_path):
     index = read_index(tmp_path / "d")
     assert [e["task"] for e in index] == ["reach-v3", "reach-v3", "push-v3", "push-v3"]
     assert [e["instruction"] for e in index[:2]] == paraphrases("reach-v3")[:2]
+
+
+def test_collection_can_record_the_expert_past_its_first_success(tmp_path):
+    """collect.steps_after_success: the episode goes on N steps after success (the hand settling at the goal)."""
+    with MetaWorldEnv(EnvConfig(task="reach-v3", image_size=16)) as env:
+        expert = make_expert("reach-v3")
+        _, _, stopped, success = run_expert_episode(env, expert, 0)
+        _, _, settled, success_later = run_expert_episode(env, expert, 0, steps_after_success=10)
+    stopped, settled = np.stack(stopped), np.stack(settled)
+    assert success and success_later
+    assert len(settled) == len(stopped) + 10
+    np.testing.assert_array_equal(settled[: len(stopped)], stopped)  # the same episode, only longer
+    # the expert slows down at the goal: the recorded extra steps move the hand less than the approach did
+    assert np.abs(settled[-5:, :3]).mean() < np.abs(stopped[-5:, :3]).mean()
+    with pytest.raises(ConfigError, match="steps_after_success must be 0 or more"):
+        collect(EnvConfig(image_size=16), CollectConfig(out=str(tmp_path / "d"), episodes=1, steps_after_success=-1),
+                progress=False)
