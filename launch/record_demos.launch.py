@@ -33,8 +33,6 @@ TOPICS = ["/camera/image_raw", "/robot_state", "/action_command", "/instruction"
 def publish_instruction(context):
     """`ros2 topic pub` of the instruction. Its message is YAML: written as JSON (a subset of YAML), any
     text survives (quotes, colons, a leading dash), which pasting it between quotes would not."""
-    if shutil.which("ros2") is None:
-        return []  # start_recorder shuts the launch down
     task = LaunchConfiguration("task").perform(context)
     text = LaunchConfiguration("instruction").perform(context) or instruction_for(task)
     message = json.dumps({"data": text}, ensure_ascii=False)
@@ -43,15 +41,16 @@ def publish_instruction(context):
 
 
 def start_recorder(context):
-    """`ros2 bag record` of the recording topics; the launch shuts down when it exits, or at once if there is
-    no `ros2` command to run it (a process that never starts sends no exit event)."""
+    """`ros2 bag record` of the recording topics and the instruction; the launch shuts down when the recorder
+    exits, or at once if there is no `ros2` command to run either (a process that never starts sends no exit
+    event)."""
     if shutil.which("ros2") is None:
         reason = "cannot record: no `ros2` command on PATH (source your ROS 2 setup, or use `minivla record`)"
         return [LogInfo(msg=reason), EmitEvent(event=Shutdown(reason=reason))]
     recorder = ExecuteProcess(cmd=["ros2", "bag", "record", "-s", "mcap", "-o", LaunchConfiguration("out"),
                                    "--topics", *TOPICS], output="screen")
     return [recorder, RegisterEventHandler(OnProcessExit(target_action=recorder, on_exit=[
-        EmitEvent(event=Shutdown(reason="the recorder (ros2 bag record) exited"))]))]
+        EmitEvent(event=Shutdown(reason="the recorder (ros2 bag record) exited"))])), *publish_instruction(context)]
 
 
 def typed(argument, value_type):
@@ -72,12 +71,11 @@ def generate_launch_description():
         DeclareLaunchArgument("step_rate", default_value="20.0", description="simulator steps per second"),
         DeclareLaunchArgument("instruction", default_value="",
                               description="instruction recorded with the demonstrations (empty: the task's own)"),
+        OpaqueFunction(function=start_recorder),  # first: without a recorder nothing else starts
         Node(package="minivla_ros", executable="sim_bridge", name="sim_bridge", output="screen",
              parameters=[params_file, {"env.task": typed("task", str), "env.seed": 0, "bridge.min_subscribers": 2,
                                        "bridge.episodes": typed("episodes", int),
                                        "bridge.step_rate": typed("step_rate", float)}]),
         Node(package="minivla_ros", executable="expert_node", name="expert_node", output="screen",
              parameters=[{"expert.task": typed("task", str)}]),
-        OpaqueFunction(function=start_recorder),
-        OpaqueFunction(function=publish_instruction),
     ])

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import torch
 
-from minivla_core.config import MAX_CAMERAS, OBSERVATIONS, ModelConfig, _build, check_model_config, observation_label
+from minivla_core.config import (MAX_CAMERAS, OBSERVATIONS, ModelConfig, _build, check_model_config,
+                                 observation_label, valid_extra_cameras)
 from minivla_core.errors import CheckpointError, ConfigError
 from minivla_core.model.policy import VLAPolicy
 from minivla_core.model.tokenizer import PAD, UNK
@@ -147,9 +148,8 @@ def check_fields(payload: dict, path: Path) -> None:
     if not (isinstance(position, list) and len(position) in (0, 3)
             and all(isinstance(v, (int, float)) and math.isfinite(v) for v in position)):
         raise bad("env.camera_position", "3 finite numbers or empty")
-    extra = env["extra_cameras"]
-    if not (isinstance(extra, list) and all(isinstance(c, str) for c in extra) and len(extra) < MAX_CAMERAS):
-        raise bad("env.extra_cameras", f"a list of at most {MAX_CAMERAS - 1} camera names")
+    if not valid_extra_cameras(env["extra_cameras"]):
+        raise bad("env.extra_cameras", f"a list of at most {MAX_CAMERAS - 1} distinct camera names")
     vocab = payload["vocab"]
     if not (isinstance(vocab, list) and all(isinstance(w, str) for w in vocab) and vocab[:2] == [PAD, UNK]):
         raise bad("vocab", f"a list of words starting with {PAD!r}, {UNK!r}")

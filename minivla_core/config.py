@@ -53,6 +53,13 @@ def camera_names(config: EnvConfig) -> list[str]:
 MAX_CAMERAS = 8
 
 
+def valid_extra_cameras(names) -> bool:
+    """Whether `names` can be the extra cameras a dataset or checkpoint records: distinct camera names (each
+    also names an array in an episode file), at most MAX_CAMERAS - 1 besides the scene camera."""
+    return (isinstance(names, list) and all(isinstance(name, str) and name.isidentifier() for name in names)
+            and len(set(names)) == len(names) and len(names) < MAX_CAMERAS)
+
+
 def observation_label(observation: str) -> str:
     """How figures from a protocol are labelled: privileged state is always said out loud."""
     return "full (privileged state)" if observation == PRIVILEGED else observation

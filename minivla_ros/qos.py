@@ -28,7 +28,6 @@ POLICY_STATUS_TOPIC = "policy_status"
 RESET_SERVICE = "reset_episode"
 
 
-
 def image_topic(camera: str, scene_camera: bool) -> str:
     """The scene camera publishes on IMAGE_TOPIC; each extra camera under camera/<its name>/."""
     return IMAGE_TOPIC if scene_camera else f"camera/{camera}/image_raw"

@@ -165,6 +165,8 @@ MALFORMED = {
     "env as a string": (lambda p: p.update(env="push-v3"), "env must be a mapping"),
     "unknown protocol": (lambda p: p["env"].update(observation="lidar"), "env.observation must be one of"),
     "state_dict of strings": (lambda p: p.update(state_dict={"w": "x"}), "state_dict must be a mapping"),
+    "a camera twice": (lambda p: p["env"].update(extra_cameras=["gripperPOV", "gripperPOV"]),
+                       "env.extra_cameras must be a list of at most 7 distinct camera names"),
 }
 
 
@@ -189,6 +191,16 @@ def test_instructions_with_control_characters_are_refused():
             check_instruction(text)
     result = minivla("run", "--instruction", "push\x01 the puck", "--episodes", "1")
     assert result.returncode == 2 and "control characters" in result.stderr, result.stderr
+
+
+def test_a_dataset_that_names_its_extra_cameras_wrongly_is_refused(tmp_path):
+    with DatasetWriter(tmp_path / "d", 8, 4, 4, "proprio") as writer:
+        writer.append(np.zeros((2, 8, 8, 3)), np.zeros((2, 4)), np.zeros((2, 4)), task="push-v3", instruction="x")
+    meta = json.loads((tmp_path / "d" / "meta.json").read_text())
+    for extra in ("gripperPOV", ["gripper POV"], ["a", "a"], [f"c{i}" for i in range(8)]):
+        (tmp_path / "d" / "meta.json").write_text(json.dumps({**meta, "extra_cameras": extra}))
+        with pytest.raises(DatasetError, match="extra_cameras must be a list of distinct camera names"):
+            load_episodes(tmp_path / "d")
 
 
 def test_dataset_index_lines_of_the_wrong_shape_are_named(tmp_path):

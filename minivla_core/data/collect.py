@@ -4,9 +4,9 @@ Only the frames of the episode being recorded are in memory, so memory stays fla
 episodes are collected. Episodes where the expert fails are dropped (and counted). An episode
 ends at the first step that reports success, or `collect.steps_after_success` steps later: the
 expert is still moving at full speed when success is first reported, and without those steps a
-policy never sees the hand stop at a goal or come back to one it overshot. Several tasks go into one dataset (collect.tasks),
-each episode labelled with its task's instruction, or with one of its training paraphrases in
-turn (collect.paraphrases).
+policy never sees the hand stop at a goal or come back to one it overshot. Several tasks go into
+one dataset (collect.tasks), each episode labelled with its task's instruction, or with one of
+its training paraphrases in turn (collect.paraphrases).
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from minivla_core.actions import ACTION_LIMIT, outside_limits
-from minivla_core.config import MAX_CAMERAS
+from minivla_core.config import valid_extra_cameras
 from minivla_core.errors import DatasetError
 
 FORMAT = "minivla-dataset"
@@ -175,10 +175,9 @@ def read_meta(root: str | Path) -> dict:
     meta.setdefault("observation", "full")  # written before the protocol was recorded: Meta-World's 39 numbers
     meta.setdefault("camera", {})
     meta.setdefault("extra_cameras", [])
-    extra = meta["extra_cameras"]
-    if not (isinstance(extra, list) and all(isinstance(c, str) and c.isidentifier() for c in extra)
-            and len(set(extra)) == len(extra) and len(extra) < MAX_CAMERAS):
-        raise DatasetError(f"{path}: extra_cameras must be a list of distinct camera names, got {extra!r}")
+    if not valid_extra_cameras(meta["extra_cameras"]):
+        raise DatasetError(f"{path}: extra_cameras must be a list of distinct camera names, got "
+                           f"{meta['extra_cameras']!r}")
     return meta
 
 
