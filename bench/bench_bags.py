@@ -108,7 +108,8 @@ def render_table(r: dict) -> str:
         f"({rec['states']} states, {rec['actions']} actions recorded) |",
         f"| bag2data | {conv['episodes']} episodes, {conv['steps']} steps, {conv['dropped_failed']} failed and "
         f"{conv['dropped_incomplete']} incomplete dropped, {conv['seconds']:.1f} s |",
-        f"| train on the converted bag (bundled recipe, {r['train']['epochs']} epochs) | {r['train']['seconds'] / 60:.1f} min |",
+        f"| train on the converted bag (bundled recipe, {r['train']['epochs']} epochs) | "
+        f"{r['train']['seconds'] / 60:.1f} min |",
         f"| success, policy trained on recorded bags (seed 1000) | {success(r['from_bags'])} |",
         f"| success, policy trained on direct demos (bundled checkpoint, same layouts) | {success(r['direct'])} |",
     ])

@@ -98,7 +98,8 @@ def main() -> None:
         start = time.perf_counter()
         trained = train(config)
         results["train"] = {"seconds": time.perf_counter() - start, "epochs": config.train.epochs,
-                            "best_val_loss": trained["best_val"], "final_train_loss": trained["history"]["train_loss"][-1]}
+                            "best_val_loss": trained["best_val"],
+                            "final_train_loss": trained["history"]["train_loss"][-1]}
         checkpoint = work / "run" / "best.pt"
         if args.keep:
             shutil.copy(checkpoint, args.keep)
@@ -107,13 +108,15 @@ def main() -> None:
     if "train" not in results:  # a given checkpoint: its own record of how long training took
         info = payload["info"]
         if info.get("seconds"):
-            results["train"] = {"seconds": info["seconds"], "epochs": info.get("epoch"), "best_val_loss": info.get("val_loss"),
-                                "final_train_loss": info.get("train_loss"), "from_checkpoint": True}
+            results["train"] = {"seconds": info["seconds"], "epochs": info.get("epoch"),
+                                "best_val_loss": info.get("val_loss"), "final_train_loss": info.get("train_loss"),
+                                "from_checkpoint": True}
     if not args.skip_eval:
         observation = payload["env"]["observation"]
         results["eval"] = {}
         for ablation in IMAGE_ABLATIONS:
-            result = evaluate(EvalConfig(checkpoint=str(checkpoint), episodes=args.eval_episodes, image_ablation=ablation),
+            result = evaluate(EvalConfig(checkpoint=str(checkpoint), episodes=args.eval_episodes,
+                                         image_ablation=ablation),
                               EnvConfig(observation=observation)).only
             results["eval"][ablation] = {k: v for k, v in result.__dict__.items() if k != "per_episode"}
             print(result.summary(), flush=True)
@@ -134,7 +137,8 @@ def write_results(results: dict, table: str, out: str | Path) -> None:
 
 def git_commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True).stdout.strip()
     except OSError:
         return "unknown"
 
@@ -150,8 +154,8 @@ def render_table(results: dict) -> str:
     if "train" in results:
         t = results["train"]
         if t.get("from_checkpoint"):
-            lines.append(f"| train, up to the best epoch ({t['epochs']}; val loss {t['best_val_loss']:.4f}; as recorded "
-                         f"in the checkpoint) | {t['seconds'] / 60:.1f} min |")
+            lines.append(f"| train, up to the best epoch ({t['epochs']}; val loss {t['best_val_loss']:.4f}; "
+                         f"as recorded in the checkpoint) | {t['seconds'] / 60:.1f} min |")
         else:
             lines.append(f"| train ({t['epochs']} epochs, best val loss {t['best_val_loss']:.4f}) | "
                          f"{t['seconds'] / 60:.1f} min |")
@@ -164,7 +168,8 @@ def render_table(results: dict) -> str:
                      f"{e['successes']}/{e['episodes']} = {100 * e['success_rate']:.0f}% (95% CI "
                      f"{100 * e['ci95'][0]:.0f}-{100 * e['ci95'][1]:.0f}%), mean steps to success {steps} |")
     lines += ["", "Policy latency, 1 CPU thread (one sampling call = one chunk):", "",
-              "| DDIM steps | call p50 (ms) | call p90 (ms) | per executed action p50 (ms) |", "| --- | --- | --- | --- |"]
+              "| DDIM steps | call p50 (ms) | call p90 (ms) | per executed action p50 (ms) |",
+              "| --- | --- | --- | --- |"]
     for row in results["latency"]:
         lines.append(f"| {row['inference_steps']} | {row['call_p50_ms']:.2f} | {row['call_p90_ms']:.2f} | "
                      f"{row['per_action_p50_ms']:.2f} (chunk of {row['n_action_steps']}) |")

@@ -39,7 +39,7 @@ def record_commands(stop: threading.Event, out: list) -> None:
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
 
-    from minivla_ros import qos
+    from minivla_ros import graph, qos
     from minivla_ros.msg import ActionCommand
 
     def seconds(t):
@@ -48,10 +48,10 @@ def record_commands(stop: threading.Event, out: list) -> None:
     context = rclpy.Context()
     rclpy.init(context=context)
     node = Node("bench_recorder", context=context)
-    node.create_subscription(ActionCommand, qos.ACTION_TOPIC,
-                             lambda m: out.append((seconds(m.header.stamp), seconds(m.observation_stamp), m.step_in_chunk,
-                                                   node.get_clock().now().nanoseconds * 1e-9)),
-                             qos.RELIABLE_QOS)
+    node.create_subscription(ActionCommand, graph.ACTION.name,
+                             lambda m: out.append((seconds(m.header.stamp), seconds(m.observation_stamp),
+                                                   m.step_in_chunk, node.get_clock().now().nanoseconds * 1e-9)),
+                             qos.profile(graph.ACTION))
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     while not stop.is_set():
@@ -76,8 +76,8 @@ def main() -> None:
     time.sleep(1.0)
     started = time.monotonic()
     try:
-        graph = bringup.run(args.episodes, "push-v3", "push the puck to the goal",
-                            overrides={"policy.checkpoint": args.checkpoint})
+        through_graph = bringup.run(args.episodes, "push-v3", "push the puck to the goal",
+                            overrides={"policy_node.checkpoint": args.checkpoint})
     finally:
         stop.set()
         recorder.join()
@@ -92,18 +92,20 @@ def main() -> None:
     results = {
         "date": datetime.date.today().isoformat(), "machine": machine(), "commit": git_commit(),
         "checkpoint": args.checkpoint, "episodes": args.episodes, "graph_seconds": graph_seconds,
-        "graph": {"successes": graph.successes, "success_rate": graph.successes / args.episodes,
-                  "ci95": wilson_interval(graph.successes, args.episodes), "per_episode": graph.episodes},
+        "graph": {"successes": through_graph.successes, "success_rate": through_graph.successes / args.episodes,
+                  "ci95": wilson_interval(through_graph.successes, args.episodes),
+                  "per_episode": through_graph.episodes},
         "offline": {"successes": offline.successes, "success_rate": offline.success_rate, "ci95": offline.ci95,
                     "per_episode": offline.per_episode},
         "commands": len(commands),
         "control": {"seconds_of_commands": float(stamps[-1] - stamps[0]), "mean_period_ms": float(periods.mean()),
                     "p99_jitter_ms": float(np.percentile(np.abs(periods - 50.0), 99)),
                     "max_period_ms": float(periods.max()),
-                    "latency_p50_ms": float(np.percentile(latency, 50)), "latency_p99_ms": float(np.percentile(latency, 99)),
+                    "latency_p50_ms": float(np.percentile(latency, 50)),
+                    "latency_p99_ms": float(np.percentile(latency, 99)),
                     "sampling_tick_latency_p50_ms": float(np.percentile(latency[sampling], 50)),
                     "sampling_tick_latency_p99_ms": float(np.percentile(latency[sampling], 99))},
-        "policy_status": graph.policy_status,
+        "policy_status": through_graph.policy_status,
     }
     write_results(results, render_table(results), args.out)
 
@@ -121,12 +123,14 @@ def render_table(r: dict) -> str:
         f"{100 * o['success_rate']:.0f}% (95% CI {100 * o['ci95'][0]:.0f}-{100 * o['ci95'][1]:.0f}%) |",
         f"| episodes with the same outcome | {same}/{r['episodes']} |",
         f"| action commands recorded | {r['commands']} over {c['seconds_of_commands']:.1f} s |",
-        f"| mean tick period (target 50 ms) | {c['mean_period_ms']:.2f} ms ({100 * (c['mean_period_ms'] / 50 - 1):+.2f}%) |",
-        f"| tick jitter p99 (abs. deviation from 50 ms) | {c['p99_jitter_ms']:.2f} ms (max period {c['max_period_ms']:.1f} ms) |",
-        f"| observation-to-action latency, first action of each chunk | p50 {c['sampling_tick_latency_p50_ms']:.1f} ms, "
-        f"p99 {c['sampling_tick_latency_p99_ms']:.1f} ms |",
-        f"| observation-to-action latency, all actions (later ones wait in the chunk) | p50 {c['latency_p50_ms']:.1f} ms, "
-        f"p99 {c['latency_p99_ms']:.1f} ms |",
+        f"| mean tick period (target 50 ms) | {c['mean_period_ms']:.2f} ms "
+        f"({100 * (c['mean_period_ms'] / 50 - 1):+.2f}%) |",
+        f"| tick jitter p99 (abs. deviation from 50 ms) | {c['p99_jitter_ms']:.2f} ms "
+        f"(max period {c['max_period_ms']:.1f} ms) |",
+        f"| observation-to-action latency, first action of each chunk | "
+        f"p50 {c['sampling_tick_latency_p50_ms']:.1f} ms, p99 {c['sampling_tick_latency_p99_ms']:.1f} ms |",
+        f"| observation-to-action latency, all actions (later ones wait in the chunk) | "
+        f"p50 {c['latency_p50_ms']:.1f} ms, p99 {c['latency_p99_ms']:.1f} ms |",
         f"| policy node's own report (last 10 s) | {s.get('achieved_rate', 0):.2f} Hz, sampling p50 "
         f"{s.get('sampling_latency_p50_ms', 0):.1f} ms / p99 {s.get('sampling_latency_p99_ms', 0):.1f} ms, "
         f"{s.get('dropped_ticks', 0)} dropped ticks of {s.get('ticks', 0)} |",

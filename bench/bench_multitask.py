@@ -33,7 +33,7 @@ from minivla_core.checkpoint import load_policy, read_checkpoint  # noqa: E402
 from minivla_core.config import EnvConfig, EvalConfig, observation_label  # noqa: E402
 from minivla_core.data.collect import run_expert_episode  # noqa: E402
 from minivla_core.envs.metaworld_env import MetaWorldEnv, make_expert, paraphrases  # noqa: E402
-from minivla_core.evaluate import env_config_for, evaluate, instructions_for  # noqa: E402
+from minivla_core.evaluate import env_config_for, evaluate, eval_instructions  # noqa: E402
 from minivla_core.model.policy import image_to_tensor  # noqa: E402
 
 
@@ -69,7 +69,7 @@ def language_effect(checkpoint: str, episodes: int) -> dict:
                 expert_actions += episode_actions
         images, states, expert_actions = np.stack(images), np.stack(states), np.stack(expert_actions)
         right, reworded = (paraphrases(task, held_out=True) * 2)[:2]
-        wrong = instructions_for(task, "other_task", trained)[0]
+        wrong = eval_instructions(task, "other_task", trained)[0]
         actions = {name: first_actions(policy, images, states, text)
                    for name, text in (("right", right), ("reworded", reworded), ("wrong", wrong))}
         distance = lambda a, b: float(np.linalg.norm(a - b, axis=1).mean())  # noqa: E731
@@ -128,17 +128,18 @@ def main() -> None:
 
 def render_table(r: dict) -> str:
     lines = [f"# One policy, many tasks, {r['date']}", "", f"Machine: {r['machine']}  ", f"Commit: {r['commit']}",
-             f"Episodes per task: {r['episodes_per_task']} with held-out paraphrases, {r['other_episodes_per_task']} "
-             f"with another task's instruction, {r.get('black_episodes_per_task', 0)} with a black image; unseen layouts "
-             f"(seed 1000)", ""]
+             f"Episodes per task: {r['episodes_per_task']} with held-out paraphrases, "
+             f"{r['other_episodes_per_task']} with another task's instruction, "
+             f"{r.get('black_episodes_per_task', 0)} with a black image; unseen layouts (seed 1000)", ""]
     for checkpoint, entry in r["multi"].items():
         info, model = entry["info"], entry["model"]
         minutes = f"{info['seconds'] / 60:.1f} min" if info.get("seconds") else "?"
         lines += [f"## {checkpoint}", "",
-                  f"Observation: {entry.get('observation')} state and the {' and '.join(entry.get('cameras', ['camera']))} "
-                  f"images ({entry.get('image_size', '?')} px); image encoder "
-                  f"{model.get('image_encoder')}; text FiLM: {model['text_film']}; trained {info.get('epoch')} epochs on "
-                  f"{info.get('train_episodes')} episodes ({info.get('train_samples')} steps) in {minutes}", "",
+                  f"Observation: {entry.get('observation')} state and the "
+                  f"{' and '.join(entry.get('cameras', ['camera']))} images ({entry.get('image_size', '?')} px); "
+                  f"image encoder {model.get('image_encoder')}; text FiLM: {model['text_film']}; "
+                  f"trained {info.get('epoch')} epochs on {info.get('train_episodes')} episodes "
+                  f"({info.get('train_samples')} steps) in {minutes}", "",
                   "| task | held-out paraphrase | 95% CI | mean steps | another task's instruction | black image "
                   "| single-task policy |", "| --- | --- | --- | --- | --- | --- | --- |"]
         held, other = entry["held_out"]["per_task"], entry["other_task"]["per_task"]
@@ -162,8 +163,9 @@ def render_table(r: dict) -> str:
                       "| task | observations | right instruction vs expert | another task's vs expert "
                       "| rewording shift | another task's shift |", "| --- | --- | --- | --- | --- | --- |"]
             for task, e in effect.items():
-                lines.append(f"| {task} | {e['observations']} | {e['right_vs_expert']:.3f} | {e['wrong_vs_expert']:.3f} "
-                             f"| {e['rewording_shift']:.3f} | {e['wrong_task_shift']:.3f} |")
+                lines.append(f"| {task} | {e['observations']} | {e['right_vs_expert']:.3f} | "
+                             f"{e['wrong_vs_expert']:.3f} | {e['rewording_shift']:.3f} | "
+                             f"{e['wrong_task_shift']:.3f} |")
             lines.append("")
     return "\n".join(lines)
 

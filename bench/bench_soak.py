@@ -92,7 +92,8 @@ def main() -> None:
     os.environ.update(bringup.ros_environment())
 
     sampler = Sampler(args.every)
-    result = bringup.run(0, "push-v3", "push the puck to the goal", overrides={"policy.checkpoint": args.checkpoint},
+    result = bringup.run(0, "push-v3", "push the puck to the goal",
+                         overrides={"policy_node.checkpoint": args.checkpoint},
                          duration=60 * args.minutes, observe=sampler)
     last = sampler.samples[-1] if sampler.samples else {"ticks": 0, "dropped_ticks": 0}
     nodes = sorted({name for s in sampler.samples for name in s["rss_mib"]})

@@ -3,7 +3,7 @@
     ros2 launch minivla_ros record_demos.launch.py out:=bags/push episodes:=100
     minivla bag2data bags/push --out data/push-ros          # then: minivla train --dataset data/push-ros
 
-The bag holds exactly the topics of the recording contract (minivla_ros/bag_types.py). The bridge
+The bag holds exactly the topics of the recording contract (graph.RECORDED in minivla_ros/graph.py). The bridge
 holds its first episode until the expert and the recorder subscribe, and stops stepping after
 `episodes` episodes; stop the launch with Ctrl-C then (the recorder closes the bag). If the
 recorder exits (it cannot write `out`, say) or cannot start (no `ros2` command), the whole launch
@@ -25,9 +25,9 @@ from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
+from minivla_core.config import field_of
 from minivla_core.envs.metaworld_env import instruction_for
-
-TOPICS = ["/camera/image_raw", "/robot_state", "/action_command", "/instruction", "/episode_status"]
+from minivla_ros import graph
 
 
 def publish_instruction(context):
@@ -36,8 +36,8 @@ def publish_instruction(context):
     task = LaunchConfiguration("task").perform(context)
     text = LaunchConfiguration("instruction").perform(context) or instruction_for(task)
     message = json.dumps({"data": text}, ensure_ascii=False)
-    return [ExecuteProcess(cmd=["ros2", "topic", "pub", "--once", "-w", "1", "/instruction", "std_msgs/msg/String",
-                                message], output="screen")]
+    return [ExecuteProcess(cmd=["ros2", "topic", "pub", "--once", "-w", "1", graph.INSTRUCTION.absolute,
+                                graph.INSTRUCTION.type, message], output="screen")]
 
 
 def start_recorder(context):
@@ -48,15 +48,15 @@ def start_recorder(context):
         reason = "cannot record: no `ros2` command on PATH (source your ROS 2 setup, or use `minivla record`)"
         return [LogInfo(msg=reason), EmitEvent(event=Shutdown(reason=reason))]
     recorder = ExecuteProcess(cmd=["ros2", "bag", "record", "-s", "mcap", "-o", LaunchConfiguration("out"),
-                                   "--topics", *TOPICS], output="screen")
+                                   "--topics", *(topic.absolute for topic in graph.RECORDED)], output="screen")
     return [recorder, RegisterEventHandler(OnProcessExit(target_action=recorder, on_exit=[
         EmitEvent(event=Shutdown(reason="the recorder (ros2 bag record) exited"))])), *publish_instruction(context)]
 
 
-def typed(argument, value_type):
-    """A launch argument as a parameter of the type the node declares: untyped, it is read as YAML, and
-    `step_rate:=30` would be an integer the bridge refuses."""
-    return ParameterValue(LaunchConfiguration(argument), value_type=value_type)
+def typed(argument, parameter):
+    """A launch argument as `parameter` of the type the node declares it (the config schema's): untyped, it is
+    read as YAML, and `step_rate:=30` would be an integer the bridge refuses."""
+    return ParameterValue(LaunchConfiguration(argument), value_type=type(field_of(parameter)[1]))
 
 
 def generate_launch_description():
@@ -73,9 +73,9 @@ def generate_launch_description():
                               description="instruction recorded with the demonstrations (empty: the task's own)"),
         OpaqueFunction(function=start_recorder),  # first: without a recorder nothing else starts
         Node(package="minivla_ros", executable="sim_bridge", name="sim_bridge", output="screen",
-             parameters=[params_file, {"env.task": typed("task", str), "env.seed": 0, "bridge.min_subscribers": 2,
-                                       "bridge.episodes": typed("episodes", int),
-                                       "bridge.step_rate": typed("step_rate", float)}]),
+             parameters=[params_file, {"env.task": typed("task", "env.task"), **graph.RECORD_BRIDGE_OVERRIDES,
+                                       "bridge.episodes": typed("episodes", "bridge.episodes"),
+                                       "bridge.step_rate": typed("step_rate", "bridge.step_rate")}]),
         Node(package="minivla_ros", executable="expert_node", name="expert_node", output="screen",
-             parameters=[{"expert.task": typed("task", str)}]),
+             parameters=[{"expert.task": typed("task", "expert.task")}]),
     ])

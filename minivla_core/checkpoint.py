@@ -188,7 +188,8 @@ def policy_from_payload(payload: dict, path: str | Path = "checkpoint") -> VLAPo
     try:
         policy.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:
-        raise CheckpointError(f"checkpoint {path} weights do not fit its own config: {str(exc).splitlines()[0]}") from exc
+        raise CheckpointError(f"checkpoint {path} weights do not fit its own config: "
+                              f"{str(exc).splitlines()[0]}") from exc
     return policy.eval()
 
 
@@ -201,7 +202,8 @@ def check_observation_matches(payload: dict, observation: str, path: str | Path,
                               f"to run it as it was trained")
 
 
-def load_policy(path: str | Path, state_dim: int | None = None, action_dim: int | None = None) -> tuple[VLAPolicy, dict]:
+def load_policy(path: str | Path, state_dim: int | None = None,
+                action_dim: int | None = None) -> tuple[VLAPolicy, dict]:
     """Load a policy for inference; optionally check it fits an environment's state/action sizes."""
     payload = read_checkpoint(path)
     for name, expected in (("state", state_dim), ("action", action_dim)):

@@ -1,14 +1,19 @@
 """One configuration schema for the whole project: dataclasses, read from and written to YAML.
 
-The CLI, the training loop, the evaluator and (later) the ROS nodes all read these classes.
-A YAML file holds any subset of the sections below; every key must be a known field, so a
-typo is an error instead of a silently ignored setting.
+Every way in reads these classes: `minivla --config FILE.yaml` and its flags (cli.py generates them
+from the fields below, with each field's comment as its help), the training loop, the evaluator, the
+ROS nodes (each declares its sections as parameters: minivla_ros/params.py) and the launch files. A
+YAML file holds any subset of the sections; every key must be a known field, so a typo is an error
+instead of a silently ignored setting.
 
-    env:    which Meta-World task, camera, image size, episode length, seed
-    model:  encoder sizes, action chunk, diffusion schedule and sampler
-    train:  optimisation
-    collect / eval:  how many episodes, where to write
-    bridge / policy / expert / recorder: the ROS nodes
+    env:          which Meta-World task, observation protocol, cameras, image size, episode length, seed
+    model:        the network: encoder sizes, action chunk, diffusion schedule and sampler
+    train / collect / eval:  `minivla train`, `collect`, `eval`
+    run:          `minivla run` and `record` (the ROS graph without ros2 launch)
+    bag2data:     `minivla bag2data` (demonstration bags -> a dataset)
+    bridge / policy_node / expert / recorder:  the ROS nodes (policy_node runs a trained `model`)
+
+A count of 0 for a sampler setting (inference_steps, n_action_steps) means "the checkpoint's own".
 """
 
 from __future__ import annotations
@@ -127,7 +132,8 @@ def check_model_config(config: ModelConfig, where: str = "model") -> ModelConfig
         if not 1 <= value <= limit:
             raise ConfigError(f"{where}.{name} must be in 1..{limit}, got {value}")
     if config.n_action_steps > config.horizon:
-        raise ConfigError(f"{where}.n_action_steps ({config.n_action_steps}) must not exceed horizon ({config.horizon})")
+        raise ConfigError(f"{where}.n_action_steps ({config.n_action_steps}) must not exceed horizon "
+                          f"({config.horizon})")
     if config.inference_steps > config.diffusion_steps:
         raise ConfigError(f"{where}.inference_steps ({config.inference_steps}) must not exceed diffusion_steps "
                           f"({config.diffusion_steps})")
@@ -140,14 +146,14 @@ def check_model_config(config: ModelConfig, where: str = "model") -> ModelConfig
 
 @dataclass
 class TrainConfig:
-    dataset: str = "data/push-v3"
-    out_dir: str = "runs/push-v3"
-    epochs: int = 60
-    batch_size: int = 128
+    dataset: str = "data/push-v3"  # dataset folder (minivla collect or bag2data)
+    out_dir: str = "runs/push-v3"  # run folder for best.pt, last.pt, loss.png, history.json
+    epochs: int = 60  # passes over the training episodes
+    batch_size: int = 128  # observations per optimisation step
     noise_samples_per_obs: int = 4  # diffusion targets per encoded observation (cheap extra signal)
-    lr: float = 3e-4
-    weight_decay: float = 1e-6
-    warmup_steps: int = 200
+    lr: float = 3e-4  # AdamW learning rate, after warm-up; decays to zero along a cosine
+    weight_decay: float = 1e-6  # AdamW weight decay
+    warmup_steps: int = 200  # optimisation steps of linear learning-rate warm-up
     ema_decay: float = 0.995  # evaluation and checkpoints use the EMA weights
     val_fraction: float = 0.1  # share of episodes held out for validation
     # Random-shift augmentation, pixels (0 disables). Off by default: the camera is fixed, so where the puck
@@ -158,14 +164,15 @@ class TrainConfig:
     # share of samples relabelled with an instruction of a task in another scene and a hold-still
     # target: the policy learns that the words, not the scene alone, say what to do
     foreign_instructions: float = 0.0
-    device: str = "cpu"
+    device: str = "cpu"  # "cpu" or "cuda"
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
-    seed: int = 0
+    seed: int = 0  # weights, batches and noise
+    resume: str = ""  # continue from this last.pt (empty: start afresh)
 
 
 @dataclass
 class CollectConfig:
-    out: str = "data/push-v3"
+    out: str = "data/push-v3"  # dataset folder; episodes are appended if it exists
     episodes: int = 100  # successful episodes to keep, per task
     max_attempts_factor: float = 2.0  # give up after episodes * factor attempts
     tasks: list[str] = field(default_factory=list)  # several tasks into one dataset (empty: env.task)
@@ -175,15 +182,36 @@ class CollectConfig:
 
 @dataclass
 class EvalConfig:
-    checkpoint: str = "checkpoints/push_v3.pt"
+    checkpoint: str = "checkpoints/push_v3.pt"  # the policy to evaluate (or to describe: minivla info)
     episodes: int = 50  # per task
     seed: int = 1000  # variants for evaluation; differs from collection's seed on purpose
     tasks: list[str] = field(default_factory=list)  # empty: the task(s) the checkpoint was trained on
     instructions: str = "plain"  # "plain", "held_out" (paraphrases never trained on), "other_task"
+    instruction: str = ""  # one instruction for every episode (empty: as `instructions` says)
     image_ablation: str = "none"  # "black", "frozen" or "shuffled": what the policy sees instead (evaluate.py)
+    inference_steps: int = 0  # DDIM steps per sampling call (0 = the checkpoint's)
+    n_action_steps: int = 0  # actions executed per chunk (0 = the checkpoint's)
     video_dir: str = ""  # when set, one mp4 per episode is written there
     json: str = ""  # when set, results are written there as JSON
     threads: int = 1  # torch CPU threads for the policy (1 = a laptop-like budget)
+
+
+@dataclass
+class RunConfig:
+    """`minivla run` and `minivla record`: the ROS graph started without ros2 launch (minivla_ros/bringup.py)."""
+
+    episodes: int = 10  # episodes to run (or record) and report
+    params_file: str = ""  # ROS parameter file of the nodes (empty: the package's config/sim_policy.yaml)
+    json: str = ""  # when set, `minivla run` writes its results there as JSON
+
+
+@dataclass
+class Bag2DataConfig:
+    """`minivla bag2data`: demonstration bags -> a dataset (minivla_ros/bag2data.py)."""
+
+    bags: list[str] = field(default_factory=list)  # rosbag2 folders (MCAP or sqlite3) or .mcap files
+    out: str = "data/from-bags"  # dataset folder (created, or appended to)
+    keep_failed: bool = False  # keep episodes that did not succeed
 
 
 @dataclass
@@ -200,7 +228,7 @@ class BridgeConfig:
 class PolicyNodeConfig:
     """The policy node (minivla_ros/policy_node.py)."""
 
-    checkpoint: str = "checkpoints/push_v3.pt"
+    checkpoint: str = "checkpoints/push_v3.pt"  # the policy (relative: working directory, then package share)
     control_rate: float = 20.0  # action commands per second
     inference_steps: int = 0  # DDIM steps per sampling call (0 = the checkpoint's)
     n_action_steps: int = 0  # actions executed per chunk (0 = the checkpoint's)
@@ -223,6 +251,7 @@ class RecorderConfig:
 
     out: str = "bags/demos"  # rosbag2 folder to create (must not exist yet)
     storage: str = "mcap"  # "mcap" or "sqlite3"
+    instruction: str = ""  # published with the demonstrations (empty: the task's own, e.g. 'push the puck to the goal')
 
 
 @dataclass
@@ -232,8 +261,10 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     collect: CollectConfig = field(default_factory=CollectConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    bag2data: Bag2DataConfig = field(default_factory=Bag2DataConfig)
     bridge: BridgeConfig = field(default_factory=BridgeConfig)
-    policy: PolicyNodeConfig = field(default_factory=PolicyNodeConfig)
+    policy_node: PolicyNodeConfig = field(default_factory=PolicyNodeConfig)
     expert: ExpertNodeConfig = field(default_factory=ExpertNodeConfig)
     recorder: RecorderConfig = field(default_factory=RecorderConfig)
 
@@ -282,8 +313,11 @@ def _coerce(value: Any, kind: type, where: str, declared: str = "") -> Any:
 
 def load_config(path: str | Path | None = None) -> Config:
     """Defaults, overridden by the YAML file at `path` when given."""
-    if path is None:
-        return Config()
+    return Config() if path is None else Config.from_dict(read_config_file(path))
+
+
+def read_config_file(path: str | Path) -> dict:
+    """The sections a YAML config file sets, as written (not yet checked against the schema)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
@@ -291,8 +325,63 @@ def load_config(path: str | Path | None = None) -> Config:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
-    return Config.from_dict(data)
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: expected a mapping of sections, got {type(data).__name__}")
+    return data or {}
 
 
 def save_config(config: Config, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+# --- the schema as data: what cli.py, params.py and the launch files generate their interfaces from --------
+
+# Fields whose value is one of a few names (offered as choices on the command line).
+CHOICES = {"env.observation": tuple(OBSERVATIONS), "model.image_encoder": IMAGE_ENCODERS,
+           "model.prediction_type": PREDICTION_TYPES, "train.device": ("cpu", "cuda"),
+           "eval.instructions": ("plain", "held_out", "other_task"),
+           "eval.image_ablation": ("none", "black", "frozen", "shuffled"), "recorder.storage": ("mcap", "sqlite3")}
+
+
+def field_of(path: str) -> tuple[dataclasses.Field, Any]:
+    """("section.field") -> (its dataclasses.Field, its default value); ConfigError for an unknown name."""
+    section, _, name = path.partition(".")
+    sections = {f.name: f for f in dataclasses.fields(Config)}
+    if section not in sections:
+        raise ConfigError(f"unknown config section {section!r} in {path!r}; sections are {sorted(sections)}")
+    defaults = getattr(Config(), section)
+    fields = {f.name: f for f in dataclasses.fields(defaults)}
+    if name not in fields:
+        raise ConfigError(f"unknown config field {path!r}; {section} has {sorted(fields)}")
+    return fields[name], getattr(defaults, name)
+
+
+def field_docs() -> dict[str, str]:
+    """"section.field" -> the comment written beside (or just above) the field in this file: the help text of
+    the command-line flags, so a field is documented once, where it is declared."""
+    section_of = {type(getattr(Config(), f.name)).__name__: f.name for f in dataclasses.fields(Config)}
+    docs, section, above = {}, None, []
+    for line in Path(__file__).read_text().splitlines():
+        if line.startswith("class "):
+            section, above = section_of.get(line[6:].split("(")[0].split(":")[0]), []
+        elif section and line.startswith("    # "):
+            above.append(line.strip()[2:])
+        elif section and line.startswith("    ") and not line.startswith("     ") and ": " in line and " = " in line:
+            name = line.split(":")[0].strip()
+            comment = line.split("  # ", 1)[1] if "  # " in line else " ".join(above)
+            docs[f"{section}.{name}"] = " ".join(comment.split())
+            above = []
+        else:
+            above = []
+    return docs
+
+
+def set_value(data: dict, path: str, value: Any) -> None:
+    """Put `value` at "section.field" of a nested mapping such as a YAML config's."""
+    field_of(path)
+    section, name = path.split(".", 1)
+    data.setdefault(section, {})
+    if not isinstance(data[section], dict):
+        raise ConfigError(f"config section {section}: expected a mapping, got {data[section]!r}")
+    data[section][name] = value
+

@@ -134,7 +134,7 @@ def write_video(path: Path, frames: list[np.ndarray], fps: int = 20, scale: int 
 INSTRUCTION_MODES = ("plain", "held_out", "other_task")
 
 
-def instructions_for(task: str, mode: str, all_tasks: list[str]) -> list[str]:
+def eval_instructions(task: str, mode: str, all_tasks: list[str]) -> list[str]:
     """The instructions an evaluation of `task` cycles through.
 
     plain: the task's own instruction. held_out: its paraphrases that were never trained on.
@@ -192,7 +192,8 @@ def evaluate_task(policy, payload: dict, task: str, eval_config: EvalConfig, env
             per_episode.append({"episode": episode, "success": obs.success, "steps": env.step_count,
                                 "instruction": instruction})
             if video_dir:
-                write_video(video_dir / f"{env.task}_ep{episode:03d}_{'success' if obs.success else 'fail'}.mp4", frames)
+                write_video(video_dir / f"{env.task}_ep{episode:03d}_{'success' if obs.success else 'fail'}.mp4",
+                            frames)
             bar.set_postfix(success=f"{sum(e['success'] for e in per_episode)}/{len(per_episode)}")
     finally:
         bar.close()
@@ -263,26 +264,27 @@ def result_dict(result: EvalResult) -> dict:
     return data
 
 
-def evaluate(eval_config: EvalConfig, env_base: EnvConfig, task: str | None = None, instruction: str | None = None,
-             inference_steps: int | None = None, n_action_steps: int | None = None,
-             progress: bool = True) -> MultiEvalResult:
-    """Closed-loop evaluation of eval_config.checkpoint on each task (eval.tasks, `task`, or the
-    checkpoint's own), with an explicit `instruction` or those of eval.instructions. The sampler
-    settings default to the checkpoint's."""
+def evaluate(eval_config: EvalConfig, env_base: EnvConfig, progress: bool = True) -> MultiEvalResult:
+    """Closed-loop evaluation of eval.checkpoint on each of eval.tasks (empty: the checkpoint's own), with
+    eval.instruction for every episode or else those of eval.instructions. The sampler settings
+    (eval.inference_steps, eval.n_action_steps) default to the checkpoint's."""
     if eval_config.threads > 0:
         torch.set_num_threads(eval_config.threads)
     policy, payload = load_policy(eval_config.checkpoint)
     check_observation_matches(payload, env_base.observation, eval_config.checkpoint, "env.observation")
     trained = payload["env"].get("tasks") or [payload["env"]["task"]]
-    tasks = [task] if task else (eval_config.tasks or trained)
+    tasks = eval_config.tasks or trained
     for name in tasks:
         check_task(name)
     per_task = {}
     for name in tasks:
-        instructions = [instruction] if instruction else instructions_for(name, eval_config.instructions, trained)
-        per_task[name] = evaluate_task(policy, payload, name, eval_config, env_base, instructions, inference_steps,
-                                       n_action_steps, progress)
-    return MultiEvalResult(str(eval_config.checkpoint), "given" if instruction else eval_config.instructions, per_task)
+        instructions = ([eval_config.instruction] if eval_config.instruction
+                        else eval_instructions(name, eval_config.instructions, trained))
+        per_task[name] = evaluate_task(policy, payload, name, eval_config, env_base, instructions,
+                                       eval_config.inference_steps or None, eval_config.n_action_steps or None,
+                                       progress)
+    mode = "given" if eval_config.instruction else eval_config.instructions
+    return MultiEvalResult(str(eval_config.checkpoint), mode, per_task)
 
 
 def write_json(result: MultiEvalResult, path: str | Path) -> None:

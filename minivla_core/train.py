@@ -23,7 +23,7 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -116,8 +116,19 @@ def hold_still(chunks: torch.Tensor) -> torch.Tensor:
     return still
 
 
+@dataclass
+class Batch:
+    """What one optimisation step sees: B samples (diffusion_policy's obs / action dict, as named tensors)."""
+
+    images: torch.Tensor  # (B, cameras, 3, H, W) floats in [0, 1]
+    states: torch.Tensor  # (B, state_dim)
+    tokens: torch.Tensor  # (B, max_tokens) instruction word ids
+    lengths: torch.Tensor  # (B,) words per instruction
+    chunks: torch.Tensor  # (B, horizon, action_dim) the demonstrated actions from this step on
+
+
 def batch_inputs(data: StepDataset, index: torch.Tensor, text: InstructionTable, device, shift: int = 0,
-                 generator=None, word_dropout: float = 0.0, foreign_instructions: float = 0.0):
+                 generator=None, word_dropout: float = 0.0, foreign_instructions: float = 0.0) -> Batch:
     images = random_shift(data.images[index].to(device).float() / 255.0, shift, generator)
     rows, chunks = data.instructions[index], data.chunks[index]
     if foreign_instructions > 0:
@@ -128,7 +139,7 @@ def batch_inputs(data: StepDataset, index: torch.Tensor, text: InstructionTable,
     if word_dropout > 0:  # some words become <unk> (id 1), as unseen words will at run time
         dropped = (torch.rand(tokens.shape, generator=generator) < word_dropout) & (tokens > 0)
         tokens = tokens.masked_fill(dropped, 1)
-    return images, data.states[index].to(device), tokens.to(device), text.lengths[rows], chunks.to(device)
+    return Batch(images, data.states[index].to(device), tokens.to(device), text.lengths[rows], chunks.to(device))
 
 
 @torch.no_grad()
@@ -140,9 +151,9 @@ def validation_loss(policy, data: StepDataset, text, device, batch_size: int) ->
     total = 0.0
     for start in range(0, len(data), batch_size):
         index = torch.arange(start, min(start + batch_size, len(data)))
-        images, states, tokens, lengths, chunks = batch_inputs(data, index, text, device)
-        cond = policy.encode(images, states, tokens, lengths)
-        total += policy.head.loss(policy.action_normalizer.normalize(chunks), cond, generator).item() * len(index)
+        batch = batch_inputs(data, index, text, device)
+        cond = policy.encode(batch.images, batch.states, batch.tokens, batch.lengths)
+        total += policy.head.loss(policy.action_normalizer.normalize(batch.chunks), cond, generator).item() * len(index)
     return total / len(data)
 
 
@@ -175,17 +186,74 @@ def resolve_device(name: str) -> torch.device:
 
 
 def train(config: Config, resume: str | None = None, progress: bool = True) -> dict:
-    tc, mc = config.train, config.model
-    for name in ("val_fraction", "word_dropout", "foreign_instructions"):
-        if not 0.0 <= getattr(tc, name) < 1.0:
-            raise ConfigError(f"train.{name} is a share of samples: it must be in [0, 1), got {getattr(tc, name)}")
-    check_model_config(mc)
+    """Train on train.dataset, write best.pt / last.pt / loss.png / history.json to train.out_dir."""
+    tc = config.train
+    check_settings(config)
     device = resolve_device(tc.device)
     if tc.threads > 0:
         torch.set_num_threads(tc.threads)
     torch.manual_seed(tc.seed)
     np.random.seed(tc.seed)
 
+    meta, episodes = load_checked_dataset(config)
+    train_eps, val_eps = split_episodes(episodes, tc.val_fraction, tc.seed)
+    policy, text, train_data, val_data = build_policy_and_data(config, meta, episodes, train_eps, val_eps)
+    policy.to(device)
+    ema = copy.deepcopy(policy).eval().requires_grad_(False)  # evaluation and checkpoints use these weights
+
+    steps_per_epoch = max(1, len(train_data) // tc.batch_size)
+    optimizer, scheduler = make_optimizer(policy, tc, total_steps=steps_per_epoch * tc.epochs)
+    history = {"train_loss": [], "val_loss": [], "seconds": []}
+    start_epoch, best_val = 0, float("inf")
+    if resume:
+        history, best_val = restore_training(resume, policy, ema, optimizer, scheduler)
+        start_epoch = len(history["train_loss"])
+        torch.manual_seed(tc.seed + start_epoch)
+
+    out_dir = Path(tc.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env_info = checkpoint_env(config, meta, episodes)
+    generator = torch.Generator().manual_seed(tc.seed + start_epoch)
+    started = time.perf_counter() - (history["seconds"][-1] if history["seconds"] else 0.0)
+    bar = tqdm(total=steps_per_epoch * tc.epochs, initial=start_epoch * steps_per_epoch, desc="train", unit="step",
+               disable=not progress)
+    for epoch in range(start_epoch, tc.epochs):
+        train_loss = train_one_epoch(policy, ema, optimizer, scheduler, train_data, text, tc, device, generator,
+                                     epoch, steps_per_epoch, bar)
+        val = validation_loss(ema, val_data, text, device, 512) if val_data else float("nan")
+        history["train_loss"].append(train_loss)
+        history["val_loss"].append(val)
+        history["seconds"].append(time.perf_counter() - started)
+        info = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val,
+                "train_episodes": len(train_eps), "val_episodes": len(val_eps), "train_samples": len(train_data),
+                "seconds": history["seconds"][-1], "dataset": str(tc.dataset), "train_config": asdict(tc)}
+        if val_data is None or val < best_val:
+            best_val = val if val_data else best_val
+            save_checkpoint(out_dir / "best.pt", ema, env_info, info)
+        training = {"model": policy.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "history": history, "best_val": best_val}
+        save_checkpoint(out_dir / "last.pt", ema, env_info, info, training)
+        (out_dir / "history.json").write_text(json.dumps(history, indent=1))
+        plot_history(history, out_dir / "loss.png")
+        bar.write(f"epoch {epoch + 1}/{tc.epochs}  train {train_loss:.4f}  val {val:.4f}")
+    bar.close()
+    return {"history": history, "out_dir": str(out_dir), "best_val": best_val,
+            "seconds": history["seconds"][-1] if history["seconds"] else 0.0}
+
+
+# --- the steps of train(), in the order it takes them -----------------------------------------------------
+
+def check_settings(config: Config) -> None:
+    for name in ("val_fraction", "word_dropout", "foreign_instructions"):
+        value = getattr(config.train, name)
+        if not 0.0 <= value < 1.0:
+            raise ConfigError(f"train.{name} is a share of samples: it must be in [0, 1), got {value}")
+    check_model_config(config.model)
+
+
+def load_checked_dataset(config: Config):
+    """The dataset's meta and episodes, refused if they were recorded for another env than config.env."""
+    tc = config.train
     meta, episodes = load_episodes(tc.dataset)
     if meta["image_size"] != config.env.image_size:
         raise DatasetError(f"dataset {tc.dataset} has {meta['image_size']}px images but env.image_size is "
@@ -197,7 +265,12 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> d
     if meta["extra_cameras"] != config.env.extra_cameras:
         raise DatasetError(f"dataset {tc.dataset} has the extra cameras {meta['extra_cameras']} but "
                            f"env.extra_cameras is {config.env.extra_cameras}")
-    train_eps, val_eps = split_episodes(episodes, tc.val_fraction, tc.seed)
+    return meta, episodes
+
+
+def build_policy_and_data(config: Config, meta: dict, episodes, train_eps, val_eps):
+    """A fresh policy whose vocabulary and normalisers come from the training data, and the data as tensors."""
+    tc, mc = config.train, config.model
     scene_of_instruction = {e.instruction: scene_of(e.task) for e in episodes}
     instructions = sorted(scene_of_instruction)
     scene_ids = {scene: i for i, scene in enumerate(sorted(set(scene_of_instruction.values())))}
@@ -213,85 +286,75 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> d
     val_data = StepDataset(val_eps, mc.horizon, ids, scene_ids) if val_eps else None
     policy.state_normalizer.fit(train_data.states)
     policy.action_normalizer.fit(train_data.chunks)
-    policy.to(device)
-    ema = copy.deepcopy(policy).eval().requires_grad_(False)
+    return policy, text, train_data, val_data
 
-    steps_per_epoch = max(1, len(train_data) // tc.batch_size)
-    total_steps = steps_per_epoch * tc.epochs
+
+def make_optimizer(policy: VLAPolicy, tc, total_steps: int):
+    """AdamW with a linear warm-up, then a cosine decay to zero at the last step."""
     optimizer = torch.optim.AdamW(policy.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
 
-    def lr_factor(step: int) -> float:  # linear warm-up, then cosine decay to zero
+    def lr_factor(step: int) -> float:
         if step < tc.warmup_steps:
             return (step + 1) / tc.warmup_steps
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - tc.warmup_steps) / max(1, total_steps - tc.warmup_steps))))
+        progress = min(1.0, (step - tc.warmup_steps) / max(1, total_steps - tc.warmup_steps))
+        return 0.5 * (1 + math.cos(math.pi * progress))
 
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-    history = {"train_loss": [], "val_loss": [], "seconds": []}
-    start_epoch, best_val = 0, float("inf")
-    if resume:
-        state = read_checkpoint(resume).get("training")
-        if state is None:
-            raise ConfigError(f"{resume} has no training state; resume from a last.pt")
-        policy.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        history = state["history"]
-        start_epoch, best_val = len(history["train_loss"]), float(state["best_val"])
-        torch.manual_seed(tc.seed + start_epoch)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
 
-    out_dir = Path(tc.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+
+def restore_training(resume: str, policy, ema, optimizer, scheduler) -> tuple[dict, float]:
+    """Weights, optimiser and schedule from a last.pt; returns its history and best validation loss."""
+    state = read_checkpoint(resume).get("training")
+    if state is None:
+        raise ConfigError(f"{resume} has no training state; resume from a last.pt")
+    policy.load_state_dict(state["model"])
+    ema.load_state_dict(state["ema"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    return state["history"], float(state["best_val"])
+
+
+def checkpoint_env(config: Config, meta: dict, episodes) -> dict:
+    """What a checkpoint records of the env it was trained for (checkpoint.py reads it back)."""
     tasks = sorted({e.task for e in episodes})
     camera = meta["camera"] or camera_of(config.env)
-    env_info = {"task": tasks[0], "tasks": tasks, "observation": meta["observation"], "camera": camera["name"],
-                "camera_position": camera["position"], "extra_cameras": meta["extra_cameras"],
-                "image_size": meta["image_size"]}
-    generator = torch.Generator().manual_seed(tc.seed + start_epoch)
-    started = time.perf_counter() - (history["seconds"][-1] if history["seconds"] else 0.0)
-    bar = tqdm(total=total_steps, initial=start_epoch * steps_per_epoch, desc="train", unit="step", disable=not progress)
-    for epoch in range(start_epoch, tc.epochs):
-        policy.train()
-        order = torch.randperm(len(train_data), generator=generator)
-        epoch_loss = 0.0
-        for step in range(steps_per_epoch):
-            index = order[step * tc.batch_size: (step + 1) * tc.batch_size]
-            images, states, tokens, lengths, chunks = batch_inputs(train_data, index, text, device, tc.image_shift,
-                                                                   generator, tc.word_dropout, tc.foreign_instructions)
-            loss = policy.compute_loss(images, states, tokens, lengths, chunks, tc.noise_samples_per_obs)
-            if not torch.isfinite(loss):  # one NaN step would make every weight NaN, and the EMA with it
-                raise TrainingError(f"the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; stopped "
-                                    f"without writing this epoch (lower train.lr, or check {tc.dataset})")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            with torch.no_grad():
-                decay = min(tc.ema_decay, (1 + scheduler.last_epoch) / (10 + scheduler.last_epoch))
-                for p_ema, p in zip(ema.parameters(), policy.parameters()):
-                    p_ema.lerp_(p, 1 - decay)
-                for b_ema, b in zip(ema.buffers(), policy.buffers()):
-                    b_ema.copy_(b)
-            epoch_loss += loss.item()
-            bar.update(1)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.4f}")
-        val = validation_loss(ema, val_data, text, device, 512) if val_data else float("nan")
-        history["train_loss"].append(epoch_loss / steps_per_epoch)
-        history["val_loss"].append(val)
-        history["seconds"].append(time.perf_counter() - started)
-        info = {"epoch": epoch + 1, "train_loss": history["train_loss"][-1], "val_loss": val,
-                "train_episodes": len(train_eps), "val_episodes": len(val_eps), "train_samples": len(train_data),
-                "seconds": history["seconds"][-1], "dataset": str(tc.dataset), "train_config": asdict(tc)}
-        if val_data is None or val < best_val:
-            best_val = val if val_data else best_val
-            save_checkpoint(out_dir / "best.pt", ema, env_info, info)
-        training = {"model": policy.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "history": history, "best_val": best_val}
-        save_checkpoint(out_dir / "last.pt", ema, env_info, info, training)
-        (out_dir / "history.json").write_text(json.dumps(history, indent=1))
-        plot_history(history, out_dir / "loss.png")
-        bar.write(f"epoch {epoch + 1}/{tc.epochs}  train {history['train_loss'][-1]:.4f}  val {val:.4f}")
-    bar.close()
-    return {"history": history, "out_dir": str(out_dir), "best_val": best_val,
-            "seconds": history["seconds"][-1] if history["seconds"] else 0.0}
+    return {"task": tasks[0], "tasks": tasks, "observation": meta["observation"], "camera": camera["name"],
+            "camera_position": camera["position"], "extra_cameras": meta["extra_cameras"],
+            "image_size": meta["image_size"]}
+
+
+def train_one_epoch(policy, ema, optimizer, scheduler, data: StepDataset, text: InstructionTable, tc, device,
+                    generator: torch.Generator, epoch: int, steps: int, bar) -> float:
+    """One pass over the shuffled training samples; returns the mean loss."""
+    policy.train()
+    order = torch.randperm(len(data), generator=generator)
+    total = 0.0
+    for step in range(steps):
+        index = order[step * tc.batch_size: (step + 1) * tc.batch_size]
+        batch = batch_inputs(data, index, text, device, tc.image_shift, generator, tc.word_dropout,
+                             tc.foreign_instructions)
+        loss = policy.compute_loss(batch.images, batch.states, batch.tokens, batch.lengths, batch.chunks,
+                                   tc.noise_samples_per_obs)
+        if not torch.isfinite(loss):  # one NaN step would make every weight NaN, and the EMA with it
+            raise TrainingError(f"the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; stopped "
+                                f"without writing this epoch (lower train.lr, or check {tc.dataset})")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        update_ema(ema, policy, tc.ema_decay, scheduler.last_epoch)
+        total += loss.item()
+        bar.update(1)
+        bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.4f}")
+    return total / steps
+
+
+@torch.no_grad()
+def update_ema(ema, policy, max_decay: float, step: int) -> None:
+    """Exponential moving average of the weights, with a decay that warms up over the first steps."""
+    decay = min(max_decay, (1 + step) / (10 + step))
+    for p_ema, p in zip(ema.parameters(), policy.parameters()):
+        p_ema.lerp_(p, 1 - decay)
+    for b_ema, b in zip(ema.buffers(), policy.buffers()):
+        b_ema.copy_(b)

@@ -28,8 +28,11 @@ from minivla_core.config import OBSERVATIONS
 from minivla_core.data.dataset import DatasetWriter
 from minivla_core.envs.metaworld_env import instruction_for
 from minivla_core.errors import DatasetError
-from minivla_ros.bag_types import RECORDED_TOPICS, REQUIRED_TOPICS, make_typestore
+from minivla_ros import graph
+from minivla_ros.bag_types import make_typestore
 from minivla_ros.images import decode_image
+
+RECORDED_NAMES = {topic.absolute for topic in graph.RECORDED}  # the topics read; any others in a bag are skipped
 
 
 @dataclass
@@ -88,7 +91,7 @@ def _read_mcap(file: Path, typestore) -> Iterator[tuple[str, object]]:
                     yield "__channel__", 0, record.topic
                 elif isinstance(record, Message) and record.channel_id in channels:
                     topic, msgtype = channels[record.channel_id]
-                    if topic in RECORDED_TOPICS:
+                    if topic in RECORDED_NAMES:
                         yield topic, record.log_time, typestore.deserialize_cdr(bytes(record.data), msgtype)
         except (McapError, EOFError, ValueError, AssertionError, KeyError) as exc:
             if not channels:
@@ -107,7 +110,7 @@ def _read_rosbag2(path: Path, typestore) -> Iterator[tuple[str, object]]:
     try:
         for connection in reader.connections:
             yield "__channel__", 0, connection.topic
-        wanted = [c for c in reader.connections if c.topic in RECORDED_TOPICS]
+        wanted = [c for c in reader.connections if c.topic in RECORDED_NAMES]
         try:
             for connection, log_time, raw in reader.messages(connections=wanted):
                 yield connection.topic, log_time, reader.deserialize(raw, connection.msgtype)
@@ -117,8 +120,10 @@ def _read_rosbag2(path: Path, typestore) -> Iterator[tuple[str, object]]:
         reader.close()
 
 
-TOPIC_ORDER = {topic: i for i, topic in enumerate(
-    ("/instruction", "/camera/image_raw", "/robot_state", "/episode_status", "/action_command"))}
+# Messages with the same stamp are taken in this order: what the episode is about, the observation, the episode's
+# status after it, then the action that answers it.
+TOPIC_ORDER = {topic.absolute: i for i, topic in enumerate(
+    (graph.INSTRUCTION, graph.IMAGE, graph.STATE, graph.EPISODE_STATUS, graph.ACTION))}
 
 
 def in_stamp_order(messages: Iterator[tuple[str, int, object]], window_ns: int = 2_000_000_000):
@@ -143,7 +148,8 @@ def in_stamp_order(messages: Iterator[tuple[str, int, object]], window_ns: int =
             yield topic, msg
             continue
         stamp = getattr(getattr(msg, "header", None), "stamp", None)
-        key = stamp.sec * 1_000_000_000 + stamp.nanosec if stamp is not None and (stamp.sec or stamp.nanosec) else log_time
+        stamped = stamp is not None and (stamp.sec or stamp.nanosec)
+        key = stamp.sec * 1_000_000_000 + stamp.nanosec if stamped else log_time
         heapq.heappush(heap, (key, TOPIC_ORDER[topic], count, topic, msg))
         count += 1
         while heap and heap[0][0] < log_time - window_ns:
@@ -214,14 +220,14 @@ def convert_bag(bag: Path, typestore, out, keep_failed: bool, summary: Summary, 
                 topics.add(msg)
                 continue
             messages += 1
-            if topic == "/camera/image_raw":
+            if topic == graph.IMAGE.absolute:
                 image = image_array(msg)
-            elif topic == "/robot_state":
+            elif topic == graph.STATE.absolute:
                 state = np.asarray(msg.state, dtype=np.float32)
                 observation = state_protocol(msg, bag, observation)
-            elif topic == "/instruction":
+            elif topic == graph.INSTRUCTION.absolute:
                 instruction = msg.data
-            elif topic == "/action_command":
+            elif topic == graph.ACTION.absolute:
                 if image is None or state is None or episode is None:
                     summary.unpaired_actions += 1
                     continue
@@ -232,7 +238,7 @@ def convert_bag(bag: Path, typestore, out, keep_failed: bool, summary: Summary, 
                     steps[-1] = (image, state, action, step)  # a newer command for the same observation
                 else:
                     steps.append((image, state, action, step))
-            elif topic == "/episode_status":
+            elif topic == graph.EPISODE_STATUS.absolute:
                 if msg.episode != episode and steps:  # a new episode without a done for the old one
                     summary.dropped_incomplete += 1
                     steps = []
@@ -252,7 +258,7 @@ def convert_bag(bag: Path, typestore, out, keep_failed: bool, summary: Summary, 
         summary.dropped_incomplete += 1
     if messages == 0 and not summary.truncated:
         raise DatasetError(f"bag {bag} has no messages")
-    missing = [t for t in REQUIRED_TOPICS if t not in topics]
+    missing = [t.absolute for t in graph.RECORDED if t.required and t.absolute not in topics]
     if missing:
         raise DatasetError(f"bag {bag} lacks the required topic(s) {', '.join(missing)} "
                            f"(recorded: {', '.join(sorted(topics)) or 'none'})")

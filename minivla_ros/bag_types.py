@@ -1,10 +1,5 @@
-"""The recording contract: which topics a demonstration bag holds, and the message types to read
-and write them with `rosbags` (no rclpy needed: bag conversion runs on any machine).
-
-The equivalent command on a machine with ROS 2:
-
-    ros2 bag record -s mcap -o bags/demos /camera/image_raw /robot_state /action_command \\
-        /instruction /episode_status
+"""The message types of a demonstration bag, to read and write it with `rosbags` (no rclpy needed:
+bag conversion runs on any machine). Which topics a bag holds is graph.RECORDED.
 """
 
 from __future__ import annotations
@@ -12,16 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
-
-# topic -> message type, the five topics of a demonstration recording
-RECORDED_TOPICS = {
-    "/camera/image_raw": "sensor_msgs/msg/Image",
-    "/robot_state": "minivla_ros/msg/RobotState",
-    "/action_command": "minivla_ros/msg/ActionCommand",
-    "/instruction": "std_msgs/msg/String",
-    "/episode_status": "minivla_ros/msg/EpisodeStatus",
-}
-REQUIRED_TOPICS = ("/camera/image_raw", "/robot_state", "/action_command", "/episode_status")
 
 
 def msg_dir() -> Path:

@@ -35,8 +35,9 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from std_msgs.msg import String
 
+from minivla_core.config import field_of
 from minivla_core.errors import GraphError
-from minivla_ros import qos
+from minivla_ros import graph, qos
 from minivla_ros.msg import EpisodeStatus, PolicyStatus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,27 +84,43 @@ def ros_environment(env: dict | None = None) -> dict:
     env.setdefault("FASTRTPS_DEFAULT_PROFILES_FILE", str(LOOPBACK_PROFILE))
     env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", env["FASTRTPS_DEFAULT_PROFILES_FILE"])
     env.setdefault("ROS_HOME", tempfile.mkdtemp(prefix="minivla-ros-home-"))
-    env.setdefault("MUJOCO_GL", "egl")
     env.setdefault("RCUTILS_CONSOLE_OUTPUT_FORMAT", "[{severity}] [{name}]: {message}")
     return env
 
 
-def node_command(module: str, params_file: Path, overrides: dict) -> list[str]:
-    """The command line that runs one node module with a parameter file and single overrides."""
-    command = [sys.executable, "-m", module, "--ros-args", "--params-file", str(params_file)]
+def parameter_text(name: str, value) -> str:
+    """A value as `-p name:=TEXT` wants it: YAML of the type the node declares for that config field, so
+    20 for a float field goes as 20.0 (an integer would be refused) and any string survives quoting. Text
+    for a field that is not a string (e.g. "[gripperPOV]") is passed as it is, as on a command line."""
+    field, default = field_of(name)
+    if isinstance(value, str) and not isinstance(default, str):
+        return value
+    if isinstance(default, float):
+        value = float(value)
+    elif isinstance(default, list):
+        value = [float(v) if "float" in str(field.type) else str(v) for v in value]
+    elif isinstance(default, str):
+        value = str(value)  # e.g. a Path
+    return json.dumps(value, ensure_ascii=False)
+
+
+def node_command(node: str, params_file: Path, overrides: dict) -> list[str]:
+    """The command line that runs one node (a name in graph.NODES) with a parameter file and single overrides
+    ("section.field": value)."""
+    command = [sys.executable, "-m", graph.NODES[node], "--ros-args", "--params-file", str(params_file)]
     for name, value in overrides.items():
-        command += ["-p", f"{name}:={value}"]
+        command += ["-p", f"{name}:={parameter_text(name, value)}"]
     return command
 
 
-def start_node(module: str, params_file: Path, overrides: dict, env: dict) -> subprocess.Popen:
+def start_node(node: str, params_file: Path, overrides: dict, env: dict) -> subprocess.Popen:
     """One node in a process of its own. Its output is echoed line by line and its last lines are kept
     (process.tail), so that if it dies its reason can be named. It ends with this process, even if this
     one is killed outright (MINIVLA_PARENT_PID: see minivla_ros/spin.py)."""
-    process = subprocess.Popen(node_command(module, params_file, overrides), env={**env, "MINIVLA_PARENT_PID":
+    process = subprocess.Popen(node_command(node, params_file, overrides), env={**env, "MINIVLA_PARENT_PID":
                                str(os.getpid())}, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, errors="replace")
-    process.name = module.rsplit(".", 1)[-1]
+    process.name = node
     process.tail = collections.deque(maxlen=20)
 
     def echo():
@@ -158,9 +175,11 @@ class Monitor(Node):
 
     def __init__(self, context):
         super().__init__("minivla_run", context=context)
-        self.instruction_pub = self.create_publisher(String, qos.INSTRUCTION_TOPIC, qos.RELIABLE_QOS)
-        self.create_subscription(EpisodeStatus, qos.EPISODE_STATUS_TOPIC, self.on_episode, qos.RELIABLE_QOS)
-        self.create_subscription(PolicyStatus, qos.POLICY_STATUS_TOPIC, self.on_policy_status, qos.RELIABLE_QOS)
+        self.instruction_pub = self.create_publisher(String, graph.INSTRUCTION.name, qos.profile(graph.INSTRUCTION))
+        self.create_subscription(EpisodeStatus, graph.EPISODE_STATUS.name, self.on_episode,
+                                 qos.profile(graph.EPISODE_STATUS))
+        self.create_subscription(PolicyStatus, graph.POLICY_STATUS.name, self.on_policy_status,
+                                 qos.profile(graph.POLICY_STATUS))
         self.finished: dict[int, dict] = {}
         self.policy_status: PolicyStatus | None = None
         self.active_status: PolicyStatus | None = None
@@ -214,10 +233,10 @@ def camera_for_checkpoint(params_file: Path, overrides: dict) -> dict:
     from minivla_core.checkpoint import read_checkpoint
     from minivla_core.errors import MiniVLAError
 
-    checkpoint = overrides.get("policy.checkpoint")
+    checkpoint = overrides.get("policy_node.checkpoint")
     if checkpoint is None:
         params = yaml.safe_load(Path(params_file).read_text())
-        checkpoint = params["policy_node"]["ros__parameters"]["policy"]["checkpoint"]
+        checkpoint = params["policy_node"]["ros__parameters"]["policy_node"]["checkpoint"]
     path = Path(checkpoint) if Path(checkpoint).is_absolute() else ROOT / checkpoint
     try:
         env = read_checkpoint(path)["env"]
@@ -225,9 +244,9 @@ def camera_for_checkpoint(params_file: Path, overrides: dict) -> dict:
         return {}
     settings = {"env.observation": env["observation"], "env.camera": env["camera"], "env.image_size": env["image_size"]}
     if env["camera_position"]:  # ROS cannot type an empty array: the scene's own placement is left as configured
-        settings["env.camera_position"] = "[" + ", ".join(str(float(v)) for v in env["camera_position"]) + "]"
+        settings["env.camera_position"] = env["camera_position"]
     if env["extra_cameras"]:
-        settings["env.extra_cameras"] = "[" + ", ".join(env["extra_cameras"]) + "]"
+        settings["env.extra_cameras"] = env["extra_cameras"]
     return settings
 
 
@@ -241,11 +260,11 @@ def run(episodes: int, task: str, instruction: str, params_file: Path = DEFAULT_
     overrides = overrides or {}
     bridge_overrides = {"env.task": task, "bridge.episodes": episodes, **camera_for_checkpoint(params_file, overrides),
                         **{k: v for k, v in overrides.items() if k.split(".")[0] in ("env", "bridge")}}
-    policy_overrides = {k: v for k, v in overrides.items() if k.startswith("policy.")}
+    policy_overrides = {k: v for k, v in overrides.items() if k.startswith("policy_node.")}
     result = RunResult(task)
     with monitored("run") as (env, monitor, executor):
-        processes = [start_node("minivla_ros.sim_bridge", params_file, bridge_overrides, env),
-                     start_node("minivla_ros.policy_node", params_file, policy_overrides, env)]
+        processes = [start_node("sim_bridge", params_file, bridge_overrides, env),
+                     start_node("policy_node", params_file, policy_overrides, env)]
         try:
             deadline = time.monotonic() + startup_timeout
             while not (monitor.policy_status and monitor.policy_status.active):
@@ -277,7 +296,8 @@ def run(episodes: int, task: str, instruction: str, params_file: Path = DEFAULT_
 
 
 def record(episodes: int, task: str, instruction: str, out: Path, storage: str = "mcap",
-           params_file: Path = DEFAULT_PARAMS, step_rate: float | None = None, startup_timeout: float = 120.0) -> RunResult:
+           params_file: Path = DEFAULT_PARAMS, step_rate: float | None = None,
+           startup_timeout: float = 120.0) -> RunResult:
     """Simulator bridge + scripted expert + recorder for N episodes: a demonstration bag at `out`.
 
     The recorder and the expert start first; the instruction is published once the recorder
@@ -289,15 +309,15 @@ def record(episodes: int, task: str, instruction: str, out: Path, storage: str =
         raise GraphError(f"{out} already exists; choose a new bag folder")
     result = RunResult(task)
     with monitored("record") as (env, monitor, executor):
-        recorder = start_node("minivla_ros.recorder", params_file,
+        recorder = start_node("recorder", params_file,
                               {"recorder.out": out, "recorder.storage": storage}, env)
-        expert = start_node("minivla_ros.expert_node", params_file, {"expert.task": task}, env)
+        expert = start_node("expert_node", params_file, {"expert.task": task}, env)
         processes = [expert, recorder]
         try:
             # Recorder and expert first: the recorder must hear the expert's commands from the start.
             deadline = time.monotonic() + startup_timeout
             while (monitor.instruction_pub.get_subscription_count() < 1
-                   or monitor.count_publishers("/" + qos.ACTION_TOPIC) < 1):
+                   or monitor.count_publishers(graph.ACTION.absolute) < 1):
                 check_alive(processes)
                 if time.monotonic() > deadline:
                     raise GraphError(f"the recorder or the expert did not start within {startup_timeout:.0f} s")
@@ -307,11 +327,10 @@ def record(episodes: int, task: str, instruction: str, out: Path, storage: str =
                 executor.spin_once(timeout_sec=0.1)
             monitor.instruction_pub.publish(String(data=instruction))
             # The bridge holds its first episode until the expert and the recorder subscribe to its state.
-            bridge_overrides = {"env.task": task, "env.seed": 0, "bridge.episodes": episodes,
-                                "bridge.min_subscribers": 2}
+            bridge_overrides = {"env.task": task, **graph.RECORD_BRIDGE_OVERRIDES, "bridge.episodes": episodes}
             if step_rate:
                 bridge_overrides["bridge.step_rate"] = step_rate
-            processes = [start_node("minivla_ros.sim_bridge", params_file, bridge_overrides, env), expert, recorder]
+            processes = [start_node("sim_bridge", params_file, bridge_overrides, env), expert, recorder]
             print(f"[minivla record] recording {episodes} {task} expert episodes to {out}", flush=True)
             while len(monitor.finished) < episodes:
                 check_alive(processes)

@@ -17,7 +17,7 @@ from minivla_core.config import FULL_STATE_DIM, PRIVILEGED, ExpertNodeConfig
 from minivla_core.actions import ACTION_DIM
 from minivla_core.envs.metaworld_env import make_expert
 from minivla_core.errors import TaskError
-from minivla_ros import qos
+from minivla_ros import graph, qos
 from minivla_ros.conversions import state_from_msg
 from minivla_ros.msg import ActionCommand, EpisodeStatus, RobotState
 from minivla_ros.params import declare_section
@@ -33,9 +33,11 @@ class ExpertNode(Node):
         self.set_task(self.config.task)
         self.episode = None
         self.chunk = 0
-        self.command_pub = self.create_publisher(ActionCommand, qos.ACTION_TOPIC, qos.RELIABLE_QOS)
-        self.create_subscription(RobotState, qos.PRIVILEGED_STATE_TOPIC, self.on_state, qos.SENSOR_QOS)
-        self.create_subscription(EpisodeStatus, qos.EPISODE_STATUS_TOPIC, self.on_episode_status, qos.RELIABLE_QOS)
+        self.command_pub = self.create_publisher(ActionCommand, graph.ACTION.name, qos.profile(graph.ACTION))
+        self.create_subscription(RobotState, graph.PRIVILEGED_STATE.name, self.on_state,
+                                 qos.profile(graph.PRIVILEGED_STATE))
+        self.create_subscription(EpisodeStatus, graph.EPISODE_STATUS.name, self.on_episode_status,
+                                 qos.profile(graph.EPISODE_STATUS))
 
     def set_task(self, task: str) -> None:
         if task == self.task:

@@ -15,6 +15,8 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+from minivla_core.errors import ConfigError
+
 # ROS cannot tell an empty list's element type; such fields are declared by their annotation instead.
 EMPTY_LIST_TYPES = {"list[str]": Parameter.Type.STRING_ARRAY, "list[float]": Parameter.Type.DOUBLE_ARRAY}
 
@@ -34,6 +36,19 @@ def declare_section(node: Node, section: str, defaults, changeable: tuple[str, .
             node.declare_parameter(name, default, descriptor)
             values[field.name] = node.get_parameter(name).value
     return type(defaults)(**values)
+
+
+def refuse_unknown_parameters(node: Node) -> None:
+    """ROS keeps a parameter it was given (in a file or with -p) but the node never declares, and ignores it
+    in silence: `-p policy.checkpoint:=mine.pt` (the section is `policy_node`) would run the default
+    checkpoint. A ConfigError names such parameters instead. (rclpy has no public way to list the values it
+    was given; `_parameter_overrides` has held them since Foxy.)"""
+    given = getattr(node, "_parameter_overrides", {})
+    unknown = sorted(name for name in given if not node.has_parameter(name))
+    if unknown:
+        sections = sorted({name.split(".")[0] for name in node._parameters if "." in name})
+        raise ConfigError(f"{node.get_name()} has no parameter(s) {', '.join(unknown)}; its parameters are "
+                          f"{', '.join(section + '.*' for section in sections)} (minivla_core/config.py)")
 
 
 def resolve_path(path: str) -> Path:

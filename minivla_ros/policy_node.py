@@ -2,12 +2,12 @@
 
 It keeps the newest camera images (one per camera the checkpoint was trained with: camera/image_raw, and
 camera/<name>/image_raw for each extra camera), robot state and instruction. On a timer at
-`policy.control_rate` it publishes one action command, taken from the current action chunk; a
-new chunk is sampled (DDIM, `policy.inference_steps` steps) when the executed part
-(`policy.n_action_steps` actions) is used up. It publishes nothing while it has no policy, no
+`policy_node.control_rate` it publishes one action command, taken from the current action chunk; a
+new chunk is sampled (DDIM, `policy_node.inference_steps` steps) when the executed part
+(`policy_node.n_action_steps` actions) is used up. It publishes nothing while it has no policy, no
 instruction, or stale inputs, and says why on `policy_status` (once a second) and in the log.
 
-Parameters: the fields of PolicyNodeConfig (`policy.*`).
+Parameters: the fields of PolicyNodeConfig (`policy_node.*`).
 """
 
 from __future__ import annotations
@@ -29,14 +29,15 @@ from minivla_core.actions import check_action
 from minivla_core.errors import InstructionError, MiniVLAError
 from minivla_core.model.policy import PolicyRunner
 from minivla_core.model.tokenizer import check_instruction
-from minivla_ros import qos
+from minivla_ros import graph, qos
 from minivla_ros.conversions import image_from_msg, state_from_msg
 from minivla_ros.msg import ActionCommand, EpisodeStatus, PolicyStatus, RobotState
 from minivla_ros.params import declare_section, resolve_path
 from minivla_ros.spin import run_node
 
-# What `ros2 param set` may change while the node runs; the other policy.* parameters are read-only.
-CHANGEABLE = ("policy.instruction", "policy.inference_steps", "policy.n_action_steps", "policy.stale_after")
+# What `ros2 param set` may change while the node runs; the other policy_node.* parameters are read-only.
+CHANGEABLE = ("policy_node.instruction", "policy_node.inference_steps", "policy_node.n_action_steps",
+              "policy_node.stale_after")
 # Every change of instruction is logged, up to this many a second; a flood of changes is summarised
 # (the current instruction is always on `policy_status`).
 INSTRUCTION_LOGS_PER_SECOND = 5
@@ -45,7 +46,7 @@ INSTRUCTION_LOGS_PER_SECOND = 5
 class PolicyNode(Node):
     def __init__(self):
         super().__init__("policy_node")
-        self.config = declare_section(self, "policy", PolicyNodeConfig(), changeable=CHANGEABLE)
+        self.config = declare_section(self, "policy_node", PolicyNodeConfig(), changeable=CHANGEABLE)
         torch.set_num_threads(max(1, self.config.threads))
         self.runner: PolicyRunner | None = None
         self.problem = "no instruction received yet"
@@ -63,14 +64,16 @@ class PolicyNode(Node):
         self.instruction_log_times: deque[float] = deque(maxlen=INSTRUCTION_LOGS_PER_SECOND)
         self.unlogged_instructions = 0
 
-        self.command_pub = self.create_publisher(ActionCommand, qos.ACTION_TOPIC, qos.RELIABLE_QOS)
-        self.status_pub = self.create_publisher(PolicyStatus, qos.POLICY_STATUS_TOPIC, qos.RELIABLE_QOS)
+        self.command_pub = self.create_publisher(ActionCommand, graph.ACTION.name, qos.profile(graph.ACTION))
+        self.status_pub = self.create_publisher(PolicyStatus, graph.POLICY_STATUS.name,
+                                                qos.profile(graph.POLICY_STATUS))
         for index, camera in enumerate(self.cameras):
-            self.create_subscription(Image, qos.image_topic(camera, index == 0),
-                                     lambda msg, index=index: self.on_image(msg, index), qos.SENSOR_QOS)
-        self.create_subscription(RobotState, qos.STATE_TOPIC, self.on_state, qos.SENSOR_QOS)
-        self.create_subscription(String, qos.INSTRUCTION_TOPIC, self.on_instruction, qos.RELIABLE_QOS)
-        self.create_subscription(EpisodeStatus, qos.EPISODE_STATUS_TOPIC, self.on_episode_status, qos.RELIABLE_QOS)
+            self.create_subscription(Image, graph.image_topic(camera, index == 0),
+                                     lambda msg, index=index: self.on_image(msg, index), qos.profile(graph.IMAGE))
+        self.create_subscription(RobotState, graph.STATE.name, self.on_state, qos.profile(graph.STATE))
+        self.create_subscription(String, graph.INSTRUCTION.name, self.on_instruction, qos.profile(graph.INSTRUCTION))
+        self.create_subscription(EpisodeStatus, graph.EPISODE_STATUS.name, self.on_episode_status,
+                                 qos.profile(graph.EPISODE_STATUS))
         self.create_timer(self.period, self.tick)
         self.create_timer(1.0, self.publish_status)
         self.add_on_set_parameters_callback(self.on_set_parameters)
@@ -121,18 +124,18 @@ class PolicyNode(Node):
         self.set_instruction(msg.data)
 
     def on_set_parameters(self, parameters):
-        """policy.instruction, inference_steps, n_action_steps and stale_after take effect at the next tick."""
+        """policy_node.instruction, inference_steps, n_action_steps and stale_after take effect at the next tick."""
         changes = {p.name.split(".", 1)[1]: p.value for p in parameters}
         horizon = self.policy.config.horizon if self.policy else None
         if "n_action_steps" in changes and horizon and not 0 <= changes["n_action_steps"] <= horizon:
-            return SetParametersResult(successful=False, reason=f"policy.n_action_steps must be in 0..{horizon} "
+            return SetParametersResult(successful=False, reason=f"policy_node.n_action_steps must be in 0..{horizon} "
                                                                   f"(0 = the checkpoint's)")
         if "inference_steps" in changes and self.policy and not (
                 0 <= changes["inference_steps"] <= self.policy.config.diffusion_steps):
-            return SetParametersResult(successful=False, reason=f"policy.inference_steps must be in "
+            return SetParametersResult(successful=False, reason=f"policy_node.inference_steps must be in "
                                        f"0..{self.policy.config.diffusion_steps} (0 = the checkpoint's)")
         if "stale_after" in changes and not changes["stale_after"] > 0:
-            return SetParametersResult(successful=False, reason="policy.stale_after must be > 0 seconds")
+            return SetParametersResult(successful=False, reason="policy_node.stale_after must be > 0 seconds")
         if "instruction" in changes:
             try:
                 check_instruction(changes["instruction"])

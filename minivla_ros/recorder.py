@@ -23,7 +23,8 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from minivla_core.config import RecorderConfig
-from minivla_ros.bag_types import RECORDED_TOPICS, make_typestore
+from minivla_ros import graph
+from minivla_ros.bag_types import make_typestore
 from minivla_ros.msg import ActionCommand, EpisodeStatus, RobotState
 from minivla_ros.params import declare_section
 from minivla_ros.spin import run_node
@@ -31,11 +32,12 @@ from minivla_ros.spin import run_node
 MESSAGE_CLASSES = {"sensor_msgs/msg/Image": Image, "minivla_ros/msg/RobotState": RobotState,
                    "minivla_ros/msg/ActionCommand": ActionCommand, "std_msgs/msg/String": String,
                    "minivla_ros/msg/EpisodeStatus": EpisodeStatus}
-# Deep queues so a burst never overflows. The sensor topics are published best effort (sensor-data
-# QoS), which a reliable subscription would not match; everything else is reliable.
-RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
-BEST_EFFORT = QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE)
-SENSOR_TOPICS = ("/camera/image_raw", "/robot_state")
+# The graph's QoS with deep queues, so a burst never overflows. The sensor topics are published best effort,
+# which a reliable subscription would not match.
+PROFILES = {"reliable": QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                                   durability=DurabilityPolicy.VOLATILE),
+            "sensor": QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT,
+                                 durability=DurabilityPolicy.VOLATILE)}
 
 
 class RecorderNode(Node):
@@ -53,11 +55,12 @@ class RecorderNode(Node):
         self.writer = Writer(path, version=9, storage_plugin=storage)
         self.writer.open()
         self.counts: Counter[str] = Counter()
-        for topic, msgtype in RECORDED_TOPICS.items():
-            connection = self.writer.add_connection(topic, msgtype, typestore=typestore)
-            self.create_subscription(MESSAGE_CLASSES[msgtype], topic, self.writer_callback(topic, connection),
-                                     BEST_EFFORT if topic in SENSOR_TOPICS else RELIABLE, raw=True)
-        self.get_logger().info(f"recording {', '.join(RECORDED_TOPICS)} to {path} ({self.config.storage})")
+        for topic in graph.RECORDED:
+            connection = self.writer.add_connection(topic.absolute, topic.type, typestore=typestore)
+            self.create_subscription(MESSAGE_CLASSES[topic.type], topic.absolute,
+                                     self.writer_callback(topic.absolute, connection), PROFILES[topic.qos], raw=True)
+        topics = ", ".join(topic.absolute for topic in graph.RECORDED)
+        self.get_logger().info(f"recording {topics} to {path} ({self.config.storage})")
 
     def writer_callback(self, topic, connection):
         def write(data: bytes) -> None:
@@ -67,7 +70,7 @@ class RecorderNode(Node):
 
     def destroy_node(self) -> None:
         self.writer.close()
-        counts = ", ".join(f"{topic} {self.counts[topic]}" for topic in RECORDED_TOPICS)
+        counts = ", ".join(f"{topic.absolute} {self.counts[topic.absolute]}" for topic in graph.RECORDED)
         self.get_logger().info(f"bag closed: {self.config.out} ({counts})")
         super().destroy_node()
 

@@ -11,6 +11,7 @@ import rclpy
 from rclpy.executors import ExternalShutdownException
 
 from minivla_core.errors import MiniVLAError
+from minivla_ros.params import refuse_unknown_parameters
 
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -33,6 +34,7 @@ def run_node(node_class, args=None) -> None:
     node = None
     try:
         node = node_class()
+        refuse_unknown_parameters(node)
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

@@ -5,7 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
-export ROS_HOME="${ROS_HOME:-$(mktemp -d -t minivla-ros-home.XXXXXX)}"
-export MUJOCO_GL="${MUJOCO_GL:-egl}"
+# The ROS environment (loopback-only DDS, a domain of its own, a fresh ROS_HOME, headless MuJoCo) is set
+# by minivla run itself: minivla_ros.bringup.ros_environment.
 exec .venv/bin/minivla run --episodes "${EPISODES:-20}" --json runs/main/run.json "$@"

@@ -4,11 +4,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || exit 1
 
-# ROS traffic stays on loopback and each run gets its own log folder; the ROS tests reserve a domain
-# no other run holds and load config/fastdds_loopback.xml (minivla_ros.bringup.ros_environment).
-export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
-export ROS_HOME="$(mktemp -d -t minivla-ros-home.XXXXXX)"
-export MUJOCO_GL="${MUJOCO_GL:-egl}"
+# The ROS environment (loopback-only DDS, a domain no other run holds, a fresh ROS_HOME) is set by
+# test/ros/conftest.py from minivla_ros.bringup.ros_environment; MUJOCO_GL=egl (headless) by
+# minivla_core/envs/metaworld_env.py before it imports MuJoCo.
 
 .venv/bin/python -m pytest test -q --durations=10 "$@"
 status=$?

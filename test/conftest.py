@@ -1,14 +1,11 @@
 """Shared fixtures: a tiny model config and a small real dataset collected once per session."""
 
-import os
 from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("MUJOCO_GL", "egl")
-
-from minivla_test_utils import tiny_model_config  # noqa: E402
-from minivla_core.config import CollectConfig, Config, EnvConfig  # noqa: E402
+from minivla_test_utils import tiny_model_config
+from minivla_core.config import CollectConfig, Config, EnvConfig
 
 
 @pytest.fixture(scope="session")

@@ -35,7 +35,8 @@ def test_images_are_upright_and_the_moved_camera_fills_the_frame_with_the_table(
         rgb = image.astype(int)
         return np.mean((rgb[..., 0] - rgb[..., 2] > 25) & (rgb[..., 0] < 200))
 
-    with MetaWorldEnv(EnvConfig(image_size=32)) as moved, MetaWorldEnv(EnvConfig(image_size=32, camera_position=[])) as far:
+    with (MetaWorldEnv(EnvConfig(image_size=32)) as moved,
+          MetaWorldEnv(EnvConfig(image_size=32, camera_position=[])) as far):
         near_image, far_image = moved.reset(0).image, far.reset(0).image
     assert table_share(near_image) > 1.5 * table_share(far_image)
     # Upright: with the scene's own placement corner2 sees the table and floor (bright) in the lower

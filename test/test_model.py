@@ -177,12 +177,12 @@ def test_foreign_instructions_relabel_samples_from_other_scenes_to_hold_still():
     plain = batch_inputs(data, index, table, "cpu")
     relabelled = batch_inputs(data, index, table, "cpu", generator=torch.Generator().manual_seed(0),
                               foreign_instructions=0.5)
-    changed = (relabelled[2] != plain[2]).any(dim=1)
+    changed = (relabelled.tokens != plain.tokens).any(dim=1)
     assert 0.3 < changed.float().mean() < 0.7
     drawer_tokens = table.tokens[0]
     for row in changed.nonzero().flatten():
         from_drawer = bool(data.scenes[row] == 0)
-        assert torch.equal(relabelled[2][row], drawer_tokens) != from_drawer  # always another scene's words
-        chunk = relabelled[4][row]
-        assert torch.all(chunk[:, :3] == 0) and torch.all(chunk[:, 3] == plain[4][row, 0, 3])
-    torch.testing.assert_close(relabelled[4][~changed], plain[4][~changed])
+        assert torch.equal(relabelled.tokens[row], drawer_tokens) != from_drawer  # always another scene's words
+        chunk = relabelled.chunks[row]
+        assert torch.all(chunk[:, :3] == 0) and torch.all(chunk[:, 3] == plain.chunks[row, 0, 3])
+    torch.testing.assert_close(relabelled.chunks[~changed], plain.chunks[~changed])

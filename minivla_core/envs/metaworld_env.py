@@ -65,7 +65,8 @@ INSTRUCTIONS = {
                       "grasp the puck and place it at the target", "pick the puck up and put it at the goal position"],
     "drawer-open-v3": ["open the drawer", "pull the drawer open", "slide the drawer out",
                        "pull the drawer out until it is open", "get the drawer open by pulling on the handle",
-                       "draw the drawer out toward the robot", "open up the drawer", "pull on the drawer handle to open it",
+                       "draw the drawer out toward the robot", "open up the drawer",
+                       "pull on the drawer handle to open it",
                        # held out:
                        "pull out the drawer", "open the drawer by pulling it"],
     "button-press-topdown-v3": ["press the button from the top", "push the button down", "press down on the button",
@@ -180,7 +181,8 @@ class MetaWorldEnv:
         model.vis.quality.offsamples = 0  # no multisampling
         model.vis.quality.shadowsize = 0  # no shadow map
         self._renderer = mujoco.Renderer(model, config.image_size, config.image_size)
-        for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION, mujoco.mjtRndFlag.mjRND_SKYBOX):
+        for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION,
+                     mujoco.mjtRndFlag.mjRND_SKYBOX):
             self._renderer.scene.flags[flag] = 0
         self.episode = -1
         self.step_count = 0

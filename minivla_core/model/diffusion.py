@@ -117,7 +117,8 @@ class DiffusionHead(nn.Module):
         return x0, eps
 
     @torch.no_grad()
-    def sample(self, cond: torch.Tensor, inference_steps: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, cond: torch.Tensor, inference_steps: int,
+               generator: torch.Generator | None = None) -> torch.Tensor:
         """Deterministic DDIM (eta = 0) from pure noise; returns normalised chunks clipped to [-1, 1]."""
         x = torch.randn((cond.shape[0], self.horizon, self.action_dim), device=cond.device, generator=generator)
         levels = ddim_timesteps(self.train_steps, inference_steps)

@@ -59,7 +59,8 @@ class VLAPolicy(nn.Module):
         unknown = [word for _, words in encoded for word in words]
         return tokens, lengths, unknown
 
-    def encode(self, images: torch.Tensor, states: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def encode(self, images: torch.Tensor, states: torch.Tensor, tokens: torch.Tensor,
+               lengths: torch.Tensor) -> torch.Tensor:
         """images (B,cameras,3,H,W) floats in [0,1], raw states (B,S) -> conditioning (B, d_model)."""
         encoders = [self.image_encoder, *self.extra_image_encoders]
         image_tokens = [encoder(images[:, camera]) for camera, encoder in enumerate(encoders)]
@@ -141,6 +142,9 @@ class PolicyRunner:
     def sample_chunk(self, images: np.ndarray, state: np.ndarray) -> np.ndarray:
         """A fresh (horizon, A) chunk for one observation: images (cameras, H, W, 3) and the state."""
         self.check_inputs(images, state)
+        return self._sample(images, state)
+
+    def _sample(self, images: np.ndarray, state: np.ndarray) -> np.ndarray:
         states = torch.from_numpy(np.asarray(state, dtype=np.float32))[None]
         chunk = self.policy.predict_action_chunk(image_to_tensor(images), states, self.tokens, self.lengths,
                                                  self.inference_steps, self.generator)
@@ -152,7 +156,7 @@ class PolicyRunner:
         self.check_inputs(images, state)
         if not self.queue:
             started = time.perf_counter()
-            chunk = self.sample_chunk(images, state)
+            chunk = self._sample(images, state)  # inputs checked above
             self.last_sample_seconds = time.perf_counter() - started
             self.queue.extend(chunk[: self.n_action_steps])
             self.chunk_index += 1

@@ -23,13 +23,13 @@ def ros():
 
 @pytest.fixture
 def node_process(tmp_path, ros):
-    """Start node modules as `minivla run` does, output to a log file each: yields
-    start(module, **overrides) -> (process, function returning the log so far); stops them all after."""
+    """Start nodes as `minivla run` does, output to a log file each: yields
+    start(node, **overrides) -> (process, function returning the log so far); stops them all after."""
     started = []
 
-    def start(module, **overrides):
-        log = open(tmp_path / f"{module.rsplit('.', 1)[-1]}{len(started)}.log", "w+")
-        process = subprocess.Popen(bringup.node_command(module, bringup.DEFAULT_PARAMS, overrides), stdout=log,
+    def start(node, **overrides):
+        log = open(tmp_path / f"{node}{len(started)}.log", "w+")
+        process = subprocess.Popen(bringup.node_command(node, bringup.DEFAULT_PARAMS, overrides), stdout=log,
                                    stderr=subprocess.STDOUT, env=bringup.ros_environment(), cwd=bringup.ROOT)
         started.append((process, log))
         return process, lambda: Path(log.name).read_text()

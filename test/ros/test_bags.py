@@ -14,7 +14,10 @@ from minivla_core.envs.metaworld_env import MetaWorldEnv, make_expert
 from minivla_core.errors import DatasetError
 from minivla_ros import bringup
 from minivla_ros.bag2data import convert
-from minivla_ros.bag_types import RECORDED_TOPICS, make_typestore
+from minivla_ros import graph
+from minivla_ros.bag_types import make_typestore
+
+RECORDED_TOPICS = {topic.absolute: topic.type for topic in graph.RECORDED}  # topic -> type, in a bag
 
 
 def stamp_ns(stamp) -> int:

@@ -18,7 +18,7 @@ from rcl_interfaces.srv import SetParameters
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from minivla_ros import bringup, qos
+from minivla_ros import bringup, graph, qos
 from minivla_ros.conversions import image_from_msg
 from minivla_ros.msg import ActionCommand, RobotState
 from ros_helpers import wait_until
@@ -40,11 +40,12 @@ def test_image_rows_are_read_step_bytes_apart_and_lying_steps_are_refused():
 
 def test_the_bridge_refuses_commands_outside_the_limits(node_process):
     """[2] [1e9, 0, 0, 0] and 3e38 used to move the hand 9 to 17 cm at full speed; now nothing moves."""
-    process, output = node_process("minivla_ros.sim_bridge")
+    process, output = node_process("sim_bridge")
     node = rclpy.create_node("test_garbage_commands")
     states = []
-    node.create_subscription(RobotState, qos.STATE_TOPIC, lambda m: states.append(np.array(m.state)), qos.SENSOR_QOS)
-    command_pub = node.create_publisher(ActionCommand, qos.ACTION_TOPIC, qos.RELIABLE_QOS)
+    node.create_subscription(RobotState, graph.STATE.name, lambda m: states.append(np.array(m.state)),
+                             qos.profile(graph.STATE))
+    command_pub = node.create_publisher(ActionCommand, graph.ACTION.name, qos.profile(graph.ACTION))
     try:
         assert wait_until(node, lambda: len(states) > 5, 60), output()
         start = states[-1][:3].copy()
@@ -77,27 +78,37 @@ def set_parameter(node, service, name, value):
 
 def test_parameters_that_cannot_change_are_read_only_and_the_others_take_effect(node_process):
     """[11] `ros2 param set` used to report success for every policy.* and bridge.* parameter."""
-    _, output = node_process("minivla_ros.policy_node")
+    _, output = node_process("policy_node")
     node = rclpy.create_node("test_param_client")
     try:
-        for name, value in (("policy.checkpoint", "checkpoints/multitask.pt"), ("policy.control_rate", 5.0),
-                            ("policy.threads", 2)):
+        for name, value in (("policy_node.checkpoint", "checkpoints/multitask.pt"), ("policy_node.control_rate", 5.0),
+                            ("policy_node.threads", 2)):
             result = set_parameter(node, "/policy_node/set_parameters", name, value)
             assert not result.successful and "read-only" in result.reason, (name, result.reason)
-        refused = set_parameter(node, "/policy_node/set_parameters", "policy.n_action_steps", 99)
+        refused = set_parameter(node, "/policy_node/set_parameters", "policy_node.n_action_steps", 99)
         assert not refused.successful and "0..8" in refused.reason
-        refused = set_parameter(node, "/policy_node/set_parameters", "policy.instruction", "push\x01 the puck")
+        refused = set_parameter(node, "/policy_node/set_parameters", "policy_node.instruction", "push\x01 the puck")
         assert not refused.successful and "control characters" in refused.reason
-        assert set_parameter(node, "/policy_node/set_parameters", "policy.instruction",
+        assert set_parameter(node, "/policy_node/set_parameters", "policy_node.instruction",
                              "push the puck to the goal").successful
         assert wait_until(node, lambda: "instruction: 'push the puck to the goal'" in output(), 10), output()
-        publisher = node.create_publisher(String, qos.INSTRUCTION_TOPIC, qos.RELIABLE_QOS)
+        publisher = node.create_publisher(String, graph.INSTRUCTION.name, qos.profile(graph.INSTRUCTION))
         for _ in range(200):  # the same instruction again and again: one log line, not 200
             publisher.publish(String(data="push the puck to the goal"))
         wait_until(node, lambda: False, 2.0)
         assert output().count("instruction: 'push the puck to the goal'") == 1, output()
     finally:
         node.destroy_node()
+
+
+def test_a_parameter_no_node_declares_stops_the_node_instead_of_being_ignored():
+    """`-p policy.checkpoint:=...` (the section is policy_node) used to be dropped in silence: the node ran the
+    default checkpoint."""
+    command = bringup.node_command("policy_node", bringup.DEFAULT_PARAMS, {}) + ["-p", "policy.checkpoint:=mine.pt"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=bringup.ros_environment(),
+                            cwd=ROOT)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "policy_node has no parameter(s) policy.checkpoint" in result.stdout and "policy_node.*" in result.stdout
 
 
 def test_minivla_run_names_an_unloadable_checkpoint_at_once(tmp_path):

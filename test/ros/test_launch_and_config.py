@@ -5,9 +5,7 @@ launch file and config/sim_policy.yaml set is a field a node declares (a typo wo
 only show on a machine with ROS 2), and that the two executables exist.
 """
 
-import ast
 import dataclasses
-import os
 from pathlib import Path
 
 import yaml
@@ -15,7 +13,8 @@ import yaml
 from minivla_core.config import BridgeConfig, EnvConfig, PolicyNodeConfig
 
 ROOT = Path(__file__).resolve().parents[2]
-NODE_SECTIONS = {"sim_bridge": {"env": EnvConfig, "bridge": BridgeConfig}, "policy_node": {"policy": PolicyNodeConfig}}
+NODE_SECTIONS = {"sim_bridge": {"env": EnvConfig, "bridge": BridgeConfig},
+                 "policy_node": {"policy_node": PolicyNodeConfig}}
 
 
 def declared(node: str) -> set[str]:
@@ -34,33 +33,45 @@ def test_parameter_file_sets_only_declared_parameters_with_the_right_types():
                 assert type(value) is type(getattr(defaults, name)), f"{section}.{name}: {value!r}"
 
 
-def test_launch_file_overrides_only_declared_parameters():
+def test_launch_arguments_set_declared_parameters_typed_from_the_schema():
+    """launch/sim_policy.launch.py hands its arguments to graph.sim_policy_overrides (ros2 launch cannot run here)."""
+    import pytest
+
+    from minivla_ros import graph
+
     source = (ROOT / "launch" / "sim_policy.launch.py").read_text()
-    tree = ast.parse(source)
-    arguments = next(ast.literal_eval(node.value) for node in ast.walk(tree)
-                     if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "ARGUMENTS")
-    assert {"task", "checkpoint", "control_rate", "inference_steps"} <= set(arguments)
-    for argument, (parameter, default, description) in arguments.items():
-        node = "sim_bridge" if parameter.split(".")[0] in ("env", "bridge") else "policy_node"
-        assert parameter in declared(node), f"launch argument {argument} sets unknown {parameter}"
-        assert description
-    for executable in ("sim_bridge", "policy_node"):
-        script = ROOT / "scripts" / "ros" / executable
-        assert os.access(script, os.X_OK) and f"from minivla_ros.{executable} import main" in script.read_text()
+    assert "graph.sim_policy_overrides(texts)" in source and "graph.SIM_POLICY_ARGUMENTS" in source
+    assert {"task", "checkpoint", "control_rate", "inference_steps", "extra_cameras"} <= set(graph.SIM_POLICY_ARGUMENTS)
+    for argument, parameter in graph.SIM_POLICY_ARGUMENTS.items():
+        assert parameter in declared(graph.SECTION_NODES[parameter.split(".")[0]]), (argument, parameter)
+    given = {argument: "" for argument in graph.SIM_POLICY_ARGUMENTS}
+    given.update(task="reach-v3", control_rate="10", extra_cameras="[gripperPOV]", seed="7")
+    overrides = graph.sim_policy_overrides(given)
+    assert overrides == {"sim_bridge": {"env.task": "reach-v3", "env.extra_cameras": ["gripperPOV"], "env.seed": 7},
+                         "policy_node": {"policy_node.control_rate": 10.0}}
+    assert type(overrides["policy_node"]["policy_node.control_rate"]) is float  # a double parameter refuses an int
+    assert graph.sim_policy_overrides({"extra_cameras": "[]"}) == {"sim_bridge": {}, "policy_node": {}}
+    for argument, text in (("control_rate", "fast"), ("seed", "1.5"), ("extra_cameras", "gripperPOV: 1")):
+        with pytest.raises(ValueError, match=f"launch argument {argument}:="):
+            graph.sim_policy_overrides({argument: text})
 
 
 def test_minivla_run_sets_the_simulator_up_as_the_checkpoint_was_trained():
     from minivla_core.checkpoint import read_checkpoint
-    from minivla_ros.bringup import DEFAULT_PARAMS, camera_for_checkpoint
+    from minivla_ros.bringup import DEFAULT_PARAMS, camera_for_checkpoint, parameter_text
 
     for checkpoint in ("checkpoints/push_v3.pt", "checkpoints/multitask.pt"):
         env = read_checkpoint(ROOT / checkpoint)["env"]
-        settings = camera_for_checkpoint(DEFAULT_PARAMS, {"policy.checkpoint": checkpoint})
+        settings = camera_for_checkpoint(DEFAULT_PARAMS, {"policy_node.checkpoint": checkpoint})
         assert settings["env.image_size"] == env["image_size"] and settings["env.observation"] == env["observation"]
-        assert yaml.safe_load(settings["env.camera_position"]) == env["camera_position"]  # as `-p name:=value` reads it
-        assert yaml.safe_load(settings.get("env.extra_cameras", "[]")) == env["extra_cameras"]
-    assert camera_for_checkpoint(DEFAULT_PARAMS, {})["env.image_size"] == EnvConfig().image_size  # the file's checkpoint
-    assert camera_for_checkpoint(DEFAULT_PARAMS, {"policy.checkpoint": "nowhere.pt"}) == {}  # the node will say why
+        assert settings["env.camera_position"] == env["camera_position"]
+        assert settings.get("env.extra_cameras", []) == env["extra_cameras"]
+        for name, value in settings.items():  # as the node reads `-p name:=TEXT`
+            assert yaml.safe_load(parameter_text(name, value)) == value
+    # the parameter file's checkpoint
+    assert camera_for_checkpoint(DEFAULT_PARAMS, {})["env.image_size"] == EnvConfig().image_size
+    # a checkpoint that cannot be read: the policy node will say why
+    assert camera_for_checkpoint(DEFAULT_PARAMS, {"policy_node.checkpoint": "nowhere.pt"}) == {}
 
 
 def test_launch_files_keep_dds_on_loopback_and_the_recording_ends_with_its_recorder():

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from minivla_ros import bringup, qos
+from minivla_ros import bringup, graph
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,7 +66,7 @@ def lan_address() -> str | None:
 
 
 def topics_seen(env: dict, seconds: float) -> set[str]:
-    result = subprocess.run([sys.executable, "-c", LIST_TOPICS, str(seconds), qos.STATE_TOPIC],
+    result = subprocess.run([sys.executable, "-c", LIST_TOPICS, str(seconds), graph.STATE.name],
                             env=env, capture_output=True, text=True, timeout=seconds + 30)
     assert result.returncode == 0, result.stderr
     return set(result.stdout.split())
@@ -75,7 +75,7 @@ def topics_seen(env: dict, seconds: float) -> set[str]:
 @pytest.fixture
 def bridge(node_process):
     """The simulator bridge, started as `minivla run` starts it; gives (its environment, its process)."""
-    process, _ = node_process("minivla_ros.sim_bridge")
+    process, _ = node_process("sim_bridge")
     return bringup.ros_environment(), process
 
 

@@ -1,0 +1,141 @@
+"""The graph's contract, written once: every topic and service, its message type, who publishes and
+who subscribes, its QoS, which topics a demonstration bag holds, and the nodes each graph starts.
+
+No rclpy here: the launch files, `minivla run` / `minivla record`, the recorder, `minivla bag2data`
+(which runs on any machine), the tests and the README's topic table all read this module.
+`qos.py` turns the QoS names below into rclpy profiles.
+
+QoS names:
+    sensor     best effort, keep last 5 (ROS's sensor-data profile): a late frame is worthless
+    reliable   reliable, volatile, keep last 10 (ROS's default): what `ros2 topic pub` offers, so the
+               instruction topic uses it (a reliable or transient-local subscription would not match a
+               best-effort or volatile publisher respectively)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import yaml
+
+from minivla_core.config import field_of
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str  # relative: a node resolves it in its namespace (no namespace: "/" + name)
+    type: str  # ROS interface, package/msg/Name
+    qos: str  # "sensor" or "reliable" (see above)
+    publishers: str  # who publishes, in words
+    subscribers: str  # who subscribes, in words
+    recorded: bool = False  # one of the topics of a demonstration bag
+    required: bool = False  # `minivla bag2data` refuses a bag without it
+
+    @property
+    def absolute(self) -> str:
+        """The name in a bag and on the command line (`ros2 topic echo /robot_state`)."""
+        return "/" + self.name
+
+
+IMAGE = Topic("camera/image_raw", "sensor_msgs/msg/Image", "sensor", "sim_bridge (scene camera)",
+              "policy_node", recorded=True, required=True)
+STATE = Topic("robot_state", "minivla_ros/msg/RobotState", "sensor", "sim_bridge", "policy_node",
+              recorded=True, required=True)
+PRIVILEGED_STATE = Topic("sim/privileged_state", "minivla_ros/msg/RobotState", "sensor", "sim_bridge",
+                         "expert_node (Meta-World's full state, for the scripted expert; never a policy's input)")
+EPISODE_STATUS = Topic("episode_status", "minivla_ros/msg/EpisodeStatus", "reliable", "sim_bridge", "anyone",
+                       recorded=True, required=True)
+ACTION = Topic("action_command", "minivla_ros/msg/ActionCommand", "reliable", "policy_node or expert_node",
+               "sim_bridge", recorded=True, required=True)
+INSTRUCTION = Topic("instruction", "std_msgs/msg/String", "reliable", "anyone (`ros2 topic pub`)", "policy_node",
+                    recorded=True)
+POLICY_STATUS = Topic("policy_status", "minivla_ros/msg/PolicyStatus", "reliable", "policy_node", "anyone")
+TOPICS = (IMAGE, STATE, PRIVILEGED_STATE, EPISODE_STATUS, ACTION, INSTRUCTION, POLICY_STATUS)
+RECORDED = tuple(topic for topic in TOPICS if topic.recorded)  # what a demonstration bag holds
+
+RESET_SERVICE = "reset_episode"  # std_srvs/srv/Trigger, served by sim_bridge: end the episode, start the next
+
+
+def image_topic(camera: str, scene_camera: bool) -> str:
+    """The scene camera publishes on IMAGE; each extra camera (env.extra_cameras) on camera/<its name>/image_raw,
+    with the same type and QoS."""
+    return IMAGE.name if scene_camera else f"camera/{camera}/image_raw"
+
+
+# The nodes: executable name -> Python module. Each node's parameters are its config sections (config.py).
+NODES = {"sim_bridge": "minivla_ros.sim_bridge", "policy_node": "minivla_ros.policy_node",
+         "expert_node": "minivla_ros.expert_node", "recorder": "minivla_ros.recorder"}
+
+# Which node declares each config section as its parameters (minivla_ros/params.py).
+SECTION_NODES = {"env": "sim_bridge", "bridge": "sim_bridge", "policy_node": "policy_node", "expert": "expert_node",
+                 "recorder": "recorder"}
+
+# Recording demonstrations (launch/record_demos.launch.py, `minivla record`): layouts of the collection seed,
+# and the bridge holds its first episode until the expert and the recorder subscribe to robot state.
+RECORD_BRIDGE_OVERRIDES = {"env.seed": 0, "bridge.min_subscribers": 2}
+
+# The arguments of launch/sim_policy.launch.py: argument -> the parameter it sets. Types come from the config
+# schema; an argument left empty keeps the parameter file's value.
+SIM_POLICY_ARGUMENTS = {
+    "task": "env.task", "observation": "env.observation", "image_size": "env.image_size",
+    "extra_cameras": "env.extra_cameras", "seed": "env.seed", "step_rate": "bridge.step_rate",
+    "checkpoint": "policy_node.checkpoint", "control_rate": "policy_node.control_rate",
+    "inference_steps": "policy_node.inference_steps", "n_action_steps": "policy_node.n_action_steps",
+}
+
+
+def parameter_value(parameter: str, text: str):
+    """Launch-argument text -> a value of the type the node declares for `parameter`; ValueError if it is not one.
+
+    Untyped, `control_rate:=10` would reach the node as an integer, which a double parameter refuses."""
+    field, default = field_of(parameter)
+    if isinstance(default, bool):
+        value = yaml.safe_load(text)
+        if not isinstance(value, bool):
+            raise ValueError(f"expected true or false, got {text!r}")
+        return value
+    if isinstance(default, list):  # `[gripperPOV]`, `[a, b]`, `[0.75, 0.075, 0.7]`
+        value = yaml.safe_load(text)
+        kind = float if "float" in str(field.type) else str
+        if not isinstance(value, list) or not all(isinstance(v, (int, float) if kind is float else str) for v in value):
+            raise ValueError(f"expected a list of {'numbers' if kind is float else 'names'} like [a, b], got {text!r}")
+        return [kind(v) for v in value]
+    try:
+        return type(default)(text)
+    except ValueError:
+        raise ValueError(f"expected {type(default).__name__}, got {text!r}") from None
+
+
+def sim_policy_overrides(texts: dict[str, str]) -> dict[str, dict]:
+    """The launch arguments given (argument -> text; empty: not given) -> {node: {parameter: typed value}}.
+    Every argument is converted before any node starts, so a bad one stops the launch with nothing left behind."""
+    overrides: dict[str, dict] = {"sim_bridge": {}, "policy_node": {}}
+    for argument, text in texts.items():
+        if text == "":
+            continue
+        parameter = SIM_POLICY_ARGUMENTS[argument]
+        try:
+            value = parameter_value(parameter, text)
+        except ValueError as exc:
+            raise ValueError(f"launch argument {argument}:={text!r} ({parameter}): {exc}") from None
+        if value == []:  # ROS cannot type an empty list; no extra cameras is the parameter file's own setting
+            continue
+        overrides[SECTION_NODES[parameter.split(".")[0]]][parameter] = value
+    return overrides
+
+
+QOS_WORDS = {"sensor": "best effort, keep last 5", "reliable": "reliable, keep last 10"}
+
+
+def markdown_table() -> str:
+    """The topic table of README.md (a test keeps the two equal)."""
+    rows = ["| topic | type | QoS | published by | subscribed by | in a demonstration bag |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    for topic in TOPICS:
+        bag = ("required" if topic.required else "yes") if topic.recorded else "no"
+        rows.append(f"| `{topic.absolute}` | `{topic.type}` | {QOS_WORDS[topic.qos]} | {topic.publishers} "
+                    f"| {topic.subscribers} | {bag} |")
+    rows.append(f"| `/camera/<name>/image_raw` | `{IMAGE.type}` | {QOS_WORDS[IMAGE.qos]} | sim_bridge (each of "
+                f"env.extra_cameras) | policy_node | no |")
+    rows.append(f"| `/{RESET_SERVICE}` (service) | `std_srvs/srv/Trigger` | | served by sim_bridge | anyone | no |")
+    return "\n".join(rows)
