@@ -10,7 +10,7 @@
 
 Every command reads the one config schema (minivla_core/config.py): `--config FILE.yaml` first, then
 `--set section.field=value` (any field, repeatable; the value is read as YAML), then the command's
-named flags. Each named flag is a shortcut for one field (SHORTCUTS below): its type, choices and
+named flags. Each named flag is a shortcut for one field (COMMANDS below): its type, choices and
 help come from that field, so nothing is written twice. Bad input ends with one `error: ...` line
 and exit status 2.
 """
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from minivla_core.config import CHOICES, Config, field_docs, field_of, read_config_file, set_value
+from minivla_core.config import CHOICES, Config, field_docs, field_of, list_item_type, read_config_file, set_value
 from minivla_core.errors import ConfigError, MiniVLAError
 
 
@@ -183,7 +183,7 @@ COMMANDS = {
                  "ones, append", {"bags": "bag2data.bags", "--out": "bag2data.out",
                                   "--keep-failed": "bag2data.keep_failed"}),
 }
-ALIASES = {"--tasks": ["--task"]}  # eval --task push-v3 reads as well as --tasks push-v3 reach-v3
+ALIASES = {"eval.tasks": ["--task"]}  # eval --task push-v3 reads as well as --tasks push-v3 reach-v3
 
 
 def add_shortcut(parser: argparse.ArgumentParser, flag: str, path: str, docs: dict[str, str]) -> None:
@@ -195,7 +195,7 @@ def add_shortcut(parser: argparse.ArgumentParser, flag: str, path: str, docs: di
     if isinstance(default, bool):
         options["action"] = argparse.BooleanOptionalAction
     elif isinstance(default, list):
-        options.update(nargs="*", type=float if "float" in str(field.type) else str, metavar=field.name.upper())
+        options.update(nargs="*", type=list_item_type(field), metavar=field.name.upper())
     else:
         options.update(type=type(default), choices=CHOICES.get(path),
                        metavar=None if path in CHOICES else field.name.upper())
@@ -204,7 +204,7 @@ def add_shortcut(parser: argparse.ArgumentParser, flag: str, path: str, docs: di
         options.update(nargs="*")
         parser.add_argument(path, **options)
         return
-    parser.add_argument(flag, *(ALIASES.get(flag, []) if path == "eval.tasks" else []), **options)
+    parser.add_argument(flag, *ALIASES.get(path, []), **options)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -343,6 +343,11 @@ CHOICES = {"env.observation": tuple(OBSERVATIONS), "model.image_encoder": IMAGE_
            "eval.image_ablation": ("none", "black", "frozen", "shuffled"), "recorder.storage": ("mcap", "sqlite3")}
 
 
+def list_item_type(field: dataclasses.Field) -> type:
+    """float for a list[float] field (camera_position), str for the other list fields."""
+    return float if "float" in str(field.type) else str
+
+
 def field_of(path: str) -> tuple[dataclasses.Field, Any]:
     """("section.field") -> (its dataclasses.Field, its default value); ConfigError for an unknown name."""
     section, _, name = path.partition(".")

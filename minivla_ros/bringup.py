@@ -35,7 +35,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from std_msgs.msg import String
 
-from minivla_core.config import field_of
+from minivla_core.config import field_of, list_item_type
 from minivla_core.errors import GraphError
 from minivla_ros import graph, qos
 from minivla_ros.msg import EpisodeStatus, PolicyStatus
@@ -98,7 +98,7 @@ def parameter_text(name: str, value) -> str:
     if isinstance(default, float):
         value = float(value)
     elif isinstance(default, list):
-        value = [float(v) if "float" in str(field.type) else str(v) for v in value]
+        value = [list_item_type(field)(v) for v in value]
     elif isinstance(default, str):
         value = str(value)  # e.g. a Path
     return json.dumps(value, ensure_ascii=False)

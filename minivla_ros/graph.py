@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from minivla_core.config import field_of
+from minivla_core.config import field_of, list_item_type
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def parameter_value(parameter: str, text: str):
         return value
     if isinstance(default, list):  # `[gripperPOV]`, `[a, b]`, `[0.75, 0.075, 0.7]`
         value = yaml.safe_load(text)
-        kind = float if "float" in str(field.type) else str
+        kind = list_item_type(field)
         if not isinstance(value, list) or not all(isinstance(v, (int, float) if kind is float else str) for v in value):
             raise ValueError(f"expected a list of {'numbers' if kind is float else 'names'} like [a, b], got {text!r}")
         return [kind(v) for v in value]
