@@ -9,6 +9,7 @@ separate sessions:
 
     .venv/bin/python bench/bench_ablation.py                          # every variant (hours on 2 cores)
     .venv/bin/python bench/bench_ablation.py --variants default image64
+    .venv/bin/python bench/bench_ablation.py --variants keypoints96 --threads 1 --note keypoints96="1 thread"
     .venv/bin/python bench/bench_ablation.py --variants default --checkpoint default=runs/push-v3/best.pt
 
 Training time is wall-clock on this machine with nothing else running; success rates carry a 95%
@@ -41,11 +42,13 @@ VARIANTS = {
     "image64": ("image size 64 px", {"env.image_size": 64}),
     "keypoints96": ("96 px, encoder: keypoints (spatial softmax, 32 channels)",
                     {"env.image_size": 96, "model.image_encoder": "keypoints"}),
-    "scene_camera": ("camera: corner2 at the scene's own (far) placement", {"env.camera_position": []}),
+    "scene_camera96": ("96 px, camera: corner2 at the scene's own (far) placement",
+                       {"env.image_size": 96, "env.camera_position": []}),
     "image64_shift4": ("64 px, random shift of 4 px", {"env.image_size": 64, "train.image_shift": 4}),
     "image64_keypoints_shift4": ("64 px, keypoints, random shift of 4 px (the first try)",
                                  {"env.image_size": 64, "model.image_encoder": "keypoints", "train.image_shift": 4}),
-    "full_state": ("state: full, privileged (object poses and goal), for comparison", {"env.observation": "full"}),
+    "full_state96": ("96 px, state: full, privileged (object poses and goal), for comparison",
+                     {"env.image_size": 96, "env.observation": "full"}),
 }
 
 
@@ -67,9 +70,11 @@ def dataset_for(config: Config, work: Path, episodes: int) -> Path:
     return dataset
 
 
-def run_variant(name: str, work: Path, episodes: int, eval_episodes: int, checkpoint: str | None) -> dict:
+def run_variant(name: str, work: Path, episodes: int, eval_episodes: int, checkpoint: str | None,
+                threads: int) -> dict:
     description, overrides = VARIANTS[name]
     config = configure(overrides)
+    config.train.threads = threads
     row = {"variant": name, "description": description, "observation": observation_label(config.env.observation),
            "date": datetime.date.today().isoformat(), "commit": git_commit(), "machine": machine()}
     if checkpoint is None:
@@ -128,6 +133,8 @@ def main() -> None:
                         help="evaluate this checkpoint for the variant instead of training one")
     parser.add_argument("--note", action="append", default=[], metavar="VARIANT=TEXT",
                         help="how the variant's training time was measured, when not here (e.g. other jobs ran)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads for training (0: torch's default, every core)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "ablation"))
     args = parser.parse_args()
 
@@ -137,7 +144,8 @@ def main() -> None:
     stored = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else {"rows": []}
     rows = {row["variant"]: row for row in stored["rows"]}
     for name in args.variants:
-        rows[name] = run_variant(name, Path(args.work), args.episodes, args.eval_episodes, given.get(name))
+        rows[name] = run_variant(name, Path(args.work), args.episodes, args.eval_episodes, given.get(name),
+                                 args.threads)
         if name in notes:
             rows[name]["train_note"] = notes[name]
         ordered = [rows[v] for v in VARIANTS if v in rows]

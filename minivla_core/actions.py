@@ -11,6 +11,7 @@ import numpy as np
 
 ACTION_DIM = 4
 ACTION_LIMIT = 1.0
+HAND_STEP = 0.01  # metres the hand moves in one simulator step for an action of 1 (Meta-World's action_scale)
 
 
 def outside_limits(values: np.ndarray) -> np.ndarray:

@@ -20,14 +20,17 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import yaml
 
-from minivla_core.config import CHOICES, Config, field_docs, field_of, list_item_type, read_config_file, set_value
+from minivla_core.config import (
+    CHOICES, Config, field_docs, field_of, list_item_type, load_config, read_config_file, set_value)
 from minivla_core.errors import ConfigError, MiniVLAError
 
 
@@ -88,7 +91,7 @@ def cmd_run(config: Config, given: dict) -> int:
     bringup = import_ros("minivla_ros.bringup", "run")
     task = check_task(config.env.task)
     instruction = check_instruction(config.policy_node.instruction or instruction_for(task))
-    overrides = node_settings(given, ("env", "bridge", "policy_node"))
+    overrides = node_settings(given, ("env", "bridge", "policy_node", "robot"))
     overrides.pop("policy_node.instruction", None)  # sent on the instruction topic, as a user would
     params = config.run.params_file or bringup.DEFAULT_PARAMS
     result = bringup.run(config.run.episodes, task, instruction, params, overrides)
@@ -124,9 +127,26 @@ def cmd_bag2data(config: Config, given: dict) -> int:
     bag2data = import_ros("minivla_ros.bag2data", "bag2data")
     if not config.bag2data.bags:
         raise ConfigError("no bags given: name them (minivla bag2data BAG... --out DATASET) or set bag2data.bags")
-    summary = bag2data.convert(config.bag2data.bags, config.bag2data.out, keep_failed=config.bag2data.keep_failed)
+    if config.bag2data.robot:  # any robot's bags, through the `robot` section of that file
+        robot_bags = import_ros("minivla_ros.robot_bags", "bag2data")
+        robot = load_config(config.bag2data.robot).robot
+        summary = robot_bags.convert_robot_bags(config.bag2data.bags, config.bag2data.out, robot, config.bag2data,
+                                                config.env.image_size)
+    else:
+        summary = bag2data.convert(config.bag2data.bags, config.bag2data.out, keep_failed=config.bag2data.keep_failed)
     print(f"{summary}\n-> {config.bag2data.out}")
     return 0
+
+
+def cmd_teleop(config: Config, given: dict) -> int:
+    """The keyboard teleop node in this terminal, publishing to the graph of ROS_DOMAIN_ID."""
+    bringup = import_ros("minivla_ros.bringup", "teleop")
+    if "ROS_DOMAIN_ID" not in os.environ:
+        print("note: ROS_DOMAIN_ID is not set, so teleop gets a domain of its own and drives nothing; give it the "
+              "graph's (`minivla run` and `minivla record` print theirs): ROS_DOMAIN_ID=N minivla teleop",
+              file=sys.stderr)
+    command = bringup.node_command("teleop", bringup.DEFAULT_PARAMS, node_settings(given, ("teleop",)))
+    return subprocess.run(command, env=bringup.ros_environment(), cwd=bringup.ROOT).returncode
 
 
 def cmd_info(config: Config, given: dict) -> int:
@@ -166,6 +186,8 @@ COMMANDS = {
         "--image-ablation": "eval.image_ablation", "--threads": "eval.threads", "--video-dir": "eval.video_dir",
         "--json": "eval.json"}),
     "info": (cmd_info, "print what a checkpoint holds", {"--checkpoint": "eval.checkpoint"}),
+    "teleop": (cmd_teleop, "drive the arm from the keyboard (TwistStamped on cmd_vel, gripper on gripper_command) "
+               "in a running graph: ROS_DOMAIN_ID=N minivla teleop", {"--speed": "teleop.speed"}),
     "run": (cmd_run, "run the sim-plus-policy ROS graph (as `ros2 launch minivla_ros sim_policy.launch.py` "
             "would), send the instruction, report N episodes", {
                 "--episodes": "run.episodes", "--task": "env.task", "--instruction": "policy_node.instruction",
@@ -180,8 +202,10 @@ COMMANDS = {
                    "--params-file": "run.params_file"}),
     "bag2data": (cmd_bag2data, "convert demonstration bags into (or onto) a dataset folder: pair each action "
                  "with the newest image and state before it, split episodes by episode_status, keep successful "
-                 "ones, append", {"bags": "bag2data.bags", "--out": "bag2data.out",
-                                  "--keep-failed": "bag2data.keep_failed"}),
+                 "ones, append; with --robot, any robot's bags through its robot interface, resampled",
+                 {"bags": "bag2data.bags", "--out": "bag2data.out", "--keep-failed": "bag2data.keep_failed",
+                  "--robot": "bag2data.robot", "--rate": "bag2data.rate", "--instruction": "bag2data.instruction",
+                  "--image-size": "env.image_size"}),
 }
 ALIASES = {"eval.tasks": ["--task"]}  # eval --task push-v3 reads as well as --tasks push-v3 reach-v3
 

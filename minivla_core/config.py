@@ -11,7 +11,8 @@ instead of a silently ignored setting.
     train / collect / eval:  `minivla train`, `collect`, `eval`
     run:          `minivla run` and `record` (the ROS graph without ros2 launch)
     bag2data:     `minivla bag2data` (demonstration bags -> a dataset)
-    bridge / policy_node / expert / recorder:  the ROS nodes (policy_node runs a trained `model`)
+    bridge / policy_node / expert / recorder / teleop:  the ROS nodes (policy_node runs a trained `model`)
+    robot:        which standard ROS topics carry a robot's cameras, state and commands (policy node, bag2data)
 
 A count of 0 for a sampler setting (inference_steps, n_action_steps) means "the checkpoint's own".
 """
@@ -212,6 +213,17 @@ class Bag2DataConfig:
     bags: list[str] = field(default_factory=list)  # rosbag2 folders (MCAP or sqlite3) or .mcap files
     out: str = "data/from-bags"  # dataset folder (created, or appended to)
     keep_failed: bool = False  # keep episodes that did not succeed
+    # A config file whose `robot` section says which topics of the bags hold cameras, state and commands: any
+    # robot's bags, read through the robot interface (minivla_ros/robot_bags.py). Empty: bags of `minivla record`.
+    robot: str = ""
+    rate: float = 20.0  # robot bags: observations per second in the dataset (inputs resampled to this rate)
+    # Robot bags: an episode ends after this many seconds without a command (0: one episode per bag), or at each
+    # message on episode_topic when that is set.
+    episode_gap: float = 1.0
+    episode_topic: str = ""
+    instruction_topic: str = "/instruction"  # robot bags: std_msgs/String with the episode's instruction
+    instruction: str = ""  # robot bags: the instruction of episodes with none on instruction_topic
+    task: str = "robot"  # robot bags: the task name the episodes get in the dataset
 
 
 @dataclass
@@ -236,6 +248,50 @@ class PolicyNodeConfig:
     instruction: str = ""  # initial instruction (empty = wait for one on the instruction topic)
     threads: int = 1  # torch CPU threads for sampling
     seed: int = 0  # sampler noise seed
+
+
+@dataclass
+class RobotConfig:
+    """How a policy meets a robot: which topics carry its cameras, its state and its commands, in which messages.
+    The policy node reads and writes them; `minivla bag2data --robot` reads them from any robot's bags
+    (minivla_ros/interfaces.py turns each message into numbers). Topic names are relative, so a node's
+    namespace and remapping apply as usual. The defaults are the simulator bridge's own messages."""
+
+    # One camera topic per camera the checkpoint sees, scene camera first (empty: the simulator's, camera/image_raw
+    # and camera/<name>/image_raw for each extra camera). Images of any size are cropped to their centre square
+    # and resized to the checkpoint's image size.
+    camera_topics: list[str] = field(default_factory=list)
+    camera_type: str = "Image"  # "Image" (rgb8, bgr8, rgba8, bgra8, mono8) or "CompressedImage" (jpeg, png)
+    # "RobotState": ours, on robot_state, of the checkpoint's observation protocol. "PoseAndJoints": standard
+    # messages; the state is the position x, y, z of the geometry_msgs/PoseStamped on state_pose_topic (empty:
+    # none), then the positions of state_joints, by name, from the sensor_msgs/JointState on state_joint_topic.
+    state_type: str = "RobotState"
+    state_pose_topic: str = "ee_pose"
+    state_joint_topic: str = "joint_states"
+    state_joints: list[str] = field(default_factory=lambda: ["gripper"])
+    # How actions leave. "ActionCommand": ours, on action_command, with the chunk each action came from.
+    # "TwistStamped": action x, y, z times velocity_scale as linear velocity in action_frame (MoveIt Servo's input).
+    # "JointTrajectory": one point, the action numbers as positions of action_joints, due one control period
+    # later (ros2_control's trajectory controller). "Float64MultiArray": the numbers as they are (ros2_control's
+    # forward command controllers). For the three standard types the gripper number goes to gripper_topic.
+    action_type: str = "ActionCommand"
+    action_topic: str = "cmd_vel"  # the topic of the standard command types
+    action_frame: str = "world"  # TwistStamped: the frame the velocity is expressed in
+    # TwistStamped: metres per second for an action of 1 (Meta-World: 1 cm per simulator step at 20 steps/s)
+    velocity_scale: float = 0.2
+    action_joints: list[str] = field(default_factory=list)  # JointTrajectory: the joint of each action number
+    # std_msgs/Float64 with the action's last number, the gripper: -1 open .. 1 closed (empty: the gripper
+    # number stays in the main command).
+    gripper_topic: str = "gripper_command"
+
+
+@dataclass
+class TeleopConfig:
+    """`minivla teleop`, the keyboard teleop node (minivla_ros/teleop.py)."""
+
+    rate: float = 20.0  # commands per second
+    speed: float = 0.1  # hand speed in m/s when a direction key is pressed (+ and - change it)
+    max_speed: float = 0.2  # + never goes beyond this (the simulated arm's limit at 20 steps/s)
 
 
 @dataclass
@@ -267,6 +323,8 @@ class Config:
     policy_node: PolicyNodeConfig = field(default_factory=PolicyNodeConfig)
     expert: ExpertNodeConfig = field(default_factory=ExpertNodeConfig)
     recorder: RecorderConfig = field(default_factory=RecorderConfig)
+    robot: RobotConfig = field(default_factory=RobotConfig)
+    teleop: TeleopConfig = field(default_factory=TeleopConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -340,7 +398,9 @@ def save_config(config: Config, path: str | Path) -> None:
 CHOICES = {"env.observation": tuple(OBSERVATIONS), "model.image_encoder": IMAGE_ENCODERS,
            "model.prediction_type": PREDICTION_TYPES, "train.device": ("cpu", "cuda"),
            "eval.instructions": ("plain", "held_out", "other_task"),
-           "eval.image_ablation": ("none", "black", "frozen", "shuffled"), "recorder.storage": ("mcap", "sqlite3")}
+           "eval.image_ablation": ("none", "black", "frozen", "shuffled"), "recorder.storage": ("mcap", "sqlite3"),
+           "robot.camera_type": ("Image", "CompressedImage"), "robot.state_type": ("RobotState", "PoseAndJoints"),
+           "robot.action_type": ("ActionCommand", "TwistStamped", "JointTrajectory", "Float64MultiArray")}
 
 
 def list_item_type(field: dataclasses.Field) -> type:

@@ -52,9 +52,10 @@ class Summary:
         return "\n".join([text] + [f"note: {n}" for n in self.notes + self.truncated])
 
 
-def read_messages(path: Path, typestore) -> Iterator[tuple[str, int, object]]:
-    """(topic, log time in ns, decoded message) in recorded order. Raises DatasetError for unreadable input, and
-    _Truncated (after yielding everything readable) when the data stops mid-way."""
+def read_messages(path: Path, typestore, wanted: set[str] = RECORDED_NAMES) -> Iterator[tuple[str, int, object]]:
+    """(topic, log time in ns, decoded message) of the topics `wanted`, in recorded order, after one
+    ("__channel__", 0, topic) per topic in the bag. Raises DatasetError for unreadable input, and BagTruncated
+    (after yielding everything readable) when the data stops mid-way."""
     mcap_files = [path] if path.is_file() else sorted(path.glob("*.mcap"))
     if path.is_file() and path.suffix != ".mcap":
         raise DatasetError(f"{path} is neither a rosbag2 folder nor an .mcap file")
@@ -62,19 +63,19 @@ def read_messages(path: Path, typestore) -> Iterator[tuple[str, int, object]]:
         raise DatasetError(f"bag {path} does not exist")
     if mcap_files:
         for file in mcap_files:
-            yield from _read_mcap(file, typestore)
+            yield from _read_mcap(file, typestore, wanted)
         return
     if path.is_dir() and (path / "metadata.yaml").exists():
-        yield from _read_rosbag2(path, typestore)
+        yield from _read_rosbag2(path, typestore, wanted)
         return
     raise DatasetError(f"{path} holds no .mcap file and no metadata.yaml: not a bag")
 
 
-class _Truncated(Exception):
+class BagTruncated(Exception):
     pass
 
 
-def _read_mcap(file: Path, typestore) -> Iterator[tuple[str, object]]:
+def _read_mcap(file: Path, typestore, wanted: set[str]) -> Iterator[tuple[str, object]]:
     from mcap.exceptions import McapError
     from mcap.records import Channel, Message, Schema
     from mcap.stream_reader import StreamReader
@@ -91,15 +92,15 @@ def _read_mcap(file: Path, typestore) -> Iterator[tuple[str, object]]:
                     yield "__channel__", 0, record.topic
                 elif isinstance(record, Message) and record.channel_id in channels:
                     topic, msgtype = channels[record.channel_id]
-                    if topic in RECORDED_NAMES:
+                    if topic in wanted:
                         yield topic, record.log_time, typestore.deserialize_cdr(bytes(record.data), msgtype)
         except (McapError, EOFError, ValueError, AssertionError, KeyError) as exc:
             if not channels:
                 raise DatasetError(f"{file} is not a readable MCAP file: {exc}") from exc
-            raise _Truncated(f"{file} stops mid-way ({type(exc).__name__}: {exc})") from exc
+            raise BagTruncated(f"{file} stops mid-way ({type(exc).__name__}: {exc})") from exc
 
 
-def _read_rosbag2(path: Path, typestore) -> Iterator[tuple[str, object]]:
+def _read_rosbag2(path: Path, typestore, wanted: set[str]) -> Iterator[tuple[str, object]]:
     from rosbags.highlevel import AnyReader
 
     try:
@@ -110,12 +111,12 @@ def _read_rosbag2(path: Path, typestore) -> Iterator[tuple[str, object]]:
     try:
         for connection in reader.connections:
             yield "__channel__", 0, connection.topic
-        wanted = [c for c in reader.connections if c.topic in RECORDED_NAMES]
+        connections = [c for c in reader.connections if c.topic in wanted]
         try:
-            for connection, log_time, raw in reader.messages(connections=wanted):
+            for connection, log_time, raw in reader.messages(connections=connections):
                 yield connection.topic, log_time, reader.deserialize(raw, connection.msgtype)
         except Exception as exc:
-            raise _Truncated(f"bag {path} stops mid-way ({type(exc).__name__}: {exc})") from exc
+            raise BagTruncated(f"bag {path} stops mid-way ({type(exc).__name__}: {exc})") from exc
     finally:
         reader.close()
 
@@ -126,36 +127,44 @@ TOPIC_ORDER = {topic.absolute: i for i, topic in enumerate(
     (graph.INSTRUCTION, graph.IMAGE, graph.STATE, graph.EPISODE_STATUS, graph.ACTION))}
 
 
-def in_stamp_order(messages: Iterator[tuple[str, int, object]], window_ns: int = 2_000_000_000):
-    """Messages re-sorted by header stamp (log time for messages without a header).
+def in_stamp_order(messages: Iterator[tuple[str, int, object]], window_ns: int = 2_000_000_000,
+                   order: dict[str, int] = TOPIC_ORDER, with_time: bool = False):
+    """Messages re-sorted by header stamp (log time for messages without a header): (topic, msg), or
+    (topic, time in ns, msg) `with_time`; each ("__channel__", topic) passes through at once.
 
     A recorder takes simultaneous messages in whatever order its executor serves them, so log
     time order can put a command before the observation it answers. Header stamps are what the
-    publishers meant. Sorting happens in a sliding window, so memory stays bounded."""
+    publishers meant; messages with the same stamp come in `order` of their topics. Sorting happens in a
+    sliding window, so memory stays bounded."""
     heap: list = []
     count = 0
     source = iter(messages)
+
+    def out(item):
+        key, _, _, topic, msg = item
+        return (topic, key, msg) if with_time else (topic, msg)
+
     while True:
         try:
             topic, log_time, msg = next(source)
         except StopIteration:
             break
-        except _Truncated:  # what was read before the cut still counts: flush it, then report the cut
+        except BagTruncated:  # what was read before the cut still counts: flush it, then report the cut
             while heap:
-                yield heapq.heappop(heap)[3:]
+                yield out(heapq.heappop(heap))
             raise
         if topic == "__channel__":
-            yield topic, msg
+            yield (topic, 0, msg) if with_time else (topic, msg)
             continue
         stamp = getattr(getattr(msg, "header", None), "stamp", None)
         stamped = stamp is not None and (stamp.sec or stamp.nanosec)
         key = stamp.sec * 1_000_000_000 + stamp.nanosec if stamped else log_time
-        heapq.heappush(heap, (key, TOPIC_ORDER[topic], count, topic, msg))
+        heapq.heappush(heap, (key, order[topic], count, topic, msg))
         count += 1
         while heap and heap[0][0] < log_time - window_ns:
-            yield heapq.heappop(heap)[3:]
+            yield out(heapq.heappop(heap))
     while heap:
-        yield heapq.heappop(heap)[3:]
+        yield out(heapq.heappop(heap))
 
 
 def image_array(msg) -> np.ndarray:
@@ -250,7 +259,7 @@ def convert_bag(bag: Path, typestore, out, keep_failed: bool, summary: Summary, 
                     elif steps:
                         summary.dropped_failed += 1
                     steps, image, state, episode = [], None, None, None
-    except _Truncated as exc:
+    except BagTruncated as exc:
         summary.truncated.append(f"{exc}; kept the episodes completed before that point")
     except ValueError as exc:  # a message that decodes but makes no sense (an image whose step lies, ...)
         raise DatasetError(f"bag {bag}: message {messages} ({topic}): {exc}") from exc

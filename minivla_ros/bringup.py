@@ -260,7 +260,7 @@ def run(episodes: int, task: str, instruction: str, params_file: Path = DEFAULT_
     overrides = overrides or {}
     bridge_overrides = {"env.task": task, "bridge.episodes": episodes, **camera_for_checkpoint(params_file, overrides),
                         **{k: v for k, v in overrides.items() if k.split(".")[0] in ("env", "bridge")}}
-    policy_overrides = {k: v for k, v in overrides.items() if k.startswith("policy_node.")}
+    policy_overrides = {k: v for k, v in overrides.items() if k.split(".")[0] in ("policy_node", "robot")}
     result = RunResult(task)
     with monitored("run") as (env, monitor, executor):
         processes = [start_node("sim_bridge", params_file, bridge_overrides, env),

@@ -1,17 +1,23 @@
 """Messages <-> numpy, with the checks that turn bad input into a clear error.
 
 Each `*_from_msg` raises ValueError naming what was wrong; nodes log that and drop the message.
+The standard messages of the robot interface are read by interfaces.py and images.py (no rclpy, so
+bag2data shares them); their writers are here, beside the readers of our own messages.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from builtin_interfaces.msg import Time
+import cv2
+from builtin_interfaces.msg import Duration, Time
 from cv_bridge import CvBridge
-from sensor_msgs.msg import Image
+from geometry_msgs.msg import PoseStamped, TwistStamped
+from sensor_msgs.msg import CompressedImage, Image, JointState
+from std_msgs.msg import Float64, Float64MultiArray
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from minivla_core.actions import check_action
-from minivla_core.config import observation_label
+from minivla_core.config import RobotConfig, observation_label
 from minivla_ros.images import decode_image
 from minivla_ros.msg import ActionCommand, RobotState
 
@@ -20,6 +26,17 @@ _bridge = CvBridge()
 
 def image_to_msg(image: np.ndarray, stamp: Time, frame_id: str = "camera") -> Image:
     msg = _bridge.cv2_to_imgmsg(np.ascontiguousarray(image), encoding="rgb8")
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    return msg
+
+
+def compressed_image_to_msg(image: np.ndarray, stamp: Time, frame_id: str = "camera",
+                            format: str = "jpeg") -> CompressedImage:
+    ok, data = cv2.imencode(".jpg" if format == "jpeg" else ".png", np.ascontiguousarray(image[..., ::-1]))
+    if not ok:
+        raise ValueError(f"OpenCV could not encode a {image.shape} image as {format}")
+    msg = CompressedImage(format=format, data=data.tobytes())
     msg.header.stamp = stamp
     msg.header.frame_id = frame_id
     return msg
@@ -59,3 +76,40 @@ def state_from_msg(msg: RobotState, size: int, observation: str) -> np.ndarray:
 def action_from_msg(msg: ActionCommand) -> np.ndarray:
     """The commanded action, if it is within the arm's limits (check_action); never clipped into them."""
     return check_action(msg.action)
+
+
+# --- writers of the robot interface's standard messages (readers: interfaces.py) -----------------------------
+def pose_to_msg(position, stamp: Time, frame_id: str = "world") -> PoseStamped:
+    msg = PoseStamped()
+    msg.header.stamp, msg.header.frame_id = stamp, frame_id
+    msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (float(v) for v in position)
+    msg.pose.orientation.w = 1.0
+    return msg
+
+
+def joint_state_to_msg(names: list[str], positions, stamp: Time) -> JointState:
+    msg = JointState(name=list(names), position=[float(v) for v in positions])
+    msg.header.stamp = stamp
+    return msg
+
+
+def command_msgs(action: np.ndarray, robot: RobotConfig, stamp: Time, period: float) -> list:
+    """One action -> the messages that command it: the main command of robot.action_type, then the gripper's
+    Float64 when robot.gripper_topic is set. `period` (seconds) is when a trajectory point falls due."""
+    values = [float(v) for v in action]
+    motion, gripper = (values[:-1], values[-1]) if robot.gripper_topic else (values, None)
+    if robot.action_type == "TwistStamped":
+        msg = TwistStamped()
+        msg.header.stamp, msg.header.frame_id = stamp, robot.action_frame
+        msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z = (v * robot.velocity_scale for v in motion)
+    elif robot.action_type == "JointTrajectory":
+        seconds = int(period)
+        point = JointTrajectoryPoint(positions=motion,
+                                     time_from_start=Duration(sec=seconds, nanosec=int((period - seconds) * 1e9)))
+        msg = JointTrajectory(joint_names=list(robot.action_joints), points=[point])
+        msg.header.stamp = stamp
+    elif robot.action_type == "Float64MultiArray":
+        msg = Float64MultiArray(data=motion)
+    else:
+        raise ValueError(f"robot.action_type {robot.action_type!r} is not supported")
+    return [msg] if gripper is None else [msg, Float64(data=gripper)]

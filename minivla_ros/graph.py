@@ -50,7 +50,19 @@ ACTION = Topic("action_command", "minivla_ros/msg/ActionCommand", "reliable", "p
 INSTRUCTION = Topic("instruction", "std_msgs/msg/String", "reliable", "anyone (`ros2 topic pub`)", "policy_node",
                     recorded=True)
 POLICY_STATUS = Topic("policy_status", "minivla_ros/msg/PolicyStatus", "reliable", "policy_node", "anyone")
-TOPICS = (IMAGE, STATE, PRIVILEGED_STATE, EPISODE_STATUS, ACTION, INSTRUCTION, POLICY_STATUS)
+# The same robot in standard messages (the `robot` config section's defaults name these topics): what a real
+# arm's drivers publish and what MoveIt Servo-style controllers take.
+EE_POSE = Topic("ee_pose", "geometry_msgs/msg/PoseStamped", "sensor", "sim_bridge (hand position, world frame)",
+                "policy_node when robot.state_type is PoseAndJoints")
+JOINT_STATES = Topic("joint_states", "sensor_msgs/msg/JointState", "sensor",
+                     "sim_bridge (arm joints, and `gripper`: opening 0..1)",
+                     "policy_node when robot.state_type is PoseAndJoints")
+CMD_VEL = Topic("cmd_vel", "geometry_msgs/msg/TwistStamped", "reliable",
+                "anyone; policy_node when robot.action_type is TwistStamped", "sim_bridge (hand velocity, world frame)")
+GRIPPER_COMMAND = Topic("gripper_command", "std_msgs/msg/Float64", "reliable",
+                        "anyone; policy_node with a standard robot.action_type", "sim_bridge (-1 open .. 1 closed)")
+TOPICS = (IMAGE, STATE, PRIVILEGED_STATE, EPISODE_STATUS, ACTION, INSTRUCTION, POLICY_STATUS, EE_POSE, JOINT_STATES,
+          CMD_VEL, GRIPPER_COMMAND)
 RECORDED = tuple(topic for topic in TOPICS if topic.recorded)  # what a demonstration bag holds
 
 RESET_SERVICE = "reset_episode"  # std_srvs/srv/Trigger, served by sim_bridge: end the episode, start the next
@@ -64,11 +76,11 @@ def image_topic(camera: str, scene_camera: bool) -> str:
 
 # The nodes: executable name -> Python module. Each node's parameters are its config sections (config.py).
 NODES = {"sim_bridge": "minivla_ros.sim_bridge", "policy_node": "minivla_ros.policy_node",
-         "expert_node": "minivla_ros.expert_node", "recorder": "minivla_ros.recorder"}
+         "expert_node": "minivla_ros.expert_node", "recorder": "minivla_ros.recorder", "teleop": "minivla_ros.teleop"}
 
 # Which node declares each config section as its parameters (minivla_ros/params.py).
 SECTION_NODES = {"env": "sim_bridge", "bridge": "sim_bridge", "policy_node": "policy_node", "expert": "expert_node",
-                 "recorder": "recorder"}
+                 "recorder": "recorder", "robot": "policy_node", "teleop": "teleop"}
 
 # Recording demonstrations (launch/record_demos.launch.py, `minivla record`): layouts of the collection seed,
 # and the bridge holds its first episode until the expert and the recorder subscribe to robot state.

@@ -1,13 +1,21 @@
 """Policy node: the diffusion policy driving the arm at a fixed control rate.
 
-It keeps the newest camera images (one per camera the checkpoint was trained with: camera/image_raw, and
-camera/<name>/image_raw for each extra camera), robot state and instruction. On a timer at
-`policy_node.control_rate` it publishes one action command, taken from the current action chunk; a
-new chunk is sampled (DDIM, `policy_node.inference_steps` steps) when the executed part
-(`policy_node.n_action_steps` actions) is used up. It publishes nothing while it has no policy, no
-instruction, or stale inputs, and says why on `policy_status` (once a second) and in the log.
+It keeps the newest camera images (one per camera the checkpoint was trained with), robot state and
+instruction. On a timer at `policy_node.control_rate` it publishes one action command, taken from
+the current action chunk; a new chunk is sampled (DDIM, `policy_node.inference_steps` steps) when
+the executed part (`policy_node.n_action_steps` actions) is used up. It publishes nothing while it
+has no policy, no instruction, or stale inputs, and says why on `policy_status` (once a second) and
+in the log.
 
-Parameters: the fields of PolicyNodeConfig (`policy_node.*`).
+Which topics and messages carry the images, the state and the commands is the robot interface, the
+`robot.*` parameters (RobotConfig; minivla_ros/interfaces.py): by default the simulator's own
+(camera/image_raw, robot_state, action_command); for any robot, sensor_msgs/Image or CompressedImage
+of any size, a PoseStamped and named JointState joints, and TwistStamped, JointTrajectory or
+Float64MultiArray commands with a std_msgs/Float64 gripper command. The interface is checked against
+the checkpoint when it loads: a mismatch (a state of the wrong length, too few camera topics) is named
+and nothing is commanded.
+
+Parameters: the fields of PolicyNodeConfig (`policy_node.*`) and RobotConfig (`robot.*`).
 """
 
 from __future__ import annotations
@@ -18,19 +26,23 @@ from collections import deque
 
 import numpy as np
 import torch
+from geometry_msgs.msg import PoseStamped, TwistStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
-from sensor_msgs.msg import Image
-from std_msgs.msg import String
+from sensor_msgs.msg import CompressedImage, Image, JointState
+from std_msgs.msg import Float64, Float64MultiArray, String
+from trajectory_msgs.msg import JointTrajectory
 
 from minivla_core.checkpoint import load_policy
-from minivla_core.config import PolicyNodeConfig, observation_label
+from minivla_core.config import PolicyNodeConfig, RobotConfig, observation_label
 from minivla_core.actions import check_action
 from minivla_core.errors import InstructionError, MiniVLAError
 from minivla_core.model.policy import PolicyRunner
 from minivla_core.model.tokenizer import check_instruction
 from minivla_ros import graph, qos
-from minivla_ros.conversions import image_from_msg, state_from_msg
+from minivla_ros.conversions import command_msgs, state_from_msg
+from minivla_ros.images import image_from_msg
+from minivla_ros.interfaces import assemble_state, check_interface, joint_positions, position_from_pose
 from minivla_ros.msg import ActionCommand, EpisodeStatus, PolicyStatus, RobotState
 from minivla_ros.params import declare_section, resolve_path
 from minivla_ros.spin import run_node
@@ -41,12 +53,15 @@ CHANGEABLE = ("policy_node.instruction", "policy_node.inference_steps", "policy_
 # Every change of instruction is logged, up to this many a second; a flood of changes is summarised
 # (the current instruction is always on `policy_status`).
 INSTRUCTION_LOGS_PER_SECOND = 5
+COMMAND_TYPES = {"TwistStamped": TwistStamped, "JointTrajectory": JointTrajectory,
+                 "Float64MultiArray": Float64MultiArray}
 
 
 class PolicyNode(Node):
     def __init__(self):
         super().__init__("policy_node")
         self.config = declare_section(self, "policy_node", PolicyNodeConfig(), changeable=CHANGEABLE)
+        self.robot = declare_section(self, "robot", RobotConfig())
         torch.set_num_threads(max(1, self.config.threads))
         self.runner: PolicyRunner | None = None
         self.problem = "no instruction received yet"
@@ -55,6 +70,8 @@ class PolicyNode(Node):
         self.images = [None] * len(self.cameras)  # newest image of each camera, scene camera first
         self.image_times = [-float("inf")] * len(self.cameras)
         self.state, self.state_time = None, -float("inf")
+        self.pose = self.joints = None  # robot.state_type PoseAndJoints: the newest of each, and when
+        self.pose_time = self.joints_time = -float("inf")
         self.image_stamp = self.chunk_stamp = None  # of the scene camera's newest image / the current chunk's
         self.episode = None
         self.period = 1.0 / self.config.control_rate
@@ -64,13 +81,10 @@ class PolicyNode(Node):
         self.instruction_log_times: deque[float] = deque(maxlen=INSTRUCTION_LOGS_PER_SECOND)
         self.unlogged_instructions = 0
 
-        self.command_pub = self.create_publisher(ActionCommand, graph.ACTION.name, qos.profile(graph.ACTION))
+        self.create_command_publishers()
         self.status_pub = self.create_publisher(PolicyStatus, graph.POLICY_STATUS.name,
                                                 qos.profile(graph.POLICY_STATUS))
-        for index, camera in enumerate(self.cameras):
-            self.create_subscription(Image, graph.image_topic(camera, index == 0),
-                                     lambda msg, index=index: self.on_image(msg, index), qos.profile(graph.IMAGE))
-        self.create_subscription(RobotState, graph.STATE.name, self.on_state, qos.profile(graph.STATE))
+        self.create_input_subscriptions()
         self.create_subscription(String, graph.INSTRUCTION.name, self.on_instruction, qos.profile(graph.INSTRUCTION))
         self.create_subscription(EpisodeStatus, graph.EPISODE_STATUS.name, self.on_episode_status,
                                  qos.profile(graph.EPISODE_STATUS))
@@ -79,6 +93,31 @@ class PolicyNode(Node):
         self.add_on_set_parameters_callback(self.on_set_parameters)
         if self.config.instruction:
             self.set_instruction(self.config.instruction)
+
+    def create_command_publishers(self) -> None:
+        robot = self.robot
+        if robot.action_type == "ActionCommand":
+            self.command_pubs = [self.create_publisher(ActionCommand, graph.ACTION.name, qos.profile(graph.ACTION))]
+            return
+        self.command_pubs = [self.create_publisher(COMMAND_TYPES[robot.action_type], robot.action_topic,
+                                                   qos.RELIABLE_QOS)]
+        if robot.gripper_topic:
+            self.command_pubs.append(self.create_publisher(Float64, robot.gripper_topic, qos.RELIABLE_QOS))
+
+    def create_input_subscriptions(self) -> None:
+        robot = self.robot
+        image_type = CompressedImage if robot.camera_type == "CompressedImage" else Image
+        for index, camera in enumerate(self.cameras):
+            topic = robot.camera_topics[index] if robot.camera_topics else graph.image_topic(camera, index == 0)
+            self.create_subscription(image_type, topic, lambda msg, index=index: self.on_image(msg, index),
+                                     qos.profile(graph.IMAGE))
+        if robot.state_type == "RobotState":
+            self.create_subscription(RobotState, graph.STATE.name, self.on_state, qos.profile(graph.STATE))
+            return
+        if robot.state_pose_topic:
+            self.create_subscription(PoseStamped, robot.state_pose_topic, self.on_pose, qos.SENSOR_QOS)
+        if robot.state_joint_topic:
+            self.create_subscription(JointState, robot.state_joint_topic, self.on_joints, qos.SENSOR_QOS)
 
     # --- inputs -------------------------------------------------------------------------------
     def load(self, checkpoint: str) -> None:
@@ -93,6 +132,12 @@ class PolicyNode(Node):
         self.image_size, self.state_dim = payload["env"]["image_size"], payload["state_dim"]
         self.observation = payload["env"]["observation"]
         self.cameras = [payload["env"]["camera"], *payload["env"]["extra_cameras"]]
+        try:
+            check_interface(self.robot, self.policy.action_dim, self.state_dim, len(self.cameras))
+        except ValueError as exc:
+            self.policy, self.problem = None, f"no policy loaded: the robot interface does not fit {path}: {exc}"
+            self.get_logger().error(self.problem)
+            return
         tasks = payload["env"].get("tasks") or [payload["env"]["task"]]
         self.get_logger().info(f"loaded {path} (trained on {', '.join(tasks)}, "
                                f"{self.image_size}px {' and '.join(self.cameras)} images, "
@@ -119,6 +164,26 @@ class PolicyNode(Node):
             self.get_logger().error(f"dropping robot state: {exc}", throttle_duration_sec=1.0)
             return
         self.state_time = time.monotonic()
+
+    def on_pose(self, msg: PoseStamped) -> None:
+        if self.policy is None:
+            return
+        try:
+            self.pose = position_from_pose(msg)
+        except ValueError as exc:
+            self.get_logger().error(f"dropping {self.robot.state_pose_topic}: {exc}", throttle_duration_sec=1.0)
+            return
+        self.pose_time = time.monotonic()
+
+    def on_joints(self, msg: JointState) -> None:
+        if self.policy is None:
+            return
+        try:
+            self.joints = joint_positions(msg, self.robot.state_joints)
+        except ValueError as exc:
+            self.get_logger().error(f"dropping {self.robot.state_joint_topic}: {exc}", throttle_duration_sec=1.0)
+            return
+        self.joints_time = time.monotonic()
 
     def on_instruction(self, msg: String) -> None:
         self.set_instruction(msg.data)
@@ -209,8 +274,10 @@ class PolicyNode(Node):
             self.problem = problem
         if problem is not None:
             return
+        state = self.state if self.robot.state_type == "RobotState" else assemble_state(self.robot, self.pose,
+                                                                                         self.joints)
         try:
-            action = check_action(self.runner.act(np.stack(self.images), self.state))
+            action = check_action(self.runner.act(np.stack(self.images), state))
         except ValueError as exc:  # e.g. a finite but absurd state (1e20) driving the network to NaN
             self.get_logger().error(f"not acting: {exc}", throttle_duration_sec=1.0)
             self.runner.reset()  # the rest of a bad chunk is bad too
@@ -218,13 +285,18 @@ class PolicyNode(Node):
         if self.runner.step_in_chunk == 0:  # a new chunk was sampled from the current observation
             self.latencies.append(self.runner.last_sample_seconds)
             self.chunk_stamp = self.image_stamp
-        msg = ActionCommand()
-        msg.header.stamp = tick_stamp
-        msg.action = action.tolist()
-        msg.chunk = max(self.runner.chunk_index, 0)
-        msg.step_in_chunk = self.runner.step_in_chunk
-        msg.observation_stamp = self.chunk_stamp
-        self.command_pub.publish(msg)
+        if self.robot.action_type == "ActionCommand":
+            msg = ActionCommand()
+            msg.header.stamp = tick_stamp
+            msg.action = action.tolist()
+            msg.chunk = max(self.runner.chunk_index, 0)
+            msg.step_in_chunk = self.runner.step_in_chunk
+            msg.observation_stamp = self.chunk_stamp
+            messages = [msg]
+        else:
+            messages = command_msgs(action, self.robot, tick_stamp, self.period)
+        for publisher, msg in zip(self.command_pubs[::-1], messages[::-1]):  # the gripper first: with the motion
+            publisher.publish(msg)  # that follows, a robot applying the newest command has both
 
     def why_not_ready(self, now: float) -> str | None:
         if self.policy is None:
@@ -235,8 +307,14 @@ class PolicyNode(Node):
         for camera, image_time in zip(self.cameras, self.image_times):
             if now - image_time > stale:
                 return f"{camera} camera image is stale (none newer than {stale} s)"
-        if now - self.state_time > stale:
-            return f"robot state is stale (none newer than {stale} s)"
+        if self.robot.state_type == "RobotState":
+            inputs = [("robot state", self.state_time)]
+        else:
+            inputs = [(topic, when) for topic, when in ((self.robot.state_pose_topic, self.pose_time),
+                                                        (self.robot.state_joint_topic, self.joints_time)) if topic]
+        for what, when in inputs:
+            if now - when > stale:
+                return f"{what} is stale (none newer than {stale} s)"
         return None
 
     def publish_status(self) -> None:

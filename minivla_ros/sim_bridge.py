@@ -6,6 +6,14 @@ the camera image (one topic per camera: camera/image_raw, camera/<name>/image_ra
 position and gripper) and the episode status. The simulator's full state goes to its own topic,
 sim/privileged_state, for the scripted expert only: a policy sees the scene through the camera.
 
+It is also a robot in standard messages, as a real arm's drivers are: the hand's position as a
+geometry_msgs/PoseStamped on ee_pose (world frame), the arm's 7 joint angles and the gripper's opening
+(joint `gripper`, 0..1) as a sensor_msgs/JointState on joint_states; it takes the hand's velocity as a
+geometry_msgs/TwistStamped on cmd_vel (m/s, world frame; HAND_STEP metres per step for an action of 1,
+so an action of 1 is 0.2 m/s at 20 steps/s) with the gripper's command as std_msgs/Float64 on
+gripper_command (-1 open .. 1 closed; the newest one holds until the next). A command of either kind
+is the newest command.
+
 When it steps, what it does without a command and when an episode ends are the rules of
 minivla_core/episode_rules.py (hold still, an episode's clock starts with its first command, ...);
 this node turns their events into messages. It adds the ROS sides:
@@ -24,17 +32,22 @@ from __future__ import annotations
 import dataclasses
 import time
 
+import numpy as np
+from geometry_msgs.msg import PoseStamped, TwistStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float64
 from std_srvs.srv import Trigger
 
-from minivla_core.config import PRIVILEGED, BridgeConfig, EnvConfig, observation_label
-from minivla_core.envs.metaworld_env import check_task
+from minivla_core.actions import HAND_STEP, check_action
+from minivla_core.config import PRIVILEGED, BridgeConfig, EnvConfig, RobotConfig, observation_label
+from minivla_core.envs.metaworld_env import ARM_JOINTS, check_task
 from minivla_core.episode_rules import EpisodeEnd, EpisodeRules, Holding, NewObservation, TaskSwitch
 from minivla_core.errors import TaskError
 from minivla_ros import graph, qos
-from minivla_ros.conversions import action_from_msg, image_to_msg, state_to_msg
+from minivla_ros.conversions import action_from_msg, image_to_msg, joint_state_to_msg, pose_to_msg, state_to_msg
+from minivla_ros.interfaces import action_from_twist, gripper_from_msg
 from minivla_ros.msg import ActionCommand, EpisodeStatus, RobotState
 from minivla_ros.params import declare_section
 from minivla_ros.spin import run_node
@@ -55,7 +68,13 @@ class SimBridgeNode(Node):
                                                     qos.profile(graph.PRIVILEGED_STATE))
         self.status_pub = self.create_publisher(EpisodeStatus, graph.EPISODE_STATUS.name,
                                                 qos.profile(graph.EPISODE_STATUS))
+        self.pose_pub = self.create_publisher(PoseStamped, graph.EE_POSE.name, qos.profile(graph.EE_POSE))
+        self.joints_pub = self.create_publisher(JointState, graph.JOINT_STATES.name, qos.profile(graph.JOINT_STATES))
         self.create_subscription(ActionCommand, graph.ACTION.name, self.on_command, qos.profile(graph.ACTION))
+        self.create_subscription(TwistStamped, graph.CMD_VEL.name, self.on_twist, qos.profile(graph.CMD_VEL))
+        self.create_subscription(Float64, graph.GRIPPER_COMMAND.name, self.on_gripper,
+                                 qos.profile(graph.GRIPPER_COMMAND))
+        self.gripper = -1.0  # the newest gripper_command (open until told otherwise)
         self.create_service(Trigger, graph.RESET_SERVICE, self.on_reset_request)
         self.add_on_set_parameters_callback(self.on_set_parameters)
         self.timer = self.create_timer(1.0 / self.config.step_rate, self.step)
@@ -72,6 +91,26 @@ class SimBridgeNode(Node):
             self.get_logger().error(f"refusing action command: {exc}", throttle_duration_sec=1.0)
             return
         self.rules.command(action, time.monotonic())
+
+    def on_twist(self, msg: TwistStamped) -> None:
+        """Hand velocity (m/s) -> the action that moves the hand that far in one step, with the newest gripper."""
+        twist = RobotConfig(velocity_scale=HAND_STEP * self.config.step_rate)
+        try:
+            action = check_action(np.append(action_from_twist(msg, twist), self.gripper))
+        except ValueError as exc:
+            self.get_logger().error(f"refusing cmd_vel: {exc} (at most {twist.velocity_scale:g} m/s per axis)",
+                                    throttle_duration_sec=1.0)
+            return
+        self.rules.command(action, time.monotonic())
+
+    def on_gripper(self, msg: Float64) -> None:
+        try:
+            gripper = gripper_from_msg(msg)
+            check_action([0.0, 0.0, 0.0, gripper])
+        except ValueError as exc:
+            self.get_logger().error(f"refusing gripper_command: {exc}", throttle_duration_sec=1.0)
+            return
+        self.gripper = gripper
 
     def on_set_parameters(self, parameters):
         """The parameters that can change while running (the rest are read-only):
@@ -138,6 +177,10 @@ class SimBridgeNode(Node):
             publisher.publish(image_to_msg(image, stamp))
         self.state_pub.publish(state_to_msg(event.observation.state, stamp, self.env_config.observation))
         self.privileged_pub.publish(state_to_msg(event.observation.privileged, stamp, PRIVILEGED))
+        hand, gripper = event.observation.privileged[:3], event.observation.privileged[3]
+        self.pose_pub.publish(pose_to_msg(hand, stamp))
+        self.joints_pub.publish(joint_state_to_msg([*ARM_JOINTS, "gripper"],
+                                                   [*event.observation.arm_joints, gripper], stamp))
         self.publish_status(event.task, event.episode, event.step, event.observation.success, event.episode_return,
                             done=False, stamp=stamp)
 

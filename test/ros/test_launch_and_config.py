@@ -10,11 +10,11 @@ from pathlib import Path
 
 import yaml
 
-from minivla_core.config import BridgeConfig, EnvConfig, PolicyNodeConfig
+from minivla_core.config import BridgeConfig, EnvConfig, PolicyNodeConfig, RobotConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE_SECTIONS = {"sim_bridge": {"env": EnvConfig, "bridge": BridgeConfig},
-                 "policy_node": {"policy_node": PolicyNodeConfig}}
+                 "policy_node": {"policy_node": PolicyNodeConfig, "robot": RobotConfig}}
 
 
 def declared(node: str) -> set[str]:

@@ -1,0 +1,127 @@
+"""Any robot's bags -> a dataset (`minivla bag2data BAG --robot robot.yaml`): a bag of standard messages only,
+written by an independent writer (mcap-ros2-support), each topic at its own rate, as `ros2 bag record` of a real
+arm would hold it."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from minivla_core.config import Bag2DataConfig, RobotConfig
+from minivla_core.data.dataset import load_episodes
+from minivla_core.errors import DatasetError
+from minivla_ros.bag_types import make_typestore
+from minivla_ros.robot_bags import convert_robot_bags
+
+ROOT = Path(__file__).resolve().parents[2]
+TYPES = {"/camera/color/image_raw": "sensor_msgs/msg/Image", "/ee_pose": "geometry_msgs/msg/PoseStamped",
+         "/joint_states": "sensor_msgs/msg/JointState", "/servo/cmd_vel": "geometry_msgs/msg/TwistStamped",
+         "/gripper_command": "std_msgs/msg/Float64", "/instruction": "std_msgs/msg/String"}
+ROBOT = RobotConfig(camera_topics=["/camera/color/image_raw"], state_type="PoseAndJoints", state_pose_topic="ee_pose",
+                    state_joint_topic="joint_states", state_joints=["gripper"], action_type="TwistStamped",
+                    action_topic="servo/cmd_vel", velocity_scale=0.2, gripper_topic="gripper_command")
+T0 = 1_700_000_000.0
+
+
+def stamp(t: float) -> dict:
+    ns = int(round(t * 1e9))
+    return {"sec": ns // 1_000_000_000, "nanosec": ns % 1_000_000_000}
+
+
+def robot_messages():
+    """Two demonstrations 2 s apart: 2 s moving +x at 0.1 m/s, then 1.5 s moving +y; camera at 15 Hz (80x60 bgr8,
+    brightness = tenths of a second since the start), pose and joints at 50 Hz, commands at 10 Hz."""
+    episodes = [(0.0, 2.0, (0.1, 0.0)), (4.0, 5.5, (0.0, 0.1))]
+    yield 0.0, "/instruction", {"data": "push the block"}
+    position = np.array([0.0, 0.6, 0.2])
+    events = []
+    for t in np.arange(0.0, 6.0, 1 / 15):
+        shade = np.full((60, 80, 3), int(10 * t) % 256, np.uint8)
+        events.append((t, "/camera/color/image_raw", {"header": {"stamp": stamp(T0 + t), "frame_id": "cam"},
+                                                      "height": 60, "width": 80, "encoding": "bgr8", "is_bigendian": 0,
+                                                      "step": 240, "data": shade.tobytes()}))
+    for t in np.arange(0.0, 6.0, 1 / 10):
+        for start, end, (vx, vy) in episodes:
+            if start <= t < end:
+                header = {"stamp": stamp(T0 + t), "frame_id": "world"}
+                events.append((t, "/servo/cmd_vel", {"header": header, "twist": {
+                    "linear": {"x": vx, "y": vy, "z": 0.0}, "angular": {"x": 0.0, "y": 0.0, "z": 0.0}}}))
+                events.append((t, "/gripper_command", {"data": 1.0}))
+    for t in np.arange(0.0, 6.0, 1 / 50):
+        velocity = next(((vx, vy) for start, end, (vx, vy) in episodes if start <= t < end), (0.0, 0.0))
+        position = position + np.array([*velocity, 0.0]) / 50
+        header = {"stamp": stamp(T0 + t), "frame_id": "world"}
+        events.append((t, "/ee_pose", {"header": header, "pose": {
+            "position": dict(zip("xyz", position.tolist())), "orientation": {"x": 0.0, "y": 0.0, "z": 0.0, "w": 1.0}}}))
+        events.append((t, "/joint_states", {"header": header, "name": ["wrist", "gripper", "elbow"],
+                                            "position": [0.1, 0.5, 0.2], "velocity": [], "effort": []}))
+    yield from sorted(events, key=lambda e: e[0])
+
+
+def write_bag(path: Path, drop: str = "") -> Path:
+    from mcap_ros2.writer import Writer
+
+    typestore = make_typestore()
+    with open(path, "wb") as stream:
+        writer = Writer(stream)
+        schemas = {topic: writer.register_msgdef(msgtype, typestore.generate_msgdef(msgtype, ros_version=2)[0])
+                   for topic, msgtype in TYPES.items()}
+        for t, topic, message in robot_messages():
+            if topic != drop:
+                ns = int((T0 + t) * 1e9)
+                writer.write_message(topic, schemas[topic], message, log_time=ns, publish_time=ns)
+        writer.finish()
+    return path
+
+
+def test_a_robot_bag_of_standard_messages_becomes_two_episodes(tmp_path):
+    bag = write_bag(tmp_path / "arm.mcap")
+    summary = convert_robot_bags([bag], tmp_path / "data", ROBOT, Bag2DataConfig(rate=20.0), image_size=32)
+    assert summary.episodes == 2, summary
+    meta, episodes = load_episodes(tmp_path / "data")
+    assert meta["image_size"] == 32 and meta["state_dim"] == 4
+    first, second = episodes
+    # 2 s and 1.5 s of commands at 20 ticks/s, the last command held 0.25 s (a velocity controller's time-out)
+    assert 40 <= len(first.actions) <= 45 and 30 <= len(second.actions) <= 35, summary
+    np.testing.assert_allclose(first.actions, np.tile([0.5, 0.0, 0.0, 1.0], (len(first.actions), 1)), atol=1e-6)
+    np.testing.assert_allclose(second.actions, np.tile([0.0, 0.5, 0.0, 1.0], (len(second.actions), 1)),
+                               atol=1e-6)
+    # state: pose x, y, z then the gripper joint, sampled every 1/20 s (the hand moves 5 mm per sample)
+    np.testing.assert_allclose(np.diff(first.states[:40, 0]), 0.005, atol=0.0021)  # (the last ones: the hand stopped)
+    np.testing.assert_allclose(first.states[:, 3], 0.5)
+    assert first.images.shape[1:] == (1, 32, 32, 3)
+    shades = first.images[:, 0, 0, 0, 0].astype(int)  # the newest frame at each tick: shades never go back
+    assert np.all(np.diff(shades) >= 0) and shades[-1] > shades[0]
+    assert first.instruction == "push the block"
+
+
+def test_robot_bag_problems_are_named(tmp_path):
+    bag = write_bag(tmp_path / "arm.mcap")
+    wrong_joint = RobotConfig(**{**ROBOT.__dict__, "state_joints": ["finger"]})
+    with pytest.raises(DatasetError, match="arm.mcap.*lacks joint.s. finger \\(it has wrist, gripper, elbow\\)"):
+        convert_robot_bags([bag], tmp_path / "a", wrong_joint, Bag2DataConfig(), image_size=32)
+    no_gripper = write_bag(tmp_path / "no_gripper.mcap", drop="/gripper_command")
+    with pytest.raises(DatasetError, match="no_gripper.mcap lacks the topic.s. /gripper_command"):
+        convert_robot_bags([no_gripper], tmp_path / "b", ROBOT, Bag2DataConfig(), image_size=32)
+    no_words = write_bag(tmp_path / "silent.mcap", drop="/instruction")
+    with pytest.raises(DatasetError, match="silent.mcap: an episode has no instruction"):
+        convert_robot_bags([no_words], tmp_path / "c", ROBOT, Bag2DataConfig(), image_size=32)
+    summary = convert_robot_bags([no_words], tmp_path / "d", ROBOT, Bag2DataConfig(instruction="push it"),
+                                 image_size=32)
+    assert summary.episodes == 2
+    joints = RobotConfig(**{**ROBOT.__dict__, "state_pose_topic": "", "state_joints": ["wrist", "gripper", "elbow"]})
+    with pytest.raises(DatasetError, match="state has 3 numbers; training takes 4"):
+        convert_robot_bags([bag], tmp_path / "e", joints, Bag2DataConfig(), image_size=32)
+
+
+def test_minivla_bag2data_reads_a_robot_yaml(tmp_path):
+    bag = write_bag(tmp_path / "arm.mcap")
+    (tmp_path / "robot.yaml").write_text(yaml.safe_dump({"robot": ROBOT.__dict__}))
+    done = subprocess.run([sys.executable, "-m", "minivla_core.cli", "bag2data", str(bag), "--robot",
+                           str(tmp_path / "robot.yaml"), "--out", str(tmp_path / "data"), "--image-size", "32",
+                           "--set", "bag2data.episode_gap=0"], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert "1 episodes" in done.stdout  # episode_gap 0: the whole bag is one episode
