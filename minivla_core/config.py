@@ -248,6 +248,11 @@ class PolicyNodeConfig:
     instruction: str = ""  # initial instruction (empty = wait for one on the instruction topic)
     threads: int = 1  # torch CPU threads for sampling
     seed: int = 0  # sampler noise seed
+    # A managed (lifecycle) node: configure loads and checks the checkpoint, activate starts commanding,
+    # deactivate holds. True: it configures and activates itself at start (what `minivla run` wants); false: it
+    # waits for `ros2 lifecycle set /policy_node configure` and `activate` (what a real robot's bring-up wants).
+    autostart: bool = True
+    dry_run: bool = False  # compute and log actions, command nothing
 
 
 @dataclass
@@ -283,6 +288,10 @@ class RobotConfig:
     # std_msgs/Float64 with the action's last number, the gripper: -1 open .. 1 closed (empty: the gripper
     # number stays in the main command).
     gripper_topic: str = "gripper_command"
+    # The largest |action| allowed in each dimension (empty: the action space's own, 1 each); an action beyond
+    # is never published: the node logs it and holds.
+    action_limits: list[float] = field(default_factory=list)
+    max_speed: float = 0.0  # TwistStamped: the fastest hand speed published, m/s (0: velocity_scale's own limit)
 
 
 @dataclass

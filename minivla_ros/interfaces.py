@@ -124,6 +124,21 @@ def gripper_from_msg(msg) -> float:
     return float(finite([msg.data], "gripper command")[0])
 
 
+def check_limits(action: np.ndarray, robot: RobotConfig) -> None:
+    """ValueError if `action` lies beyond robot.action_limits in any dimension, or would move the hand faster than
+    robot.max_speed: such an action is never published (not clipped: a policy asking for it is out of its depth)."""
+    if robot.action_limits:
+        beyond = np.abs(action) > np.asarray(robot.action_limits) + 1e-6
+        if beyond.any():
+            raise ValueError(f"action {np.round(action, 3).tolist()} is beyond robot.action_limits "
+                             f"{robot.action_limits} at {np.flatnonzero(beyond).tolist()}")
+    if robot.action_type == "TwistStamped" and robot.max_speed > 0:
+        speed = float(np.linalg.norm(action[:3])) * robot.velocity_scale
+        if speed > robot.max_speed + 1e-9:
+            raise ValueError(f"action {np.round(action, 3).tolist()} moves the hand at {speed:.3f} m/s, beyond "
+                             f"robot.max_speed {robot.max_speed} m/s")
+
+
 def check_interface(robot: RobotConfig, action_dim: int, state_dim: int | None = None,
                     cameras: int | None = None) -> None:
     """ValueError naming the first field of `robot` that cannot work with a policy of these sizes."""
@@ -143,6 +158,11 @@ def check_interface(robot: RobotConfig, action_dim: int, state_dim: int | None =
             raise ValueError(f"the robot interface gives a state of {state_size(robot)} numbers (pose x, y, z: "
                              f"{'yes' if robot.state_pose_topic else 'no'}; joints: {robot.state_joints}), "
                              f"but the policy expects {state_dim}")
+    if robot.action_limits and (len(robot.action_limits) != action_dim or min(robot.action_limits) <= 0):
+        raise ValueError(f"robot.action_limits must be {action_dim} numbers > 0 (one per action number), got "
+                         f"{robot.action_limits}")
+    if robot.max_speed < 0:
+        raise ValueError(f"robot.max_speed must be >= 0 m/s (0: no cap), got {robot.max_speed}")
     if robot.action_type not in STANDARD_ACTIONS:
         return
     motion = motion_size(robot, action_dim)

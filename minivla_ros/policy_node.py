@@ -15,6 +15,17 @@ Float64MultiArray commands with a std_msgs/Float64 gripper command. The interfac
 the checkpoint when it loads: a mismatch (a state of the wrong length, too few camera topics) is named
 and nothing is commanded.
 
+It is a managed (lifecycle) node, as anything commanding hardware should be: `configure` loads the
+checkpoint and checks it against the robot interface (a failure names the reason and leaves the node
+unconfigured), `activate` starts commanding, `deactivate` holds (a zero velocity for TwistStamped,
+nothing more for the others), `cleanup` lets the checkpoint go. With `policy_node.autostart` (the
+default) it configures and activates itself; otherwise `ros2 lifecycle set /policy_node configure`
+and `activate`. Further safety, as users of real arms expect: `policy_node.dry_run` computes and
+logs actions but commands nothing; `robot.action_limits` and `robot.max_speed` bound what is
+published (an action beyond them is never sent: the node logs it and holds); the service
+`~/pause` (std_srvs/SetBool) pauses and resumes commanding; /diagnostics carries a
+diagnostic_msgs/DiagnosticArray with the node's health next to policy_status.
+
 Parameters: the fields of PolicyNodeConfig (`policy_node.*`) and RobotConfig (`robot.*`).
 """
 
@@ -26,11 +37,14 @@ from collections import deque
 
 import numpy as np
 import torch
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.timer import Timer
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float64, Float64MultiArray, String
+from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
 
 from minivla_core.checkpoint import load_policy
@@ -42,14 +56,15 @@ from minivla_core.model.tokenizer import check_instruction
 from minivla_ros import graph, qos
 from minivla_ros.conversions import command_msgs, state_from_msg
 from minivla_ros.images import image_from_msg
-from minivla_ros.interfaces import assemble_state, check_interface, joint_positions, position_from_pose
+from minivla_ros.interfaces import (
+    assemble_state, check_interface, check_limits, joint_positions, position_from_pose)
 from minivla_ros.msg import ActionCommand, EpisodeStatus, PolicyStatus, RobotState
 from minivla_ros.params import declare_section, resolve_path
 from minivla_ros.spin import run_node
 
 # What `ros2 param set` may change while the node runs; the other policy_node.* parameters are read-only.
 CHANGEABLE = ("policy_node.instruction", "policy_node.inference_steps", "policy_node.n_action_steps",
-              "policy_node.stale_after")
+              "policy_node.stale_after", "policy_node.dry_run")
 # Every change of instruction is logged, up to this many a second; a flood of changes is summarised
 # (the current instruction is always on `policy_status`).
 INSTRUCTION_LOGS_PER_SECOND = 5
@@ -57,23 +72,21 @@ COMMAND_TYPES = {"TwistStamped": TwistStamped, "JointTrajectory": JointTrajector
                  "Float64MultiArray": Float64MultiArray}
 
 
-class PolicyNode(Node):
+class PolicyNode(LifecycleNode):
     def __init__(self):
         super().__init__("policy_node")
         self.config = declare_section(self, "policy_node", PolicyNodeConfig(), changeable=CHANGEABLE)
         self.robot = declare_section(self, "robot", RobotConfig())
         torch.set_num_threads(max(1, self.config.threads))
+        self.policy = None
         self.runner: PolicyRunner | None = None
-        self.problem = "no instruction received yet"
-        self.load(self.config.checkpoint)
-
-        self.images = [None] * len(self.cameras)  # newest image of each camera, scene camera first
-        self.image_times = [-float("inf")] * len(self.cameras)
-        self.state, self.state_time = None, -float("inf")
-        self.pose = self.joints = None  # robot.state_type PoseAndJoints: the newest of each, and when
-        self.pose_time = self.joints_time = -float("inf")
-        self.image_stamp = self.chunk_stamp = None  # of the scene camera's newest image / the current chunk's
-        self.episode = None
+        self.instruction = ""  # the newest valid instruction, kept while unconfigured
+        self.problem = "unconfigured (lifecycle: configure, then activate)"
+        self.activated = self.paused = False
+        self.last_action: np.ndarray | None = None  # the newest published
+        self.cameras: list[str] = []
+        self.command_pubs: list = []
+        self.resources: list = []  # subscriptions, publishers and the control timer made by configure
         self.period = 1.0 / self.config.control_rate
         self.tick_times: deque[float] = deque(maxlen=int(10 * self.config.control_rate))
         self.latencies: deque[float] = deque(maxlen=200)
@@ -81,54 +94,137 @@ class PolicyNode(Node):
         self.instruction_log_times: deque[float] = deque(maxlen=INSTRUCTION_LOGS_PER_SECOND)
         self.unlogged_instructions = 0
 
-        self.create_command_publishers()
         self.status_pub = self.create_publisher(PolicyStatus, graph.POLICY_STATUS.name,
                                                 qos.profile(graph.POLICY_STATUS))
-        self.create_input_subscriptions()
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.RELIABLE_QOS)
         self.create_subscription(String, graph.INSTRUCTION.name, self.on_instruction, qos.profile(graph.INSTRUCTION))
         self.create_subscription(EpisodeStatus, graph.EPISODE_STATUS.name, self.on_episode_status,
                                  qos.profile(graph.EPISODE_STATUS))
-        self.create_timer(self.period, self.tick)
+        self.create_service(SetBool, "~/pause", self.on_pause)
         self.create_timer(1.0, self.publish_status)
         self.add_on_set_parameters_callback(self.on_set_parameters)
         if self.config.instruction:
             self.set_instruction(self.config.instruction)
+        if self.config.autostart and self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Load and check the checkpoint; subscribe to the robot's inputs; make the command publishers."""
+        if not self.load(self.config.checkpoint):
+            return TransitionCallbackReturn.FAILURE
+        self.images = [None] * len(self.cameras)  # newest image of each camera, scene camera first
+        self.image_times = [-float("inf")] * len(self.cameras)
+        self.state, self.state_time = None, -float("inf")
+        self.pose = self.joints = None  # robot.state_type PoseAndJoints: the newest of each, and when
+        self.pose_time = self.joints_time = -float("inf")
+        self.image_stamp = self.chunk_stamp = None  # of the scene camera's newest image / the current chunk's
+        self.episode = None
+        self.create_command_publishers()
+        self.create_input_subscriptions()
+        self.resources.append(self.create_timer(self.period, self.tick))
+        self.problem = "configured, not active (lifecycle: activate)"
+        if self.instruction:
+            self.set_instruction(self.instruction)
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.activated = True
+        self.get_logger().info("active: commanding the robot")
+        return super().on_activate(state)  # activates the command publishers
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.hold()
+        self.activated = False
+        self.get_logger().info("inactive: holding")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.release()
+        self.problem = "unconfigured (lifecycle: configure, then activate)"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self.activated:
+            self.hold()
+        self.release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def release(self) -> None:
+        for resource in self.resources:
+            if isinstance(resource, Timer):
+                self.destroy_timer(resource)
+            elif resource in self.command_pubs:
+                self.destroy_lifecycle_publisher(resource)
+            else:
+                self.destroy_subscription(resource)
+        self.resources, self.command_pubs = [], []
+        self.policy = self.runner = None
+        self.activated = False
+
+    def hold(self) -> None:
+        """Stop the robot where it is: a zero velocity for a TwistStamped robot (a trajectory or forward command
+        controller holds its last target by itself; the simulator holds when commands stop)."""
+        if self.robot.action_type == "TwistStamped" and self.command_pubs and self.policy is not None:
+            stop = np.zeros(self.policy.action_dim)
+            stop[-1] = self.last_action[-1] if self.last_action is not None else -1.0  # the gripper stays as it is
+            self.command_pubs[0].publish(command_msgs(stop, self.robot, self.get_clock().now().to_msg(),
+                                                      self.period)[0])
+        if self.runner is not None:
+            self.runner.reset()
+
+    def on_pause(self, request, response):
+        """~/pause (std_srvs/SetBool): true pauses commanding (the robot holds), false resumes."""
+        if request.data and not self.paused and self.activated:
+            self.hold()
+        self.paused = request.data
+        response.success, response.message = True, "paused" if self.paused else "resumed"
+        self.get_logger().info(response.message)
+        return response
 
     def create_command_publishers(self) -> None:
         robot = self.robot
         if robot.action_type == "ActionCommand":
-            self.command_pubs = [self.create_publisher(ActionCommand, graph.ACTION.name, qos.profile(graph.ACTION))]
-            return
-        self.command_pubs = [self.create_publisher(COMMAND_TYPES[robot.action_type], robot.action_topic,
-                                                   qos.RELIABLE_QOS)]
-        if robot.gripper_topic:
-            self.command_pubs.append(self.create_publisher(Float64, robot.gripper_topic, qos.RELIABLE_QOS))
+            self.command_pubs = [self.create_lifecycle_publisher(ActionCommand, graph.ACTION.name,
+                                                                 qos.profile(graph.ACTION))]
+        else:
+            self.command_pubs = [self.create_lifecycle_publisher(COMMAND_TYPES[robot.action_type], robot.action_topic,
+                                                                 qos.RELIABLE_QOS)]
+            if robot.gripper_topic:
+                self.command_pubs.append(self.create_lifecycle_publisher(Float64, robot.gripper_topic,
+                                                                         qos.RELIABLE_QOS))
+        self.resources += self.command_pubs
 
     def create_input_subscriptions(self) -> None:
         robot = self.robot
         image_type = CompressedImage if robot.camera_type == "CompressedImage" else Image
+        subscriptions = []
         for index, camera in enumerate(self.cameras):
             topic = robot.camera_topics[index] if robot.camera_topics else graph.image_topic(camera, index == 0)
-            self.create_subscription(image_type, topic, lambda msg, index=index: self.on_image(msg, index),
-                                     qos.profile(graph.IMAGE))
+            subscriptions.append(self.create_subscription(
+                image_type, topic, lambda msg, index=index: self.on_image(msg, index), qos.profile(graph.IMAGE)))
         if robot.state_type == "RobotState":
-            self.create_subscription(RobotState, graph.STATE.name, self.on_state, qos.profile(graph.STATE))
-            return
-        if robot.state_pose_topic:
-            self.create_subscription(PoseStamped, robot.state_pose_topic, self.on_pose, qos.SENSOR_QOS)
-        if robot.state_joint_topic:
-            self.create_subscription(JointState, robot.state_joint_topic, self.on_joints, qos.SENSOR_QOS)
+            subscriptions.append(self.create_subscription(RobotState, graph.STATE.name, self.on_state,
+                                                          qos.profile(graph.STATE)))
+        else:
+            if robot.state_pose_topic:
+                subscriptions.append(self.create_subscription(PoseStamped, robot.state_pose_topic, self.on_pose,
+                                                              qos.SENSOR_QOS))
+            if robot.state_joint_topic:
+                subscriptions.append(self.create_subscription(JointState, robot.state_joint_topic, self.on_joints,
+                                                              qos.SENSOR_QOS))
+        self.resources += subscriptions
 
     # --- inputs -------------------------------------------------------------------------------
-    def load(self, checkpoint: str) -> None:
+    def load(self, checkpoint: str) -> bool:
+        """Load the checkpoint and check the robot interface against it; False (and the reason logged) if not."""
         path = resolve_path(checkpoint)
         try:
             self.policy, payload = load_policy(path)
         except MiniVLAError as exc:
             self.policy, self.problem = None, f"no policy loaded: {exc}"
-            self.cameras = ["camera"]
             self.get_logger().error(self.problem)
-            return
+            return False
         self.image_size, self.state_dim = payload["env"]["image_size"], payload["state_dim"]
         self.observation = payload["env"]["observation"]
         self.cameras = [payload["env"]["camera"], *payload["env"]["extra_cameras"]]
@@ -137,11 +233,12 @@ class PolicyNode(Node):
         except ValueError as exc:
             self.policy, self.problem = None, f"no policy loaded: the robot interface does not fit {path}: {exc}"
             self.get_logger().error(self.problem)
-            return
+            return False
         tasks = payload["env"].get("tasks") or [payload["env"]["task"]]
         self.get_logger().info(f"loaded {path} (trained on {', '.join(tasks)}, "
                                f"{self.image_size}px {' and '.join(self.cameras)} images, "
                                f"{observation_label(self.observation)} robot state)")
+        return True
 
     def on_image(self, msg: Image, index: int) -> None:
         if self.policy is None:
@@ -223,8 +320,11 @@ class PolicyNode(Node):
             return
         if self.runner is not None and text == self.runner.instruction:
             return  # the same instruction again (publishers repeat it): nothing changes, nothing to log
-        if self.policy is None:
-            self.get_logger().warning(f"instruction {text!r} received, but {self.problem}", throttle_duration_sec=1.0)
+        if self.policy is None:  # kept for when the node is configured
+            self.instruction = text
+            if not self.problem.startswith("unconfigured"):
+                self.get_logger().warning(f"instruction {text!r} received, but {self.problem}",
+                                          throttle_duration_sec=1.0)
             return
         try:
             if self.runner is None:
@@ -236,6 +336,7 @@ class PolicyNode(Node):
         except (MiniVLAError, ValueError) as exc:
             self.get_logger().error(f"ignoring instruction: {exc}")
             return
+        self.instruction = text
         self.log_instruction(text, unknown)
 
     def log_instruction(self, text: str, unknown: list[str]) -> None:
@@ -278,9 +379,11 @@ class PolicyNode(Node):
                                                                                          self.joints)
         try:
             action = check_action(self.runner.act(np.stack(self.images), state))
+            check_limits(action, self.robot)
         except ValueError as exc:  # e.g. a finite but absurd state (1e20) driving the network to NaN
             self.get_logger().error(f"not acting: {exc}", throttle_duration_sec=1.0)
             self.runner.reset()  # the rest of a bad chunk is bad too
+            self.hold()
             return
         if self.runner.step_in_chunk == 0:  # a new chunk was sampled from the current observation
             self.latencies.append(self.runner.last_sample_seconds)
@@ -295,12 +398,20 @@ class PolicyNode(Node):
             messages = [msg]
         else:
             messages = command_msgs(action, self.robot, tick_stamp, self.period)
+        if self.config.dry_run:
+            self.get_logger().info(f"dry run, not sent: {np.round(action, 3).tolist()}", throttle_duration_sec=1.0)
+            return
         for publisher, msg in zip(self.command_pubs[::-1], messages[::-1]):  # the gripper first: with the motion
             publisher.publish(msg)  # that follows, a robot applying the newest command has both
+        self.last_action = action
 
     def why_not_ready(self, now: float) -> str | None:
         if self.policy is None:
             return self.problem if self.problem.startswith("no policy") else "no policy loaded"
+        if not self.activated:
+            return "configured, not active (lifecycle: activate)"
+        if self.paused:
+            return "paused (service ~/pause)"
         if self.runner is None:
             return "no instruction received yet"
         stale = self.config.stale_after
@@ -320,8 +431,8 @@ class PolicyNode(Node):
     def publish_status(self) -> None:
         msg = PolicyStatus()
         msg.header.stamp = self.get_clock().now().to_msg()
-        msg.active = self.problem is None
-        msg.reason = self.problem or ""
+        msg.active = self.problem is None and not self.config.dry_run
+        msg.reason = self.problem or ("dry run: computing actions, commanding nothing" if self.config.dry_run else "")
         msg.control_rate = float(self.config.control_rate)
         if len(self.tick_times) > 1:
             periods = np.diff(self.tick_times)
@@ -331,8 +442,27 @@ class PolicyNode(Node):
             msg.sampling_latency_p50_ms = float(np.percentile(self.latencies, 50) * 1e3)
             msg.sampling_latency_p99_ms = float(np.percentile(self.latencies, 99) * 1e3)
         msg.ticks, msg.dropped_ticks = self.ticks, self.dropped_ticks
-        msg.instruction = self.runner.instruction if self.runner else ""
+        msg.instruction = self.runner.instruction if self.runner else self.instruction
         self.status_pub.publish(msg)
+        self.publish_diagnostics(msg)
+
+    def publish_diagnostics(self, status: PolicyStatus) -> None:
+        """The same health as diagnostic_msgs, for rqt_robot_monitor and diagnostic aggregators: OK while
+        commanding, WARN while it could but does not (no instruction, stale input, inactive, paused, dry run),
+        ERROR without a policy."""
+        level = (DiagnosticStatus.OK if status.active else
+                 DiagnosticStatus.ERROR if self.policy is None else DiagnosticStatus.WARN)
+        values = {"control_rate": status.control_rate, "achieved_rate": round(status.achieved_rate, 2),
+                  "sampling_latency_p50_ms": round(status.sampling_latency_p50_ms, 2),
+                  "sampling_latency_p99_ms": round(status.sampling_latency_p99_ms, 2),
+                  "ticks": status.ticks, "dropped_ticks": status.dropped_ticks, "instruction": status.instruction,
+                  "checkpoint": self.config.checkpoint, "dry_run": self.config.dry_run, "paused": self.paused}
+        report = DiagnosticStatus(level=level, name=f"{self.get_name()}: policy", hardware_id=self.get_name(),
+                                  message=status.reason or "commanding",
+                                  values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+        array = DiagnosticArray(status=[report])
+        array.header.stamp = status.header.stamp
+        self.diagnostics_pub.publish(array)
 
 
 def main(args=None) -> None:

@@ -1,0 +1,130 @@
+"""The policy node as robot integrators expect it: a managed (lifecycle) node, a dry run that commands
+nothing, action limits that are never exceeded, a pause service and /diagnostics."""
+
+import numpy as np
+import pytest
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState
+from std_srvs.srv import SetBool
+
+from ros_helpers import spin_for, wait_until
+from test_graph import CHECKPOINT, FakeRobot
+
+INSTRUCTION = {"policy_node.instruction": "push the puck to the goal"}
+
+
+@pytest.fixture
+def policy_process(node_process):
+    return lambda **overrides: node_process("policy_node", **{"policy_node.checkpoint": str(CHECKPOINT),
+                                                              **INSTRUCTION, **overrides})
+
+
+def call(node, client, request, timeout=30.0):
+    assert client.wait_for_service(timeout_sec=timeout), client.srv_name
+    future = client.call_async(request)
+    rclpy.spin_until_future_complete(node, future, timeout_sec=timeout)
+    assert future.done(), client.srv_name
+    return future.result()
+
+
+def test_lifecycle_configure_activate_deactivate_cleanup(policy_process):
+    process, output = policy_process(**{"policy_node.autostart": False})
+    robot = FakeRobot()
+    change = robot.create_client(ChangeState, "/policy_node/change_state")
+
+    def transition(id):
+        assert call(robot, change, ChangeState.Request(transition=Transition(id=id))).success, output()
+
+    def commands_flow() -> bool:
+        count = len(robot.commands)
+        spin_for(robot, 0.8, robot.publish)
+        return len(robot.commands) > count
+
+    try:
+        assert wait_until(robot, lambda: robot.status is not None, 60, robot.publish), output()
+        assert "unconfigured" in robot.status.reason and not commands_flow()
+        transition(Transition.TRANSITION_CONFIGURE)
+        assert wait_until(robot, lambda: "not active" in robot.status.reason, 10, robot.publish), output()
+        assert not commands_flow()
+        transition(Transition.TRANSITION_ACTIVATE)
+        assert wait_until(robot, lambda: robot.status.active, 10, robot.publish), output()
+        assert commands_flow()
+        transition(Transition.TRANSITION_DEACTIVATE)
+        spin_for(robot, 0.3, robot.publish)
+        assert not commands_flow() and "inactive: holding" in output()
+        transition(Transition.TRANSITION_CLEANUP)
+        assert wait_until(robot, lambda: "unconfigured" in robot.status.reason, 10, robot.publish), output()
+        transition(Transition.TRANSITION_CONFIGURE)  # and back: the checkpoint loads again
+        transition(Transition.TRANSITION_ACTIVATE)
+        assert wait_until(robot, lambda: robot.status.active, 20, robot.publish), output()
+        assert commands_flow() and process.poll() is None
+    finally:
+        robot.destroy_node()
+
+
+def test_configure_fails_with_the_reason_when_the_checkpoint_cannot_load(policy_process, tmp_path):
+    process, output = policy_process(**{"policy_node.autostart": False,
+                                        "policy_node.checkpoint": str(tmp_path / "missing.pt")})
+    robot = FakeRobot()
+    change = robot.create_client(ChangeState, "/policy_node/change_state")
+    try:
+        result = call(robot, change, ChangeState.Request(transition=Transition(id=Transition.TRANSITION_CONFIGURE)))
+        assert not result.success
+        assert wait_until(robot, lambda: robot.status is not None and "does not exist" in robot.status.reason, 10,
+                          robot.publish), output()
+        assert process.poll() is None
+    finally:
+        robot.destroy_node()
+
+
+def test_dry_run_computes_and_logs_but_commands_nothing(policy_process):
+    process, output = policy_process(**{"policy_node.dry_run": True})
+    robot = FakeRobot()
+    try:
+        assert wait_until(robot, lambda: "dry run, not sent" in output(), 60, robot.publish), output()
+        spin_for(robot, 1.0, robot.publish)
+        assert robot.commands == []
+        assert "dry run" in robot.status.reason and not robot.status.active
+        assert robot.status.sampling_latency_p50_ms > 0  # it did compute
+    finally:
+        robot.destroy_node()
+
+
+def test_a_command_beyond_the_limits_is_never_published(policy_process):
+    """The bundled policy pushes at up to full speed; limits of 0.05 per axis make most of its actions illegal."""
+    limits = [0.05, 0.05, 0.05, 1.0]
+    process, output = policy_process(**{"robot.action_limits": limits})
+    robot = FakeRobot()
+    try:
+        assert wait_until(robot, lambda: "beyond robot.action_limits" in output(), 60, robot.publish), output()
+        spin_for(robot, 2.0, robot.publish)
+        assert all(np.all(np.abs(c.action) <= np.array(limits) + 1e-6) for c in robot.commands), robot.commands
+    finally:
+        robot.destroy_node()
+
+
+def test_pause_service_and_diagnostics(policy_process):
+    process, output = policy_process()
+    robot = FakeRobot()
+    diagnostics = []
+    robot.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
+    pause = robot.create_client(SetBool, "/policy_node/pause")
+    try:
+        assert wait_until(robot, lambda: len(robot.commands) > 5, 60, robot.publish), output()
+        assert wait_until(robot, lambda: any(d.status[0].level == DiagnosticStatus.OK for d in diagnostics), 5,
+                          robot.publish)
+        assert call(robot, pause, SetBool.Request(data=True)).message == "paused"
+        spin_for(robot, 0.3, robot.publish)
+        count = len(robot.commands)
+        assert wait_until(robot, lambda: "paused" in robot.status.reason, 5, robot.publish)
+        assert len(robot.commands) == count
+        assert wait_until(robot, lambda: "paused" in diagnostics[-1].status[0].message, 5, robot.publish)
+        report = diagnostics[-1].status[0]
+        assert report.level == DiagnosticStatus.WARN and "paused" in report.message
+        assert {kv.key for kv in report.values} >= {"achieved_rate", "sampling_latency_p50_ms", "dropped_ticks"}
+        call(robot, pause, SetBool.Request(data=False))
+        assert wait_until(robot, lambda: len(robot.commands) > count, 5, robot.publish)
+    finally:
+        robot.destroy_node()
