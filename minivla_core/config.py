@@ -271,9 +271,9 @@ class RobotConfig:
     # messages; the state is the position x, y, z of the geometry_msgs/PoseStamped on state_pose_topic (empty:
     # none), then the positions of state_joints, by name, from the sensor_msgs/JointState on state_joint_topic.
     state_type: str = "RobotState"
-    state_pose_topic: str = "ee_pose"
-    state_joint_topic: str = "joint_states"
-    state_joints: list[str] = field(default_factory=lambda: ["gripper"])
+    state_pose_topic: str = "ee_pose"  # PoseStamped of the hand (PoseAndJoints; empty: no pose in the state)
+    state_joint_topic: str = "joint_states"  # JointState (PoseAndJoints; empty: no joints in the state)
+    state_joints: list[str] = field(default_factory=lambda: ["gripper"])  # joints whose positions end the state
     # How actions leave. "ActionCommand": ours, on action_command, with the chunk each action came from.
     # "TwistStamped": action x, y, z times velocity_scale as linear velocity in action_frame (MoveIt Servo's input).
     # "JointTrajectory": one point, the action numbers as positions of action_joints, due one control period
@@ -288,7 +288,7 @@ class RobotConfig:
     # std_msgs/Float64 with the action's last number, the gripper: -1 open .. 1 closed (empty: the gripper
     # number stays in the main command).
     gripper_topic: str = "gripper_command"
-    # The largest |action| allowed in each dimension (empty: the action space's own, 1 each); an action beyond
+    # The largest absolute action allowed in each dimension (empty: the action space's own, 1 each); an action beyond
     # is never published: the node logs it and holds.
     action_limits: list[float] = field(default_factory=list)
     max_speed: float = 0.0  # TwistStamped: the fastest hand speed published, m/s (0: velocity_scale's own limit)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from minivla_core.config import field_of, list_item_type
+from minivla_core.config import Config, field_docs, field_of, list_item_type
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,12 @@ NODES = {"sim_bridge": "minivla_ros.sim_bridge", "policy_node": "minivla_ros.pol
 # Which node declares each config section as its parameters (minivla_ros/params.py).
 SECTION_NODES = {"env": "sim_bridge", "bridge": "sim_bridge", "policy_node": "policy_node", "expert": "expert_node",
                  "recorder": "recorder", "robot": "policy_node", "teleop": "teleop"}
+
+# The parameters `ros2 param set` may change while a node runs (each node applies them in its parameter
+# callback); every other parameter is declared read-only, so setting it is refused instead of ignored.
+CHANGEABLE = {"sim_bridge": ("env.task", "bridge.command_timeout", "bridge.episodes"),
+              "policy_node": ("policy_node.instruction", "policy_node.inference_steps", "policy_node.n_action_steps",
+                              "policy_node.stale_after", "policy_node.dry_run")}
 
 # Recording demonstrations (launch/record_demos.launch.py, `minivla record`): layouts of the collection seed,
 # and the bridge holds its first episode until the expert and the recorder subscribe to robot state.
@@ -150,4 +156,21 @@ def markdown_table() -> str:
     rows.append(f"| `/camera/<name>/image_raw` | `{IMAGE.type}` | {QOS_WORDS[IMAGE.qos]} | sim_bridge (each of "
                 f"env.extra_cameras) | policy_node | no |")
     rows.append(f"| `/{RESET_SERVICE}` (service) | `std_srvs/srv/Trigger` | | served by sim_bridge | anyone | no |")
+    return "\n".join(rows)
+
+
+def parameter_table() -> str:
+    """The README's table of every node's parameters: the config fields of the sections it declares."""
+    docs, defaults = field_docs(), Config()
+    rows = ["| node | parameter | default | changes at run time | what it is |", "| --- | --- | --- | --- | --- |"]
+    for node in NODES:
+        for section, owner in SECTION_NODES.items():
+            if owner != node:
+                continue
+            for name, default in vars(getattr(defaults, section)).items():
+                parameter = f"{section}.{name}"
+                changeable = "yes" if parameter in CHANGEABLE.get(node, ()) else "no"
+                shown = f"`{default!r}`" if default != "" else '`""`'
+                doc = docs.get(parameter, "").replace("|", "\\|")
+                rows.append(f"| {node} | `{parameter}` | {shown} | {changeable} | {doc} |")
     return "\n".join(rows)

@@ -62,9 +62,6 @@ from minivla_ros.msg import ActionCommand, EpisodeStatus, PolicyStatus, RobotSta
 from minivla_ros.params import declare_section, resolve_path
 from minivla_ros.spin import run_node
 
-# What `ros2 param set` may change while the node runs; the other policy_node.* parameters are read-only.
-CHANGEABLE = ("policy_node.instruction", "policy_node.inference_steps", "policy_node.n_action_steps",
-              "policy_node.stale_after", "policy_node.dry_run")
 # Every change of instruction is logged, up to this many a second; a flood of changes is summarised
 # (the current instruction is always on `policy_status`).
 INSTRUCTION_LOGS_PER_SECOND = 5
@@ -75,7 +72,8 @@ COMMAND_TYPES = {"TwistStamped": TwistStamped, "JointTrajectory": JointTrajector
 class PolicyNode(LifecycleNode):
     def __init__(self):
         super().__init__("policy_node")
-        self.config = declare_section(self, "policy_node", PolicyNodeConfig(), changeable=CHANGEABLE)
+        self.config = declare_section(self, "policy_node", PolicyNodeConfig(),
+                                      changeable=graph.CHANGEABLE["policy_node"])
         self.robot = declare_section(self, "robot", RobotConfig())
         torch.set_num_threads(max(1, self.config.threads))
         self.policy = None

@@ -56,9 +56,8 @@ from minivla_ros.spin import run_node
 class SimBridgeNode(Node):
     def __init__(self):
         super().__init__("sim_bridge")
-        self.env_config = declare_section(self, "env", EnvConfig(), changeable=("env.task",))
-        self.config = declare_section(self, "bridge", BridgeConfig(),
-                                      changeable=("bridge.command_timeout", "bridge.episodes"))
+        self.env_config = declare_section(self, "env", EnvConfig(), changeable=graph.CHANGEABLE["sim_bridge"])
+        self.config = declare_section(self, "bridge", BridgeConfig(), changeable=graph.CHANGEABLE["sim_bridge"])
         self.rules = EpisodeRules(self.env_config, self.config.command_timeout, self.config.episodes)
         cameras = self.rules.env.cameras
         self.image_pubs = [self.create_publisher(Image, graph.image_topic(camera, i == 0), qos.profile(graph.IMAGE))

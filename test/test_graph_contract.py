@@ -17,6 +17,11 @@ def test_readme_topic_table_is_the_graph_contract():
                                               "graph.markdown_table() into it")
 
 
+def test_readme_parameter_table_is_the_config_schema():
+    assert graph.parameter_table() in README, ("README.md's parameter table differs from the config schema; paste "
+                                               "graph.parameter_table() into it")
+
+
 def test_readme_bag_record_command_names_exactly_the_recorded_topics():
     commands = [line for line in README.splitlines() if line.startswith("ros2 bag record")]
     assert commands
