@@ -64,12 +64,19 @@ class EvalResult:
     seconds: float
     per_episode: list[dict] = field(default_factory=list)
 
+    @property
+    def refused(self) -> int:
+        """Episodes ended early, failed, because the policy refused an observation (a state far outside its
+        training states): what the policy node does on a robot, where it holds instead of acting."""
+        return sum("refused" in e for e in self.per_episode)
+
     def summary(self) -> str:
         low, high = self.ci95
         steps = f"{self.mean_steps_to_success:.1f}" if self.mean_steps_to_success is not None else "-"
+        refused = f"; {self.refused} ended failed on a refused observation" if self.refused else ""
         return (f"{self.task}: {self.successes}/{self.episodes} = {100 * self.success_rate:.1f}% "
                 f"(95% CI {100 * low:.1f}-{100 * high:.1f}%), mean steps to success {steps}; "
-                f"observation {self.observation}, images {self.image_ablation}")
+                f"observation {self.observation}, images {self.image_ablation}{refused}")
 
 
 def env_config_for(checkpoint_env: dict, base: EnvConfig, task: str | None = None) -> EnvConfig:
@@ -180,17 +187,18 @@ def evaluate_task(policy, payload: dict, task: str, eval_config: EvalConfig, env
             runner.reset()
             ablation.reset(episode, obs.images)
             frames = [obs.image]
+            refused = None
             while not obs.success and not env.done:
                 try:
                     action = runner.act(ablation(obs.images), obs.state)
-                except ValueError as exc:  # e.g. a state far outside everything the checkpoint was trained on
-                    raise CheckpointError(f"checkpoint {eval_config.checkpoint} refused the observation of "
-                                          f"{env.task} episode {episode}, step {env.step_count}: {exc}") from exc
+                except ValueError as exc:  # a state far outside everything the checkpoint was trained on:
+                    refused = f"step {env.step_count}: {exc}"  # the policy node would hold; the episode fails
+                    break
                 obs = env.step(action)
                 if video_dir:
                     frames.append(obs.image)
             per_episode.append({"episode": episode, "success": obs.success, "steps": env.step_count,
-                                "instruction": instruction})
+                                "instruction": instruction, **({"refused": refused} if refused else {})})
             if video_dir:
                 write_video(video_dir / f"{env.task}_ep{episode:03d}_{'success' if obs.success else 'fail'}.mp4",
                             frames)

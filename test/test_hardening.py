@@ -129,6 +129,21 @@ def test_a_huge_finite_state_is_refused_instead_of_sampling_nan():
             runner.act(image, np.array([0, 0, value, 0], np.float32))
 
 
+def test_eval_counts_a_refused_observation_as_a_failed_episode_and_goes_on(tmp_path):
+    """A policy trained on states near 0 (spread 0.001) refuses Meta-World's real hand position: each episode
+    ends failed at once, as the policy node would hold, and the evaluation carries on to report them all."""
+    from minivla_core.config import EvalConfig
+    from minivla_core.evaluate import evaluate
+
+    policy = tiny_policy()
+    policy.state_normalizer.fit(torch.randn(100, 4) * 0.001)
+    save_checkpoint(tmp_path / "narrow.pt", policy, ENV)
+    result = evaluate(EvalConfig(checkpoint=str(tmp_path / "narrow.pt"), episodes=2), EnvConfig(), False).only
+    assert (result.episodes, result.successes, result.refused) == (2, 0, 2)
+    assert "standard deviations" in result.per_episode[0]["refused"]
+    assert "2 ended failed on a refused observation" in result.summary()
+
+
 # --- [7] bounded checkpoint reading, [8] fields checked against the schema ----------------------------------
 
 def test_a_zip_bomb_is_refused_before_it_is_inflated(tmp_path):
