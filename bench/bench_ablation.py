@@ -40,6 +40,8 @@ VARIANTS = {
     "default": ("defaults: corner2 at LeRobot's placement, 128 px, TinyCNN (flattened map), no shift, proprio", {}),
     "image96": ("image size 96 px", {"env.image_size": 96}),
     "image64": ("image size 64 px", {"env.image_size": 64}),
+    "keypoints64": ("64 px, encoder: keypoints (spatial softmax, 32 channels)",
+                    {"env.image_size": 64, "model.image_encoder": "keypoints"}),
     "keypoints96": ("96 px, encoder: keypoints (spatial softmax, 32 channels)",
                     {"env.image_size": 96, "model.image_encoder": "keypoints"}),
     "scene_camera96": ("96 px, camera: corner2 at the scene's own (far) placement",
