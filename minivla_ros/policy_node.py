@@ -82,6 +82,7 @@ class PolicyNode(LifecycleNode):
         self.problem = "unconfigured (lifecycle: configure, then activate)"
         self.activated = self.paused = False
         self.last_action: np.ndarray | None = None  # the newest published
+        self.episode = None  # the simulator's episode number, when a bridge publishes episode_status
         self.cameras: list[str] = []
         self.command_pubs: list = []
         self.resources: list = []  # subscriptions, publishers and the control timer made by configure
@@ -117,7 +118,6 @@ class PolicyNode(LifecycleNode):
         self.pose = self.joints = None  # robot.state_type PoseAndJoints: the newest of each, and when
         self.pose_time = self.joints_time = -float("inf")
         self.image_stamp = self.chunk_stamp = None  # of the scene camera's newest image / the current chunk's
-        self.episode = None
         self.create_command_publishers()
         self.create_input_subscriptions()
         self.resources.append(self.create_timer(self.period, self.tick))
