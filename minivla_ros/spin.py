@@ -30,6 +30,11 @@ def follow_parent() -> None:
 
 def run_node(node_class, args=None) -> None:
     follow_parent()
+    # Ctrl-C and SIGTERM: rclpy's own handler shuts the context down and spin() ends with
+    # ExternalShutdownException at a defined point. Python's default handler would also raise
+    # KeyboardInterrupt wherever the node happens to be, e.g. half-way through building one of the
+    # executor's tasks, which then fails again in its __del__ and prints a traceback on the way out.
+    signal.signal(signal.SIGINT, lambda signum, frame: None)
     rclpy.init(args=args)
     node = None
     try:
