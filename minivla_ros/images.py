@@ -18,7 +18,6 @@ import numpy as np
 
 CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}  # encoding -> bytes per pixel
 ENCODINGS = tuple(CHANNELS)
-COMPRESSED_FORMATS = ("jpeg", "png")
 MAX_PIXELS = 4096 * 4096  # larger than any camera we expect; a bigger header is a mistake or an attack
 
 

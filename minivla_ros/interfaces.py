@@ -21,13 +21,7 @@ import numpy as np
 
 from minivla_core.config import CHOICES, RobotConfig
 
-ACTION_TYPES = CHOICES["robot.action_type"]
 STANDARD_ACTIONS = ("TwistStamped", "JointTrajectory", "Float64MultiArray")  # the rest is our ActionCommand
-MESSAGE_TYPES = {"Image": "sensor_msgs/msg/Image", "CompressedImage": "sensor_msgs/msg/CompressedImage",
-                 "PoseStamped": "geometry_msgs/msg/PoseStamped", "JointState": "sensor_msgs/msg/JointState",
-                 "TwistStamped": "geometry_msgs/msg/TwistStamped",
-                 "JointTrajectory": "trajectory_msgs/msg/JointTrajectory",
-                 "Float64MultiArray": "std_msgs/msg/Float64MultiArray", "Float64": "std_msgs/msg/Float64"}
 
 
 def finite(values, what: str) -> np.ndarray:
@@ -77,14 +71,14 @@ def motion_size(robot: RobotConfig, action_dim: int) -> int:
     return action_dim - 1 if robot.gripper_topic else action_dim
 
 
-def action_from_twist(msg, robot: RobotConfig) -> np.ndarray:
+def action_from_twist(msg, velocity_scale: float) -> np.ndarray:
     """TwistStamped -> action x, y, z (linear velocity / velocity_scale). Angular velocity must be zero: the
     policies here move the hand, not its orientation, and a turn asked for must not pass silently."""
     linear, angular = msg.twist.linear, msg.twist.angular
     if any(v != 0.0 for v in (angular.x, angular.y, angular.z)):
         raise ValueError(f"twist asks for an angular velocity ({angular.x:g}, {angular.y:g}, {angular.z:g}); "
                          f"only linear motion is supported")
-    return finite([linear.x, linear.y, linear.z], "twist") / robot.velocity_scale
+    return finite([linear.x, linear.y, linear.z], "twist") / velocity_scale
 
 
 def action_from_trajectory(msg, robot: RobotConfig) -> np.ndarray:
@@ -111,7 +105,7 @@ def motion_from_msg(msg, robot: RobotConfig) -> np.ndarray:
     """The main command message of `robot.action_type` -> its action numbers (all but the gripper's, when the
     gripper has its own topic)."""
     if robot.action_type == "TwistStamped":
-        return action_from_twist(msg, robot)
+        return action_from_twist(msg, robot.velocity_scale)
     if robot.action_type == "JointTrajectory":
         return action_from_trajectory(msg, robot)
     if robot.action_type == "Float64MultiArray":

@@ -209,8 +209,7 @@ def convert_one(bag, typestore, wanted, order, robot, topics, options, image_siz
             if topic == absolute(options.instruction_topic):
                 resampler.instruction = msg.data
             elif options.episode_topic and topic == absolute(options.episode_topic):
-                resampler.finish()
-                resampler = carry_over(resampler, Resampler(robot, topics, options, image_size))
+                resampler.finish()  # the open episode ends here; the resampler goes on with the next
             else:
                 resampler.add(t, topic, msg)
     except BagTruncated as exc:
@@ -244,10 +243,3 @@ def convert_one(bag, typestore, wanted, order, robot, topics, options, image_siz
         summary.episodes += 1
         summary.steps += len(steps)
     return writer
-
-
-def carry_over(old: Resampler, new: Resampler) -> Resampler:
-    """A new episode's resampler keeps what is known so far (newest inputs, instruction) and the finished ones."""
-    new.newest, new.instruction, new.closed, new.skipped = old.newest, old.instruction, old.closed, old.skipped
-    new.next_tick = old.next_tick
-    return new

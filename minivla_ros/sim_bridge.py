@@ -41,7 +41,7 @@ from std_msgs.msg import Float64
 from std_srvs.srv import Trigger
 
 from minivla_core.actions import HAND_STEP, check_action
-from minivla_core.config import PRIVILEGED, BridgeConfig, EnvConfig, RobotConfig, observation_label
+from minivla_core.config import PRIVILEGED, BridgeConfig, EnvConfig, observation_label
 from minivla_core.envs.metaworld_env import ARM_JOINTS, check_task
 from minivla_core.episode_rules import EpisodeEnd, EpisodeRules, Holding, NewObservation, TaskSwitch
 from minivla_core.errors import TaskError
@@ -93,11 +93,11 @@ class SimBridgeNode(Node):
 
     def on_twist(self, msg: TwistStamped) -> None:
         """Hand velocity (m/s) -> the action that moves the hand that far in one step, with the newest gripper."""
-        twist = RobotConfig(velocity_scale=HAND_STEP * self.config.step_rate)
+        velocity_scale = HAND_STEP * self.config.step_rate  # m/s for an action of 1
         try:
-            action = check_action(np.append(action_from_twist(msg, twist), self.gripper))
+            action = check_action(np.append(action_from_twist(msg, velocity_scale), self.gripper))
         except ValueError as exc:
-            self.get_logger().error(f"refusing cmd_vel: {exc} (at most {twist.velocity_scale:g} m/s per axis)",
+            self.get_logger().error(f"refusing cmd_vel: {exc} (at most {velocity_scale:g} m/s per axis)",
                                     throttle_duration_sec=1.0)
             return
         self.rules.command(action, time.monotonic())

@@ -31,7 +31,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering, before mujoco i
 import mujoco  # noqa: E402
 
 from minivla_core.actions import check_action  # noqa: E402
-from minivla_core.envs.metaworld_env import Observation  # noqa: E402
+from minivla_core.envs.metaworld_env import Observation, joint_angles  # noqa: E402
 
 TASK = "fetch-push"
 INSTRUCTION = "push the block to the red goal"
@@ -104,8 +104,7 @@ class FetchEnv:
         return Observation(self.render(), state, privileged, reward, success, self.step_count, self._arm_joints())
 
     def _arm_joints(self) -> np.ndarray:
-        model, data = self._env.model, self._env.data
-        return np.array([data.qpos[model.jnt_qposadr[model.joint(name).id]] for name in ARM_JOINTS])
+        return joint_angles(self._env.model, self._env.data, ARM_JOINTS)
 
     @property
     def done(self) -> bool:

@@ -136,6 +136,11 @@ def make_expert(task: str):
 ARM_JOINTS = ("right_j0", "right_j1", "right_j2", "right_j3", "right_j4", "right_j5", "right_j6")
 
 
+def joint_angles(model, data, names) -> np.ndarray:
+    """The positions of MuJoCo joints `names` (hinge joints: radians), in that order."""
+    return np.array([data.qpos[model.jnt_qposadr[model.joint(name).id]] for name in names])
+
+
 @dataclass
 class Observation:
     images: np.ndarray  # (cameras, H, W, 3) uint8, upright; the scene camera first, then env.extra_cameras
@@ -222,8 +227,7 @@ class MetaWorldEnv:
 
     def _arm_joints(self) -> np.ndarray:
         """The Sawyer arm's joint angles (what a real arm's driver publishes; never the policy's state here)."""
-        model, data = self._env.model, self._env.data
-        return np.array([data.qpos[model.jnt_qposadr[model.joint(name).id]] for name in ARM_JOINTS])
+        return joint_angles(self._env.model, self._env.data, ARM_JOINTS)
 
     @property
     def done(self) -> bool:
