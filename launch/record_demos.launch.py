@@ -26,7 +26,7 @@ from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 from minivla_core.config import field_of
-from minivla_core.envs.metaworld_env import instruction_for
+from minivla_core.envs import sim_instruction
 from minivla_ros import graph
 
 
@@ -34,7 +34,7 @@ def publish_instruction(context):
     """`ros2 topic pub` of the instruction. Its message is YAML: written as JSON (a subset of YAML), any
     text survives (quotes, colons, a leading dash), which pasting it between quotes would not."""
     task = LaunchConfiguration("task").perform(context)
-    text = LaunchConfiguration("instruction").perform(context) or instruction_for(task)
+    text = LaunchConfiguration("instruction").perform(context) or sim_instruction(task)
     message = json.dumps({"data": text}, ensure_ascii=False)
     return [ExecuteProcess(cmd=["ros2", "topic", "pub", "--once", "-w", "1", graph.INSTRUCTION.absolute,
                                 graph.INSTRUCTION.type, message], output="screen")]

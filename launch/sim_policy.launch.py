@@ -3,11 +3,13 @@
     ros2 launch minivla_ros sim_policy.launch.py
     ros2 launch minivla_ros sim_policy.launch.py task:=push-v3 control_rate:=20.0 inference_steps:=5
     ros2 topic pub --once /instruction std_msgs/msg/String "{data: 'push the puck to the goal'}"
+    ros2 launch minivla_ros sim_policy.launch.py config:=config/fetch.yaml checkpoint:=checkpoints/fetch_push.pt
 
 DDS stays on this machine (config/fastdds_loopback.xml) unless FASTRTPS_DEFAULT_PROFILES_FILE names another
 profile: see "Networking" in README.md to open the graph to a robot on purpose.
-Parameters come from config/sim_policy.yaml (or params_file:=...); the launch arguments below override
-single values, and an argument left out keeps the file's value.
+Parameters come from config/sim_policy.yaml (or params_file:=...), then from the sections of a minivla config
+file if config:=FILE names one (config/fetch.yaml: the Fetch robot in standard messages); the launch arguments
+below override single values, and an argument left out keeps the files' value.
 `minivla run` starts the same nodes with the same file where `ros2 launch` is not available.
 """
 
@@ -25,9 +27,10 @@ def typed_overrides(context):
     """Both nodes, each with the parameter file and the launch arguments given, typed as the node declares them
     (graph.sim_policy_overrides)."""
     texts = {argument: LaunchConfiguration(argument).perform(context) for argument in graph.SIM_POLICY_ARGUMENTS}
+    config_file = LaunchConfiguration("config").perform(context)
     params_file = LaunchConfiguration("params_file")
     return [Node(package="minivla_ros", executable=node, name=node, output="screen", parameters=[params_file, values])
-            for node, values in graph.sim_policy_overrides(texts).items()]
+            for node, values in graph.sim_policy_overrides(texts, config_file).items()]
 
 
 def loopback_only():
@@ -40,7 +43,10 @@ def loopback_only():
 def generate_launch_description():
     declared = [DeclareLaunchArgument("params_file", description="ROS parameter file",
                                       default_value=PathJoinSubstitution([FindPackageShare("minivla_ros"), "config",
-                                                                          "sim_policy.yaml"]))]
+                                                                          "sim_policy.yaml"])),
+                DeclareLaunchArgument("config", default_value="", description="a minivla config file whose env, "
+                                      "bridge, policy_node and robot sections override params_file's (e.g. "
+                                      "config/fetch.yaml)")]
     # The arguments default to "" (no override), not to the values in config/sim_policy.yaml: a default would
     # override every file given as params_file. Each one's description is its config field's.
     docs = field_docs()

@@ -85,12 +85,12 @@ def node_settings(given: dict, sections: tuple[str, ...]) -> dict:
 
 def cmd_run(config: Config, given: dict) -> int:
     """The ROS graph (simulator bridge + policy node) for N episodes. Needs the ROS 2 set-up."""
-    from minivla_core.envs.metaworld_env import check_task, instruction_for
+    from minivla_core.envs import check_sim_task, sim_instruction
     from minivla_core.model.tokenizer import check_instruction
 
     bringup = import_ros("minivla_ros.bringup", "run")
-    task = check_task(config.env.task)
-    instruction = check_instruction(config.policy_node.instruction or instruction_for(task))
+    task = check_sim_task(config.env.task)
+    instruction = check_instruction(config.policy_node.instruction or sim_instruction(task))
     overrides = node_settings(given, ("env", "bridge", "policy_node", "robot"))
     overrides.pop("policy_node.instruction", None)  # sent on the instruction topic, as a user would
     params = config.run.params_file or bringup.DEFAULT_PARAMS
@@ -104,19 +104,20 @@ def cmd_run(config: Config, given: dict) -> int:
 
 def cmd_record(config: Config, given: dict) -> int:
     """Scripted-expert demonstrations through the ROS graph, recorded as a rosbag2 folder."""
-    from minivla_core.envs.metaworld_env import check_task, instruction_for
+    from minivla_core.envs import check_sim_task, sim_instruction
     from minivla_core.model.tokenizer import check_instruction
 
     bringup = import_ros("minivla_ros.bringup", "record")
-    task = check_task(config.env.task)
+    task = check_sim_task(config.env.task)
     out = Path(config.recorder.out)
     if out.exists():
         raise ConfigError(f"{out} already exists; choose a new bag folder")
     started = time.perf_counter()
-    instruction = check_instruction(config.recorder.instruction or instruction_for(task))
+    instruction = check_instruction(config.recorder.instruction or sim_instruction(task))
     params = config.run.params_file or bringup.DEFAULT_PARAMS
+    overrides = node_settings(given, ("env", "bridge", "expert", "recorder", "robot"))
     result = bringup.record(config.run.episodes, task, instruction, out, config.recorder.storage, params,
-                            config.bridge.step_rate)
+                            config.bridge.step_rate, overrides=overrides)
     seconds = time.perf_counter() - started
     print(f"recorded {len(result.episodes)} episodes ({result.successes} successful) in {seconds:.1f} s -> {out}")
     return 0
@@ -127,9 +128,9 @@ def cmd_bag2data(config: Config, given: dict) -> int:
     bag2data = import_ros("minivla_ros.bag2data", "bag2data")
     if not config.bag2data.bags:
         raise ConfigError("no bags given: name them (minivla bag2data BAG... --out DATASET) or set bag2data.bags")
-    if config.bag2data.robot:  # any robot's bags, through the `robot` section of that file
-        robot_bags = import_ros("minivla_ros.robot_bags", "bag2data")
-        robot = load_config(config.bag2data.robot).robot
+    if config.bag2data.robot or "robot" in given:  # any robot's bags, through a `robot` section: --robot FILE's,
+        robot_bags = import_ros("minivla_ros.robot_bags", "bag2data")  # else the one of --config / --set
+        robot = load_config(config.bag2data.robot).robot if config.bag2data.robot else config.robot
         summary = robot_bags.convert_robot_bags(config.bag2data.bags, config.bag2data.out, robot, config.bag2data,
                                                 config.env.image_size)
     else:

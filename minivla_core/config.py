@@ -73,7 +73,7 @@ def observation_label(observation: str) -> str:
 
 @dataclass
 class EnvConfig:
-    task: str = "push-v3"  # Meta-World v3 task name
+    task: str = "push-v3"  # Meta-World v3 task name, or fetch-push (the Fetch arm: minivla_core/envs/fetch_env.py)
     # What the policy's state holds (see envs/metaworld_env.py):
     #   "proprio": what a robot knows about itself, hand x, y, z and gripper opening (4 numbers, LeRobot's
     #              agent_pos); objects and the goal reach the policy only through the camera.
@@ -234,6 +234,11 @@ class BridgeConfig:
     command_timeout: float = 0.5  # seconds without a new action command before the bridge says it is holding
     episodes: int = 0  # stop stepping after this many episodes (0 = run forever)
     min_subscribers: int = 0  # hold the first episode until this many nodes subscribe to robot_state
+    # "minivla": every topic, this package's messages (robot_state, action_command, episode_status) and the standard
+    # ones. "standard": only standard messages, as a real robot's drivers offer: camera, ee_pose, joint_states in,
+    # cmd_vel and gripper_command out; sim/scene_state (std_msgs/Float64MultiArray) for the scripted expert, the
+    # episode number on `episode` and each episode's result on /diagnostics.
+    interface: str = "minivla"
 
 
 @dataclass
@@ -292,6 +297,9 @@ class RobotConfig:
     # is never published: the node logs it and holds.
     action_limits: list[float] = field(default_factory=list)
     max_speed: float = 0.0  # TwistStamped: the fastest hand speed published, m/s (0: velocity_scale's own limit)
+    # std_msgs/UInt32 numbering the episodes of a simulator (the bridge's `episode` with bridge.interface standard):
+    # a new number drops the rest of the current action chunk, planned for the scene before it (empty: none).
+    episode_topic: str = ""
 
 
 @dataclass
@@ -317,6 +325,10 @@ class RecorderConfig:
     out: str = "bags/demos"  # rosbag2 folder to create (must not exist yet)
     storage: str = "mcap"  # "mcap" or "sqlite3"
     instruction: str = ""  # published with the demonstrations (empty: the task's own, e.g. 'push the puck to the goal')
+    # The topics to record, names from the README's topic table (empty: the demonstration topics of this package's
+    # messages, minivla_ros/graph.py RECORDED); e.g. camera/image_raw, ee_pose, joint_states, cmd_vel, ... for a
+    # demonstration in standard messages only.
+    topics: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -408,6 +420,7 @@ CHOICES = {"env.observation": tuple(OBSERVATIONS), "model.image_encoder": IMAGE_
            "model.prediction_type": PREDICTION_TYPES, "train.device": ("cpu", "cuda"),
            "eval.instructions": ("plain", "held_out", "other_task"),
            "eval.image_ablation": ("none", "black", "frozen", "shuffled"), "recorder.storage": ("mcap", "sqlite3"),
+           "bridge.interface": ("minivla", "standard"),
            "robot.camera_type": ("Image", "CompressedImage"), "robot.state_type": ("RobotState", "PoseAndJoints"),
            "robot.action_type": ("ActionCommand", "TwistStamped", "JointTrajectory", "Float64MultiArray")}
 

@@ -1,6 +1,7 @@
 """The simulator bridge's episode rules, without ROS: when the simulation steps, what it does with the
 commands it gets, and when an episode ends. minivla_ros/sim_bridge.py is publish/subscribe glue around
-this class; test/test_episode_rules.py checks every rule on a real MuJoCo env, no DDS involved.
+this class; test/test_episode_rules.py checks every rule on a real MuJoCo env, no DDS involved. The env is
+whichever simulated robot runs env.task (minivla_core/envs: Meta-World, or Fetch for fetch-push).
 
 - Each command is applied at most once. When no new command has arrived since the last step, the
   arm holds still (zero motion, gripper as last commanded) instead of replaying the old one; after
@@ -28,7 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from minivla_core.config import EnvConfig
-from minivla_core.envs.metaworld_env import MetaWorldEnv, Observation
+from minivla_core.envs import make_env
+from minivla_core.envs.metaworld_env import Observation
 
 
 @dataclass
@@ -66,7 +68,7 @@ class EpisodeRules:
         self.env_config = env_config
         self.command_timeout = command_timeout  # may change while running (ros2 param set)
         self.episodes = episodes  # may change while running; 0: no limit
-        self.env = MetaWorldEnv(env_config)
+        self.env = make_env(env_config)
         self.episodes_done = 0
         self.pending_task: str | None = None
         self.newest_command: np.ndarray | None = None
@@ -155,7 +157,7 @@ class EpisodeRules:
         old, episode = self.env.task, self.env.episode + 1
         self.env.close()
         self.env_config = dataclasses.replace(self.env_config, task=task)
-        self.env = MetaWorldEnv(self.env_config)
+        self.env = make_env(self.env_config)
         self.episodes_done += 1
         self.start_episode(episode)
         return [end, TaskSwitch(old, task), self.new_observation()]

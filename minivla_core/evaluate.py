@@ -31,8 +31,8 @@ from tqdm import tqdm
 from minivla_core.checkpoint import load_policy
 from minivla_core.checkpoint import check_observation_matches
 from minivla_core.config import EnvConfig, EvalConfig, observation_label
-from minivla_core.envs.metaworld_env import (INSTRUCTIONS, MetaWorldEnv, check_task, instruction_for, make_expert,
-                                             paraphrases)
+from minivla_core.envs import check_sim_task, make_env, make_sim_expert, sim_instruction
+from minivla_core.envs.metaworld_env import INSTRUCTIONS, instruction_for, paraphrases
 from minivla_core.errors import CheckpointError, ConfigError
 from minivla_core.model.policy import PolicyRunner
 
@@ -100,8 +100,8 @@ class ImageAblation:
         self.mode = mode
         self.other = self.expert = None
         if mode == "shuffled":  # another stream of layouts, played by the expert
-            self.other = MetaWorldEnv(dataclasses.replace(env_config, seed=env_config.seed + 7919))
-            self.expert = make_expert(self.other.task)
+            self.other = make_env(dataclasses.replace(env_config, seed=env_config.seed + 7919))
+            self.expert = make_sim_expert(self.other.task)
 
     def reset(self, episode: int, first_images: np.ndarray) -> None:
         self.first_images = first_images
@@ -147,7 +147,7 @@ def eval_instructions(task: str, mode: str, all_tasks: list[str]) -> list[str]:
     plain: the task's own instruction. held_out: its paraphrases that were never trained on.
     other_task: the plain instruction of the next task in the list (does language matter?)."""
     if mode == "plain":
-        return [instruction_for(task)]
+        return [sim_instruction(task)]
     if mode == "held_out":
         return paraphrases(task, held_out=True) or [instruction_for(task)]
     if mode == "other_task":
@@ -162,7 +162,7 @@ def evaluate_task(policy, payload: dict, task: str, eval_config: EvalConfig, env
                   progress: bool) -> EvalResult:
     env_config = env_config_for(payload["env"], env_base, task)
     env_config.seed = eval_config.seed
-    env = MetaWorldEnv(env_config)
+    env = make_env(env_config)
     ablation = ImageAblation(eval_config.image_ablation, env_config)
     if (payload["state_dim"], payload["action_dim"]) != (env.state_dim, env.action_dim):
         env.close()
@@ -283,7 +283,7 @@ def evaluate(eval_config: EvalConfig, env_base: EnvConfig, progress: bool = True
     trained = payload["env"].get("tasks") or [payload["env"]["task"]]
     tasks = eval_config.tasks or trained
     for name in tasks:
-        check_task(name)
+        check_sim_task(name)
     per_task = {}
     for name in tasks:
         instructions = ([eval_config.instruction] if eval_config.instruction

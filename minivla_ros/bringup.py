@@ -32,10 +32,11 @@ from pathlib import Path
 import rclpy
 import yaml
 from rclpy.executors import SingleThreadedExecutor
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from std_msgs.msg import String
 
-from minivla_core.config import field_of, list_item_type
+from minivla_core.config import RobotConfig, field_of, list_item_type
 from minivla_core.errors import GraphError
 from minivla_ros import graph, qos
 from minivla_ros.msg import EpisodeStatus, PolicyStatus
@@ -180,16 +181,30 @@ class Monitor(Node):
                                  qos.profile(graph.EPISODE_STATUS))
         self.create_subscription(PolicyStatus, graph.POLICY_STATUS.name, self.on_policy_status,
                                  qos.profile(graph.POLICY_STATUS))
+        # A bridge of bridge.interface standard says how each episode ended on /diagnostics instead.
+        self.create_subscription(DiagnosticArray, graph.DIAGNOSTICS.absolute, self.on_diagnostics,
+                                 qos.profile(graph.DIAGNOSTICS))
         self.finished: dict[int, dict] = {}
         self.policy_status: PolicyStatus | None = None
         self.active_status: PolicyStatus | None = None
 
     def on_episode(self, msg: EpisodeStatus) -> None:
-        if msg.done and msg.episode not in self.finished:
-            self.finished[msg.episode] = {"episode": msg.episode, "success": msg.success, "steps": msg.step,
-                                          "return": round(msg.episode_return, 2)}
-            outcome = f"success in {msg.step} steps" if msg.success else f"failed after {msg.step} steps"
-            print(f"episode {msg.episode}: {outcome}", flush=True)
+        if msg.done:
+            self.episode_ended(msg.episode, msg.success, msg.step, msg.episode_return)
+
+    def on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name == "sim_bridge: episode":
+                values = {item.key: item.value for item in status.values}
+                self.episode_ended(int(values["episode"]), values["success"] == "True", int(values["steps"]),
+                                   float(values["return"]))
+
+    def episode_ended(self, episode: int, success: bool, steps: int, episode_return: float) -> None:
+        if episode not in self.finished:
+            self.finished[episode] = {"episode": episode, "success": bool(success), "steps": steps,
+                                      "return": round(episode_return, 2)}
+            outcome = f"success in {steps} steps" if success else f"failed after {steps} steps"
+            print(f"episode {episode}: {outcome}", flush=True)
 
     def on_policy_status(self, msg: PolicyStatus) -> None:
         self.policy_status = msg
@@ -297,27 +312,35 @@ def run(episodes: int, task: str, instruction: str, params_file: Path = DEFAULT_
 
 def record(episodes: int, task: str, instruction: str, out: Path, storage: str = "mcap",
            params_file: Path = DEFAULT_PARAMS, step_rate: float | None = None,
-           startup_timeout: float = 120.0) -> RunResult:
+           startup_timeout: float = 120.0, overrides: dict | None = None) -> RunResult:
     """Simulator bridge + scripted expert + recorder for N episodes: a demonstration bag at `out`.
 
     The recorder and the expert start first; the instruction is published once the recorder
     listens, and the bridge holds its first episode until both subscribe (the recorder to
-    robot_state, the expert to sim/privileged_state).
+    robot_state, the expert to sim/privileged_state; with bridge.interface standard, to joint_states
+    and sim/scene_state). `overrides` ("section.field": value) go to the nodes that declare the section.
     """
+    overrides = overrides or {}
+
+    def settings(*sections: str) -> dict:
+        return {k: v for k, v in overrides.items() if k.split(".")[0] in sections}
+
+    robot = RobotConfig(**{k.split(".", 1)[1]: v for k, v in settings("robot").items()})
+    command_topic = graph.ACTION.absolute if robot.action_type == "ActionCommand" else "/" + robot.action_topic
     out = Path(out).resolve()
     if out.exists():
         raise GraphError(f"{out} already exists; choose a new bag folder")
     result = RunResult(task)
     with monitored("record") as (env, monitor, executor):
         recorder = start_node("recorder", params_file,
-                              {"recorder.out": out, "recorder.storage": storage}, env)
-        expert = start_node("expert_node", params_file, {"expert.task": task}, env)
+                              {**settings("recorder"), "recorder.out": out, "recorder.storage": storage}, env)
+        expert = start_node("expert_node", params_file, {**settings("expert", "robot"), "expert.task": task}, env)
         processes = [expert, recorder]
         try:
             # Recorder and expert first: the recorder must hear the expert's commands from the start.
             deadline = time.monotonic() + startup_timeout
             while (monitor.instruction_pub.get_subscription_count() < 1
-                   or monitor.count_publishers(graph.ACTION.absolute) < 1):
+                   or monitor.count_publishers(command_topic) < 1):
                 check_alive(processes)
                 if time.monotonic() > deadline:
                     raise GraphError(f"the recorder or the expert did not start within {startup_timeout:.0f} s")
@@ -327,7 +350,8 @@ def record(episodes: int, task: str, instruction: str, out: Path, storage: str =
                 executor.spin_once(timeout_sec=0.1)
             monitor.instruction_pub.publish(String(data=instruction))
             # The bridge holds its first episode until the expert and the recorder subscribe to its state.
-            bridge_overrides = {"env.task": task, **graph.RECORD_BRIDGE_OVERRIDES, "bridge.episodes": episodes}
+            bridge_overrides = {**graph.RECORD_BRIDGE_OVERRIDES, **settings("env", "bridge"), "env.task": task,
+                                "bridge.episodes": episodes}
             if step_rate:
                 bridge_overrides["bridge.step_rate"] = step_rate
             processes = [start_node("sim_bridge", params_file, bridge_overrides, env), expert, recorder]

@@ -93,6 +93,10 @@ def joint_state_to_msg(names: list[str], positions, stamp: Time) -> JointState:
     return msg
 
 
+COMMAND_TYPES = {"TwistStamped": TwistStamped, "JointTrajectory": JointTrajectory,
+                 "Float64MultiArray": Float64MultiArray}  # robot.action_type -> its message class (ours aside)
+
+
 def command_msgs(action: np.ndarray, robot: RobotConfig, stamp: Time, period: float) -> list:
     """One action -> the messages that command it: the main command of robot.action_type, then the gripper's
     Float64 when robot.gripper_topic is set. `period` (seconds) is when a trajectory point falls due."""

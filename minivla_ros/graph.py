@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from minivla_core.config import Config, field_docs, field_of, list_item_type
+from minivla_core.config import Config, field_docs, field_of, list_item_type, read_config_file
 
 
 @dataclass(frozen=True)
@@ -61,8 +61,18 @@ CMD_VEL = Topic("cmd_vel", "geometry_msgs/msg/TwistStamped", "reliable",
                 "anyone; policy_node when robot.action_type is TwistStamped", "sim_bridge (hand velocity, world frame)")
 GRIPPER_COMMAND = Topic("gripper_command", "std_msgs/msg/Float64", "reliable",
                         "anyone; policy_node with a standard robot.action_type", "sim_bridge (-1 open .. 1 closed)")
+# Only with bridge.interface standard: what the simulator adds to a standard-message robot, in standard messages too.
+SCENE_STATE = Topic("sim/scene_state", "std_msgs/msg/Float64MultiArray", "sensor",
+                    "sim_bridge with bridge.interface standard (the simulator's full state, as sim/privileged_state)",
+                    "expert_node (for the scripted expert; never a policy's input)")
+EPISODE = Topic("episode", "std_msgs/msg/UInt32", "reliable",
+                "sim_bridge with bridge.interface standard (the number of the episode that starts)",
+                "policy_node when robot.episode_topic names it; a bag's episode boundaries (bag2data.episode_topic)")
+DIAGNOSTICS = Topic("diagnostics", "diagnostic_msgs/msg/DiagnosticArray", "reliable",
+                    "policy_node (its health, once a second); sim_bridge with bridge.interface standard (each "
+                    "episode's result, status `sim_bridge: episode`)", "anyone (rqt_robot_monitor, `minivla run`)")
 TOPICS = (IMAGE, STATE, PRIVILEGED_STATE, EPISODE_STATUS, ACTION, INSTRUCTION, POLICY_STATUS, EE_POSE, JOINT_STATES,
-          CMD_VEL, GRIPPER_COMMAND)
+          CMD_VEL, GRIPPER_COMMAND, SCENE_STATE, EPISODE, DIAGNOSTICS)
 RECORDED = tuple(topic for topic in TOPICS if topic.recorded)  # what a demonstration bag holds
 
 RESET_SERVICE = "reset_episode"  # std_srvs/srv/Trigger, served by sim_bridge: end the episode, start the next
@@ -78,9 +88,11 @@ def image_topic(camera: str, scene_camera: bool) -> str:
 NODES = {"sim_bridge": "minivla_ros.sim_bridge", "policy_node": "minivla_ros.policy_node",
          "expert_node": "minivla_ros.expert_node", "recorder": "minivla_ros.recorder", "teleop": "minivla_ros.teleop"}
 
-# Which node declares each config section as its parameters (minivla_ros/params.py).
-SECTION_NODES = {"env": "sim_bridge", "bridge": "sim_bridge", "policy_node": "policy_node", "expert": "expert_node",
-                 "recorder": "recorder", "robot": "policy_node", "teleop": "teleop"}
+# Which nodes declare each config section as their parameters (minivla_ros/params.py). The expert commands the
+# robot through the same robot interface as the policy, so its demonstrations hold the policy's own commands.
+SECTION_NODES = {"env": ("sim_bridge",), "bridge": ("sim_bridge",), "policy_node": ("policy_node",),
+                 "expert": ("expert_node",), "recorder": ("recorder",), "robot": ("policy_node", "expert_node"),
+                 "teleop": ("teleop",)}
 
 # The parameters `ros2 param set` may change while a node runs (each node applies them in its parameter
 # callback); every other parameter is declared read-only, so setting it is refused instead of ignored.
@@ -124,10 +136,27 @@ def parameter_value(parameter: str, text: str):
         raise ValueError(f"expected {type(default).__name__}, got {text!r}") from None
 
 
-def sim_policy_overrides(texts: dict[str, str]) -> dict[str, dict]:
-    """The launch arguments given (argument -> text; empty: not given) -> {node: {parameter: typed value}}.
-    Every argument is converted before any node starts, so a bad one stops the launch with nothing left behind."""
+def config_file_overrides(path: str) -> dict[str, dict]:
+    """The sections a minivla config file sets (e.g. config/fetch.yaml) -> {node: {parameter: value}} for the
+    sim-plus-policy graph's two nodes; the file is checked against the schema first (ConfigError)."""
+    written = read_config_file(path)
+    config = Config.from_dict(written)
     overrides: dict[str, dict] = {"sim_bridge": {}, "policy_node": {}}
+    for section, fields in written.items():
+        for node in SECTION_NODES.get(section, ()):  # bag2data, train, ...: no node's
+            if node in overrides:
+                for name in fields or {}:
+                    value = getattr(getattr(config, section), name)
+                    if value != []:  # ROS cannot type an empty list: the parameter file's value stands
+                        overrides[node][f"{section}.{name}"] = value
+    return overrides
+
+
+def sim_policy_overrides(texts: dict[str, str], config_file: str = "") -> dict[str, dict]:
+    """The launch arguments given (argument -> text; empty: not given) -> {node: {parameter: typed value}}, over
+    the sections of `config_file` when one is given. Every argument is converted before any node starts, so a bad
+    one stops the launch with nothing left behind."""
+    overrides = config_file_overrides(config_file) if config_file else {"sim_bridge": {}, "policy_node": {}}
     for argument, text in texts.items():
         if text == "":
             continue
@@ -138,7 +167,7 @@ def sim_policy_overrides(texts: dict[str, str]) -> dict[str, dict]:
             raise ValueError(f"launch argument {argument}:={text!r} ({parameter}): {exc}") from None
         if value == []:  # ROS cannot type an empty list; no extra cameras is the parameter file's own setting
             continue
-        overrides[SECTION_NODES[parameter.split(".")[0]]][parameter] = value
+        overrides[SECTION_NODES[parameter.split(".")[0]][0]][parameter] = value
     return overrides
 
 
@@ -156,6 +185,10 @@ def markdown_table() -> str:
     rows.append(f"| `/camera/<name>/image_raw` | `{IMAGE.type}` | {QOS_WORDS[IMAGE.qos]} | sim_bridge (each of "
                 f"env.extra_cameras) | policy_node | no |")
     rows.append(f"| `/{RESET_SERVICE}` (service) | `std_srvs/srv/Trigger` | | served by sim_bridge | anyone | no |")
+    rows.append("| `/policy_node/pause` (service) | `std_srvs/srv/SetBool` | | served by policy_node (true pauses, "
+                "false resumes) | anyone | no |")
+    rows.append("| `/policy_node/change_state` etc. (services) | `lifecycle_msgs/srv/ChangeState`, ... | | served "
+                "by policy_node (a managed node: `ros2 lifecycle`) | anyone | no |")
     return "\n".join(rows)
 
 
@@ -164,8 +197,8 @@ def parameter_table() -> str:
     docs, defaults = field_docs(), Config()
     rows = ["| node | parameter | default | changes at run time | what it is |", "| --- | --- | --- | --- | --- |"]
     for node in NODES:
-        for section, owner in SECTION_NODES.items():
-            if owner != node:
+        for section, owners in SECTION_NODES.items():
+            if node not in owners:
                 continue
             for name, default in vars(getattr(defaults, section)).items():
                 parameter = f"{section}.{name}"

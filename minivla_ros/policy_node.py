@@ -38,14 +38,13 @@ from collections import deque
 import numpy as np
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import PoseStamped, TwistStamped
+from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.timer import Timer
 from sensor_msgs.msg import CompressedImage, Image, JointState
-from std_msgs.msg import Float64, Float64MultiArray, String
+from std_msgs.msg import Float64, String, UInt32
 from std_srvs.srv import SetBool
-from trajectory_msgs.msg import JointTrajectory
 
 from minivla_core.checkpoint import load_policy
 from minivla_core.config import PolicyNodeConfig, RobotConfig, observation_label
@@ -54,7 +53,7 @@ from minivla_core.errors import InstructionError, MiniVLAError
 from minivla_core.model.policy import PolicyRunner
 from minivla_core.model.tokenizer import check_instruction
 from minivla_ros import graph, qos
-from minivla_ros.conversions import command_msgs, state_from_msg
+from minivla_ros.conversions import COMMAND_TYPES, command_msgs, state_from_msg
 from minivla_ros.images import image_from_msg
 from minivla_ros.interfaces import (
     assemble_state, check_interface, check_limits, joint_positions, position_from_pose)
@@ -65,8 +64,6 @@ from minivla_ros.spin import run_node
 # Every change of instruction is logged, up to this many a second; a flood of changes is summarised
 # (the current instruction is always on `policy_status`).
 INSTRUCTION_LOGS_PER_SECOND = 5
-COMMAND_TYPES = {"TwistStamped": TwistStamped, "JointTrajectory": JointTrajectory,
-                 "Float64MultiArray": Float64MultiArray}
 
 
 class PolicyNode(LifecycleNode):
@@ -211,6 +208,9 @@ class PolicyNode(LifecycleNode):
             if robot.state_joint_topic:
                 subscriptions.append(self.create_subscription(JointState, robot.state_joint_topic, self.on_joints,
                                                               qos.SENSOR_QOS))
+        if robot.episode_topic:
+            subscriptions.append(self.create_subscription(UInt32, robot.episode_topic,
+                                                          lambda msg: self.new_episode(msg.data), qos.RELIABLE_QOS))
         self.resources += subscriptions
 
     # --- inputs -------------------------------------------------------------------------------
@@ -351,8 +351,13 @@ class PolicyNode(LifecycleNode):
         self.get_logger().info(f"instruction: {text!r}{note}")
 
     def on_episode_status(self, msg: EpisodeStatus) -> None:
-        if msg.episode != self.episode:  # new episode: drop the rest of the old chunk
-            self.episode = msg.episode
+        self.new_episode(msg.episode)
+
+    def new_episode(self, episode: int) -> None:
+        """A simulator started another episode (episode_status, or robot.episode_topic): the rest of the current
+        chunk was planned for the scene before it."""
+        if episode != self.episode:
+            self.episode = episode
             if self.runner is not None:
                 self.runner.reset()
 

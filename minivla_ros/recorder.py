@@ -1,5 +1,7 @@
 """Recorder node: writes the demonstration topics to a rosbag2 folder (MCAP by default), as
-`ros2 bag record` would, for machines without rosbag2.
+`ros2 bag record` would, for machines without rosbag2. Which topics: `recorder.topics`, names from the
+graph's topic table (minivla_ros/graph.py), by default the demonstration topics of this package's own
+messages (graph.RECORDED); config/fetch.yaml records a demonstration in standard messages only.
 
 Messages arrive serialized (`raw=True`) and are written as they are, stamped with their arrival
 time, so nothing is decoded on the way. The folder gets its metadata.yaml, and the MCAP file its
@@ -13,31 +15,44 @@ Parameters: the fields of RecorderConfig (`recorder.*`).
 from __future__ import annotations
 
 from collections import Counter
+from importlib import import_module
 from pathlib import Path
 
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys.store import Typestore
-from sensor_msgs.msg import Image
-from std_msgs.msg import String
 
 from minivla_core.config import RecorderConfig
+from minivla_core.errors import ConfigError
 from minivla_ros import graph
 from minivla_ros.bag_types import make_typestore
-from minivla_ros.msg import ActionCommand, EpisodeStatus, RobotState
 from minivla_ros.params import declare_section
 from minivla_ros.spin import run_node
-
-MESSAGE_CLASSES = {"sensor_msgs/msg/Image": Image, "minivla_ros/msg/RobotState": RobotState,
-                   "minivla_ros/msg/ActionCommand": ActionCommand, "std_msgs/msg/String": String,
-                   "minivla_ros/msg/EpisodeStatus": EpisodeStatus}
 # The graph's QoS with deep queues, so a burst never overflows. The sensor topics are published best effort,
 # which a reliable subscription would not match.
 PROFILES = {"reliable": QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                                    durability=DurabilityPolicy.VOLATILE),
             "sensor": QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT,
                                  durability=DurabilityPolicy.VOLATILE)}
+
+
+def topic_named(name: str) -> graph.Topic:
+    """A topic of the graph's table by name (with or without the leading slash), or an extra camera's image topic."""
+    name = name.lstrip("/")
+    for topic in graph.TOPICS:
+        if topic.name == name:
+            return topic
+    if name.startswith("camera/") and name.endswith("/image_raw"):
+        return graph.Topic(name, graph.IMAGE.type, graph.IMAGE.qos, "", "")
+    raise ConfigError(f"recorder.topics: {name!r} is not a topic of this graph; known: "
+                      f"{', '.join(t.name for t in graph.TOPICS)}, camera/<name>/image_raw")
+
+
+def message_class(type_name: str):
+    """"sensor_msgs/msg/Image" -> the rclpy message class."""
+    package, _, name = type_name.split("/")
+    return getattr(import_module(f"{package}.msg"), name)
 
 
 class RecorderNode(Node):
@@ -55,11 +70,12 @@ class RecorderNode(Node):
         self.writer = Writer(path, version=9, storage_plugin=storage)
         self.writer.open()
         self.counts: Counter[str] = Counter()
-        for topic in graph.RECORDED:
+        self.topics = [topic_named(name) for name in self.config.topics] if self.config.topics else graph.RECORDED
+        for topic in self.topics:
             connection = self.writer.add_connection(topic.absolute, topic.type, typestore=typestore)
-            self.create_subscription(MESSAGE_CLASSES[topic.type], topic.absolute,
+            self.create_subscription(message_class(topic.type), topic.absolute,
                                      self.writer_callback(topic.absolute, connection), PROFILES[topic.qos], raw=True)
-        topics = ", ".join(topic.absolute for topic in graph.RECORDED)
+        topics = ", ".join(topic.absolute for topic in self.topics)
         self.get_logger().info(f"recording {topics} to {path} ({self.config.storage})")
 
     def writer_callback(self, topic, connection):
@@ -70,7 +86,7 @@ class RecorderNode(Node):
 
     def destroy_node(self) -> None:
         self.writer.close()
-        counts = ", ".join(f"{topic.absolute} {self.counts[topic.absolute]}" for topic in graph.RECORDED)
+        counts = ", ".join(f"{topic.absolute} {self.counts[topic.absolute]}" for topic in self.topics)
         self.get_logger().info(f"bag closed: {self.config.out} ({counts})")
         super().destroy_node()
 

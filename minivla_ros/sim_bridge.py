@@ -1,4 +1,5 @@
-"""Simulator bridge: Meta-World (through minivla_core's env wrapper) as if it were a robot.
+"""Simulator bridge: a simulated arm (Meta-World, or Fetch for env.task fetch-push: minivla_core/envs) as if
+it were a robot.
 
 At `bridge.step_rate` it applies the newest action command, steps the simulation, and publishes
 the camera image (one topic per camera: camera/image_raw, camera/<name>/image_raw for each of
@@ -9,10 +10,17 @@ sim/privileged_state, for the scripted expert only: a policy sees the scene thro
 It is also a robot in standard messages, as a real arm's drivers are: the hand's position as a
 geometry_msgs/PoseStamped on ee_pose (world frame), the arm's 7 joint angles and the gripper's opening
 (joint `gripper`, 0..1) as a sensor_msgs/JointState on joint_states; it takes the hand's velocity as a
-geometry_msgs/TwistStamped on cmd_vel (m/s, world frame; HAND_STEP metres per step for an action of 1,
-so an action of 1 is 0.2 m/s at 20 steps/s) with the gripper's command as std_msgs/Float64 on
+geometry_msgs/TwistStamped on cmd_vel (m/s, world frame; the env's hand_step metres per step for an action
+of 1: Meta-World's 1 cm is 0.2 m/s at 20 steps/s, Fetch's 5 cm 1 m/s) with the gripper's command as std_msgs/Float64 on
 gripper_command (-1 open .. 1 closed; the newest one holds until the next). A command of either kind
 is the newest command.
+
+With `bridge.interface` standard it is a robot in standard messages only, as a real arm is: no topic of this
+package's own types (robot_state, sim/privileged_state, action_command, episode_status) exists. What a
+simulator adds comes in standard messages too: the full state for the scripted expert as a
+std_msgs/Float64MultiArray on sim/scene_state, the number of each episode that starts as a std_msgs/UInt32 on
+`episode` (a recording's episode boundaries), and each episode's result as a diagnostic_msgs/DiagnosticArray on
+/diagnostics (status `sim_bridge: episode`, values episode, steps, success, return).
 
 When it steps, what it does without a command and when an episode ends are the rules of
 minivla_core/episode_rules.py (hold still, an episode's clock starts with its first command, ...);
@@ -33,16 +41,17 @@ import dataclasses
 import time
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Float64
+from std_msgs.msg import Float64, Float64MultiArray, UInt32
 from std_srvs.srv import Trigger
 
-from minivla_core.actions import HAND_STEP, check_action
+from minivla_core.actions import check_action
 from minivla_core.config import PRIVILEGED, BridgeConfig, EnvConfig, observation_label
-from minivla_core.envs.metaworld_env import ARM_JOINTS, check_task
+from minivla_core.envs import check_sim_task
 from minivla_core.episode_rules import EpisodeEnd, EpisodeRules, Holding, NewObservation, TaskSwitch
 from minivla_core.errors import TaskError
 from minivla_ros import graph, qos
@@ -58,18 +67,31 @@ class SimBridgeNode(Node):
         super().__init__("sim_bridge")
         self.env_config = declare_section(self, "env", EnvConfig(), changeable=graph.CHANGEABLE["sim_bridge"])
         self.config = declare_section(self, "bridge", BridgeConfig(), changeable=graph.CHANGEABLE["sim_bridge"])
+        if self.config.interface not in ("minivla", "standard"):
+            raise ValueError(f"bridge.interface must be 'minivla' or 'standard', got {self.config.interface!r}")
+        self.standard = self.config.interface == "standard"
         self.rules = EpisodeRules(self.env_config, self.config.command_timeout, self.config.episodes)
         cameras = self.rules.env.cameras
         self.image_pubs = [self.create_publisher(Image, graph.image_topic(camera, i == 0), qos.profile(graph.IMAGE))
                            for i, camera in enumerate(cameras)]
-        self.state_pub = self.create_publisher(RobotState, graph.STATE.name, qos.profile(graph.STATE))
-        self.privileged_pub = self.create_publisher(RobotState, graph.PRIVILEGED_STATE.name,
-                                                    qos.profile(graph.PRIVILEGED_STATE))
-        self.status_pub = self.create_publisher(EpisodeStatus, graph.EPISODE_STATUS.name,
-                                                qos.profile(graph.EPISODE_STATUS))
         self.pose_pub = self.create_publisher(PoseStamped, graph.EE_POSE.name, qos.profile(graph.EE_POSE))
         self.joints_pub = self.create_publisher(JointState, graph.JOINT_STATES.name, qos.profile(graph.JOINT_STATES))
-        self.create_subscription(ActionCommand, graph.ACTION.name, self.on_command, qos.profile(graph.ACTION))
+        if self.standard:
+            self.scene_pub = self.create_publisher(Float64MultiArray, graph.SCENE_STATE.name,
+                                                   qos.profile(graph.SCENE_STATE))
+            self.episode_pub = self.create_publisher(UInt32, graph.EPISODE.name, qos.profile(graph.EPISODE))
+            self.diagnostics_pub = self.create_publisher(DiagnosticArray, graph.DIAGNOSTICS.absolute,
+                                                         qos.profile(graph.DIAGNOSTICS))
+            self.ready_pubs = (self.joints_pub, self.scene_pub)  # a recorder and an expert subscribe to these
+        else:
+            self.state_pub = self.create_publisher(RobotState, graph.STATE.name, qos.profile(graph.STATE))
+            self.privileged_pub = self.create_publisher(RobotState, graph.PRIVILEGED_STATE.name,
+                                                        qos.profile(graph.PRIVILEGED_STATE))
+            self.status_pub = self.create_publisher(EpisodeStatus, graph.EPISODE_STATUS.name,
+                                                    qos.profile(graph.EPISODE_STATUS))
+            self.create_subscription(ActionCommand, graph.ACTION.name, self.on_command, qos.profile(graph.ACTION))
+            self.ready_pubs = (self.state_pub, self.privileged_pub)
+        self.announced_episode = None  # the newest number published on `episode` (standard)
         self.create_subscription(TwistStamped, graph.CMD_VEL.name, self.on_twist, qos.profile(graph.CMD_VEL))
         self.create_subscription(Float64, graph.GRIPPER_COMMAND.name, self.on_gripper,
                                  qos.profile(graph.GRIPPER_COMMAND))
@@ -81,7 +103,8 @@ class SimBridgeNode(Node):
         self.obs_stamp = None  # stamp of the newest published observation
         self.get_logger().info(f"simulating {self.env_config.task} ({' and '.join(cameras)} camera, "
                                f"{self.env_config.image_size}px, {observation_label(self.env_config.observation)} "
-                               f"robot state) at {self.config.step_rate} Hz, seed {self.env_config.seed}")
+                               f"robot state) at {self.config.step_rate} Hz, seed {self.env_config.seed}, "
+                               f"{self.config.interface} messages")
 
     def on_command(self, msg: ActionCommand) -> None:
         try:
@@ -93,7 +116,7 @@ class SimBridgeNode(Node):
 
     def on_twist(self, msg: TwistStamped) -> None:
         """Hand velocity (m/s) -> the action that moves the hand that far in one step, with the newest gripper."""
-        velocity_scale = HAND_STEP * self.config.step_rate  # m/s for an action of 1
+        velocity_scale = self.rules.env.hand_step * self.config.step_rate  # m/s for an action of 1
         try:
             action = check_action(np.append(action_from_twist(msg, velocity_scale), self.gripper))
         except ValueError as exc:
@@ -119,7 +142,7 @@ class SimBridgeNode(Node):
         for parameter in parameters:
             if parameter.name == "env.task":
                 try:
-                    check_task(parameter.value)
+                    check_sim_task(parameter.value)
                 except TaskError as exc:
                     return SetParametersResult(successful=False, reason=str(exc))
             elif parameter.name == "bridge.command_timeout" and not parameter.value > 0:
@@ -143,10 +166,11 @@ class SimBridgeNode(Node):
         self.publish(self.rules.tick(time.monotonic(), self.subscribers_ready()))
 
     def subscribers_ready(self) -> bool:
-        """True once bridge.min_subscribers subscriptions to the two state topics have existed for a second."""
+        """True once bridge.min_subscribers subscriptions to the two state topics (standard: joint_states and
+        sim/scene_state) have existed for a second."""
         if self.config.min_subscribers <= 0:
             return True
-        subscriptions = self.state_pub.get_subscription_count() + self.privileged_pub.get_subscription_count()
+        subscriptions = sum(publisher.get_subscription_count() for publisher in self.ready_pubs)
         if subscriptions < self.config.min_subscribers:
             self.ready_since = None
             return False
@@ -159,8 +183,11 @@ class SimBridgeNode(Node):
                 self.publish_observation(event)
             elif isinstance(event, EpisodeEnd):
                 # The closing status describes the episode's last observation, so it carries that one's stamp.
-                self.publish_status(event.task, event.episode, event.steps, event.success, event.episode_return,
-                                    done=True, stamp=self.obs_stamp)
+                if self.standard:
+                    self.publish_result(event)
+                else:
+                    self.publish_status(event.task, event.episode, event.steps, event.success,
+                                        event.episode_return, done=True, stamp=self.obs_stamp)
                 if event.reason == "task switch":
                     continue  # the TaskSwitch event that follows says it
                 self.get_logger().info(f"episode {event.episode} ended ({event.reason}) after {event.steps} steps")
@@ -172,16 +199,34 @@ class SimBridgeNode(Node):
     def publish_observation(self, event: NewObservation) -> None:
         """Images, state and status of one observation share one stamp (recordings rely on it)."""
         stamp = self.obs_stamp = self.get_clock().now().to_msg()
-        for publisher, image in zip(self.image_pubs, event.observation.images):
+        observation = event.observation
+        if self.standard and event.episode != self.announced_episode:  # before the episode's first observation
+            self.announced_episode = event.episode
+            self.episode_pub.publish(UInt32(data=event.episode))
+        for publisher, image in zip(self.image_pubs, observation.images):
             publisher.publish(image_to_msg(image, stamp))
-        self.state_pub.publish(state_to_msg(event.observation.state, stamp, self.env_config.observation))
-        self.privileged_pub.publish(state_to_msg(event.observation.privileged, stamp, PRIVILEGED))
-        hand, gripper = event.observation.privileged[:3], event.observation.privileged[3]
+        hand, gripper = observation.state[:3], observation.state[3]  # both robots' states begin so
         self.pose_pub.publish(pose_to_msg(hand, stamp))
-        self.joints_pub.publish(joint_state_to_msg([*ARM_JOINTS, "gripper"],
-                                                   [*event.observation.arm_joints, gripper], stamp))
-        self.publish_status(event.task, event.episode, event.step, event.observation.success, event.episode_return,
+        self.joints_pub.publish(joint_state_to_msg([*self.rules.env.arm_joint_names, "gripper"],
+                                                   [*observation.arm_joints, gripper], stamp))
+        if self.standard:
+            self.scene_pub.publish(Float64MultiArray(data=[float(v) for v in observation.privileged]))
+            return
+        self.state_pub.publish(state_to_msg(observation.state, stamp, self.env_config.observation))
+        self.privileged_pub.publish(state_to_msg(observation.privileged, stamp, PRIVILEGED))
+        self.publish_status(event.task, event.episode, event.step, observation.success, event.episode_return,
                             done=False, stamp=stamp)
+
+    def publish_result(self, end: EpisodeEnd) -> None:
+        """An episode's result in standard messages: a DiagnosticStatus `sim_bridge: episode` on /diagnostics."""
+        values = {"task": end.task, "episode": end.episode, "steps": end.steps, "success": end.success,
+                  "return": round(end.episode_return, 3), "reason": end.reason}
+        status = DiagnosticStatus(level=DiagnosticStatus.OK, name=f"{self.get_name()}: episode",
+                                  hardware_id=self.get_name(), message=f"episode {end.episode}: {end.reason}",
+                                  values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.obs_stamp or self.get_clock().now().to_msg()
+        self.diagnostics_pub.publish(array)
 
     def publish_status(self, task: str, episode: int, step: int, success: bool, episode_return: float,
                        done: bool, stamp) -> None:

@@ -92,13 +92,25 @@ def test_normalizers_round_trip():
         normalized = normalizer.normalize(data)
         torch.testing.assert_close(normalizer.unnormalize(normalized), data, atol=1e-4, rtol=1e-4)
         assert torch.all(torch.isfinite(normalized))
+        assert torch.allclose(normalized[:, 4], torch.zeros(500), atol=1e-5)  # constant column: centred, not divided by 0
         varying = normalized[:, :4]
         if mode == "limits":
             assert varying.min() >= -1 - 1e-5 and varying.max() <= 1 + 1e-5
             torch.testing.assert_close(varying.min(0).values, -torch.ones(4))
         else:
             torch.testing.assert_close(varying.mean(0), torch.zeros(4), atol=1e-4, rtol=0)
-    assert torch.allclose(normalized[:, 4], torch.zeros(500), atol=1e-5)  # constant column: centred, not divided by 0
+
+
+def test_a_constant_action_dimension_is_pinned_to_its_value():
+    """A gripper closed through every demonstration: whatever the sampler returns in [-1, 1] for it, the action
+    is exactly the constant (it used to be passed through, and a sample of -1.05 left the action range)."""
+    actions = torch.cat([torch.rand(200, 3) * 2 - 1, -torch.ones(200, 1)], dim=1)
+    normalizer = RangeNormalizer(4, "limits")
+    normalizer.fit(actions)
+    assert torch.all(normalizer.normalize(actions)[:, 3] == 0)
+    samples = torch.rand(50, 4) * 2 - 1
+    assert torch.all(normalizer.unnormalize(samples)[:, 3] == -1.0)
+    torch.testing.assert_close(normalizer.unnormalize(normalizer.normalize(actions)), actions, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "sample", "v"])

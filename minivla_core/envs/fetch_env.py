@@ -40,6 +40,7 @@ ARM_JOINTS = ("robot0:shoulder_pan_joint", "robot0:shoulder_lift_joint", "robot0
               "robot0:wrist_roll_joint")
 FINGERS = ("robot0:r_gripper_finger_joint", "robot0:l_gripper_finger_joint")
 FINGER_TRAVEL = 0.05  # metres each finger opens
+HAND_STEP = 0.05  # metres the gripper moves in one step for an action of 1 (gymnasium-robotics' Fetch)
 
 
 @dataclass
@@ -62,6 +63,7 @@ class FetchEnv:
         self.config = config
         self.task, self.instruction, self.cameras = TASK, INSTRUCTION, ["table"]
         self.state_dim = 4
+        self.arm_joint_names, self.hand_step = ARM_JOINTS, HAND_STEP
         self._env = gym.make("FetchPush-v4", max_episode_steps=config.max_episode_steps).unwrapped
         model = self._env.model
         model.vis.global_.offwidth = max(model.vis.global_.offwidth, config.image_size)

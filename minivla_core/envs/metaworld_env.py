@@ -33,7 +33,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # headless; must be set before mujoco
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
-from minivla_core.actions import ACTION_DIM, check_action  # noqa: E402
+from minivla_core.actions import ACTION_DIM, HAND_STEP, check_action  # noqa: E402
 from minivla_core.config import MAX_CAMERAS, EnvConfig, camera_names, state_dim_of  # noqa: E402
 from minivla_core.errors import TaskError  # noqa: E402
 
@@ -164,6 +164,8 @@ class MetaWorldEnv:
         self.config = config
         self.task = check_task(config.task)
         self.instruction = instruction_for(self.task)
+        self.arm_joint_names = ARM_JOINTS  # what arm_joints of each observation are
+        self.hand_step = HAND_STEP  # metres the hand moves in one step for an action of 1
         self.state_dim = state_dim_of(config.observation)
         if config.image_size < 8:
             raise TaskError(f"image_size {config.image_size} is too small (at least 8 pixels)")

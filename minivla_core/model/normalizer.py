@@ -3,8 +3,12 @@ with the checkpoint).
 
 - Actions: min/max mapped to [-1, 1], the range the diffusion sampler clips to.
 - States: zero mean, unit variance.
-A dimension that never varies in the data (e.g. the padding of a second, absent object) is
-passed through with only its offset removed instead of being divided by zero.
+A state dimension that never varies in the data (e.g. the padding of a second, absent object) is
+passed through with only its offset removed instead of being divided by zero. An action dimension
+that never varies (a gripper that stays closed through every demonstration) is pinned: scale 0,
+its constant kept as the offset; it normalises to 0 and unnormalises to exactly the constant,
+whatever the sampler returns. (Before this, it was
+passed through like a state's, and a sample off by 0.05 left the action range.)
 """
 
 from __future__ import annotations
@@ -30,8 +34,8 @@ class RangeNormalizer(nn.Module):
         if self.mode == "limits":
             low, high = data.min(0).values, data.max(0).values
             span = high - low
-            scale = torch.where(span > eps, 2.0 / span.clamp(min=eps), torch.ones_like(span))
-            offset = torch.where(span > eps, -1.0 - scale * low, -low)
+            scale = torch.where(span > eps, 2.0 / span.clamp(min=eps), torch.zeros_like(span))
+            offset = torch.where(span > eps, -1.0 - scale * low, low)
         else:
             mean, std = data.mean(0), data.std(0)
             scale = torch.where(std > eps, 1.0 / std.clamp(min=eps), torch.ones_like(std))
@@ -40,7 +44,8 @@ class RangeNormalizer(nn.Module):
         self.offset.copy_(offset)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.scale + self.offset
+        return torch.where(self.scale == 0, 0.0, x * self.scale + self.offset)
 
     def unnormalize(self, y: torch.Tensor) -> torch.Tensor:
-        return (y - self.offset) / self.scale
+        pinned = self.scale == 0  # a constant action dimension: its value, whatever y says
+        return torch.where(pinned, self.offset, (y - self.offset) / torch.where(pinned, 1.0, self.scale))

@@ -40,10 +40,10 @@ def test_launch_arguments_set_declared_parameters_typed_from_the_schema():
     from minivla_ros import graph
 
     source = (ROOT / "launch" / "sim_policy.launch.py").read_text()
-    assert "graph.sim_policy_overrides(texts)" in source and "graph.SIM_POLICY_ARGUMENTS" in source
+    assert "graph.sim_policy_overrides(texts, config_file)" in source and "graph.SIM_POLICY_ARGUMENTS" in source
     assert {"task", "checkpoint", "control_rate", "inference_steps", "extra_cameras"} <= set(graph.SIM_POLICY_ARGUMENTS)
     for argument, parameter in graph.SIM_POLICY_ARGUMENTS.items():
-        assert parameter in declared(graph.SECTION_NODES[parameter.split(".")[0]]), (argument, parameter)
+        assert parameter in declared(graph.SECTION_NODES[parameter.split(".")[0]][0]), (argument, parameter)
     given = {argument: "" for argument in graph.SIM_POLICY_ARGUMENTS}
     given.update(task="reach-v3", control_rate="10", extra_cameras="[gripperPOV]", seed="7")
     overrides = graph.sim_policy_overrides(given)
@@ -54,6 +54,26 @@ def test_launch_arguments_set_declared_parameters_typed_from_the_schema():
     for argument, text in (("control_rate", "fast"), ("seed", "1.5"), ("extra_cameras", "gripperPOV: 1")):
         with pytest.raises(ValueError, match=f"launch argument {argument}:="):
             graph.sim_policy_overrides({argument: text})
+
+
+def test_a_config_file_sets_the_launch_parameters_of_its_sections(tmp_path):
+    """`ros2 launch minivla_ros sim_policy.launch.py config:=config/fetch.yaml`: each section goes to the node that
+    declares it, launch arguments win over the file, and a file that is not of the schema stops the launch."""
+    import pytest
+
+    from minivla_core.errors import ConfigError
+    from minivla_ros import graph
+
+    overrides = graph.sim_policy_overrides({"checkpoint": "mine.pt", "task": ""}, str(ROOT / "config" / "fetch.yaml"))
+    bridge, policy = overrides["sim_bridge"], overrides["policy_node"]
+    assert bridge["env.task"] == "fetch-push" and bridge["bridge.interface"] == "standard"
+    assert policy["robot.action_type"] == "TwistStamped" and policy["robot.velocity_scale"] == 1.0
+    assert policy["policy_node.checkpoint"] == "mine.pt"
+    assert set(bridge) <= declared("sim_bridge") and set(policy) <= declared("policy_node")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("robot:\n  action_typ: TwistStamped\n")
+    with pytest.raises(ConfigError, match="action_typ"):
+        graph.sim_policy_overrides({}, str(bad))
 
 
 def test_minivla_run_sets_the_simulator_up_as_the_checkpoint_was_trained():
@@ -84,5 +104,5 @@ def test_launch_files_keep_dds_on_loopback_and_the_recording_ends_with_its_recor
     record = (ROOT / "launch" / "record_demos.launch.py").read_text()
     assert "OnProcessExit(target_action=recorder" in record and "Shutdown(" in record
     assert "shutil.which(\"ros2\") is None" in record  # a recorder that cannot start shuts the launch down too
-    assert "push the puck to the goal" not in record and "instruction_for(task)" in record
+    assert "push the puck to the goal" not in record and "sim_instruction(task)" in record
     assert (ROOT / "config" / "fastdds_loopback.xml").is_file()

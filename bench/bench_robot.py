@@ -1,0 +1,99 @@
+"""Benchmark: policies driving robots through standard ROS 2 messages only, against offline `minivla eval` on
+the same layouts.
+
+    .venv/bin/python bench/bench_robot.py --runs 2 --episodes 50      # bench/results/robot.{md,json}
+
+Each robot is a minivla config file's sections, as README "Bring your own robot" uses them:
+- Fetch pushing a block (config/fetch.yaml, checkpoint checkpoints/fetch_push.pt, trained on bags recorded
+  through ROS): the bridge speaks standard messages only (bridge.interface standard).
+- Meta-World push-v3 (checkpoints/push_v3.pt) with the same standard interface: PoseStamped and the JointState
+  `gripper` joint in, TwistStamped and a Float64 gripper command out, episode numbers as std_msgs/UInt32.
+Each run is `minivla run` (bridge and policy node as two processes over DDS on loopback) for N episodes on the
+evaluation layouts (env.seed 1000, never seen in collection), then the same N layouts offline on 1 thread.
+The graph's timers start with a random phase: runs differ (issue 13), hence several runs and the spread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.bench_core import git_commit, machine, write_results  # noqa: E402
+from minivla_core.config import EnvConfig, EvalConfig, load_config  # noqa: E402
+from minivla_core.envs import sim_instruction  # noqa: E402
+from minivla_core.evaluate import evaluate, wilson_interval  # noqa: E402
+from minivla_ros import bringup  # noqa: E402
+
+STANDARD_METAWORLD = {"bridge.interface": "standard", "robot.state_type": "PoseAndJoints",
+                      "robot.action_type": "TwistStamped", "robot.episode_topic": "episode"}
+
+
+def robots(fetch_checkpoint: str, push_checkpoint: str) -> dict:
+    fetch = load_config(ROOT / "config" / "fetch.yaml")
+    fetch_overrides = {f"{section}.{name}": value for section in ("env", "bridge", "robot")
+                       for name, value in vars(getattr(fetch, section)).items() if value != []}
+    return {"fetch-push": (fetch_checkpoint, fetch_overrides, fetch.env.max_episode_steps),
+            "push-v3": (push_checkpoint, STANDARD_METAWORLD, EnvConfig().max_episode_steps)}
+
+
+def measure(task: str, checkpoint: str, overrides: dict, max_steps: int, runs: int, episodes: int) -> dict:
+    graph_runs = []
+    for run in range(runs):
+        result = bringup.run(episodes, task, sim_instruction(task),
+                             overrides={**overrides, "policy_node.checkpoint": checkpoint})
+        graph_runs.append({"successes": result.successes, "episodes": len(result.episodes),
+                           "per_episode": result.episodes, "policy_status": result.policy_status})
+        print(f"{task} run {run + 1}: {result.successes}/{len(result.episodes)} through ROS", flush=True)
+    offline = evaluate(EvalConfig(checkpoint=checkpoint, episodes=episodes, seed=1000, threads=1),
+                       EnvConfig(max_episode_steps=max_steps), progress=False).per_task[task]
+    successes = sum(r["successes"] for r in graph_runs)
+    total = sum(r["episodes"] for r in graph_runs)
+    return {"checkpoint": checkpoint, "overrides": overrides, "runs": graph_runs,
+            "graph": {"successes": successes, "episodes": total, "ci95": wilson_interval(successes, total)},
+            "offline": {"successes": offline.successes, "episodes": offline.episodes, "ci95": offline.ci95}}
+
+
+def render_table(results: dict) -> str:
+    lines = [f"# Robots through standard ROS 2 messages, {results['date']}", "",
+             f"Machine: {results['machine']}  ", f"Commit: {results['commit']}", "",
+             "Protocol: proprio state (hand position + gripper opening), one fixed camera, evaluation layouts "
+             "(env.seed 1000, never seen in collection); through ROS = `minivla run` with only standard messages "
+             "between the robot (sim_bridge, bridge.interface standard) and the policy node; offline = `minivla "
+             "eval` on the same layouts.", "",
+             "| robot | checkpoint | through ROS, each run | through ROS, all (95% CI) | offline (95% CI) |",
+             "| --- | --- | --- | --- | --- |"]
+    for task, r in results["robots"].items():
+        each = ", ".join(f"{run['successes']}/{run['episodes']}" for run in r["runs"])
+        g, o = r["graph"], r["offline"]
+        lines.append(f"| {task} | `{r['checkpoint']}` | {each} | {g['successes']}/{g['episodes']} = "
+                     f"{g['successes'] / g['episodes']:.0%} ({g['ci95'][0]:.0%}-{g['ci95'][1]:.0%}) | "
+                     f"{o['successes']}/{o['episodes']} = {o['successes'] / o['episodes']:.0%} "
+                     f"({o['ci95'][0]:.0%}-{o['ci95'][1]:.0%}) |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=2, help="graph runs per robot")
+    parser.add_argument("--episodes", type=int, default=50, help="episodes per run (and offline)")
+    parser.add_argument("--robots", nargs="+", default=["fetch-push", "push-v3"])
+    parser.add_argument("--fetch-checkpoint", default="checkpoints/fetch_push.pt")
+    parser.add_argument("--push-checkpoint", default="checkpoints/push_v3.pt")
+    parser.add_argument("--commit", default="", help="the commit measured (default: git's HEAD)")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "robot"))
+    args = parser.parse_args()
+    chosen = {task: spec for task, spec in robots(args.fetch_checkpoint, args.push_checkpoint).items()
+              if task in args.robots}
+    results = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "commit": args.commit or git_commit(),
+               "machine": machine(), "runs": args.runs, "episodes": args.episodes,
+               "robots": {task: measure(task, *spec, args.runs, args.episodes) for task, spec in chosen.items()}}
+    write_results(results, render_table(results), args.out)
+
+
+if __name__ == "__main__":
+    main()
