@@ -136,7 +136,7 @@ def check_fields(payload: dict, path: Path) -> None:
         raise bad("env.task", "a task name")
     if env["observation"] not in OBSERVATIONS:
         raise bad("env.observation", f"one of {sorted(OBSERVATIONS)}")
-    if OBSERVATIONS[env["observation"]] != payload["state_dim"]:
+    if OBSERVATIONS[env["observation"]] not in (None, payload["state_dim"]):
         raise CheckpointError(f"checkpoint {path}: state_dim {payload['state_dim']} does not fit the "
                               f"{env['observation']!r} protocol ({OBSERVATIONS[env['observation']]} numbers)")
     size = env.get("image_size")

@@ -30,20 +30,27 @@ from minivla_core.errors import ConfigError
 
 
 FULL_STATE_DIM = 39  # Meta-World's observation vector (see msg/RobotState.msg for its layout)
-# observation protocol -> how many of the full state's leading numbers the policy gets
-OBSERVATIONS = {"proprio": 4, "full": FULL_STATE_DIM}
+# observation protocol -> how many numbers the policy's state has: the full state's leading ones in simulation;
+# "robot" (None) is a real robot's own state, as many numbers as its `robot` section assembles (pose, named joints).
+OBSERVATIONS = {"proprio": 4, "full": FULL_STATE_DIM, "robot": None}
 PRIVILEGED = "full"  # the protocol whose figures must be labelled "privileged state"
 
 
 def check_observation(observation: str) -> str:
     if observation not in OBSERVATIONS:
         raise ConfigError(f"unknown observation protocol {observation!r}; choose 'proprio' (hand position and "
-                          f"gripper, the default) or 'full' (privileged simulator state, for comparison)")
+                          f"gripper, the default), 'full' (privileged simulator state, for comparison) or 'robot' "
+                          f"(a real robot's state as its robot section names it)")
     return observation
 
 
 def state_dim_of(observation: str) -> int:
-    return OBSERVATIONS[check_observation(observation)]
+    """The state size of a simulator's protocol."""
+    size = OBSERVATIONS[check_observation(observation)]
+    if size is None:
+        raise ConfigError("the 'robot' observation protocol is a real robot's own state (the pose and joints its "
+                          "robot section names); a simulator offers 'proprio' or 'full'")
+    return size
 
 
 def camera_of(config: EnvConfig) -> dict:
@@ -79,6 +86,8 @@ class EnvConfig:
     #              agent_pos); objects and the goal reach the policy only through the camera.
     #   "full":    Meta-World's 39 numbers with object poses and the goal: privileged state, kept only as a
     #              labelled comparison.
+    #   "robot":   a real robot's own state, any size: the pose and joints its `robot` section names (datasets
+    #              from `minivla bag2data --robot` whose state is not a position and one gripper joint).
     observation: str = "proprio"
     camera: str = "corner2"  # MuJoCo camera; corner cameras are turned upright
     # Where the camera sits, x, y, z in metres (empty: the scene's own placement). LeRobot's Meta-World
@@ -216,7 +225,9 @@ class Bag2DataConfig:
     # A config file whose `robot` section says which topics of the bags hold cameras, state and commands: any
     # robot's bags, read through the robot interface (minivla_ros/robot_bags.py). Empty: bags of `minivla record`.
     robot: str = ""
-    rate: float = 20.0  # robot bags: observations per second in the dataset (inputs resampled to this rate)
+    # robot bags: observations per second in the dataset (inputs resampled to this rate); 0: one per frame of the first
+    # camera (a robot that steps once per frame, as the simulator bridge does)
+    rate: float = 20.0
     # Robot bags: an episode ends after this many seconds without a command (0: one episode per bag), or at each
     # message on episode_topic when that is set.
     episode_gap: float = 1.0
@@ -297,8 +308,8 @@ class RobotConfig:
     # is never published: the node logs it and holds.
     action_limits: list[float] = field(default_factory=list)
     max_speed: float = 0.0  # TwistStamped: the fastest hand speed published, m/s (0: velocity_scale's own limit)
-    # std_msgs/UInt32 numbering the episodes of a simulator (the bridge's `episode` with bridge.interface standard):
-    # a new number drops the rest of the current action chunk, planned for the scene before it (empty: none).
+    # std_msgs/Header marking each episode's start in a simulator (the bridge's `episode` with bridge.interface
+    # standard): each one drops the rest of the current action chunk, planned for the scene before it (empty: none).
     episode_topic: str = ""
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import heapq
 
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,15 +130,19 @@ TOPIC_ORDER = {topic.absolute: i for i, topic in enumerate(
 
 def in_stamp_order(messages: Iterator[tuple[str, int, object]], window_ns: int = 2_000_000_000,
                    order: dict[str, int] = TOPIC_ORDER, with_time: bool = False):
-    """Messages re-sorted by header stamp (log time for messages without a header): (topic, msg), or
-    (topic, time in ns, msg) `with_time`; each ("__channel__", topic) passes through at once.
+    """Messages re-sorted by header stamp: (topic, msg), or (topic, time in ns, msg) `with_time`; each
+    ("__channel__", topic) passes through at once.
 
     A recorder takes simultaneous messages in whatever order its executor serves them, so log
     time order can put a command before the observation it answers. Header stamps are what the
-    publishers meant; messages with the same stamp come in `order` of their topics. Sorting happens in a
-    sliding window, so memory stays bounded."""
+    publishers meant; messages with the same stamp come in `order` of their topics. A message without a
+    header (a std_msgs/Float64 gripper command, a String instruction) is placed at its log time less
+    the bag's delivery delay, the median of log time minus stamp over the stamped messages so far: its
+    log time alone would put an episode number published just before an observation after it. Sorting
+    happens in a sliding window, so memory stays bounded."""
     heap: list = []
     count = 0
+    delays: deque[int] = deque(maxlen=200)  # log time - stamp of the newest stamped messages, ns
     source = iter(messages)
 
     def out(item):
@@ -156,9 +161,13 @@ def in_stamp_order(messages: Iterator[tuple[str, int, object]], window_ns: int =
         if topic == "__channel__":
             yield (topic, 0, msg) if with_time else (topic, msg)
             continue
-        stamp = getattr(getattr(msg, "header", None), "stamp", None)
-        stamped = stamp is not None and (stamp.sec or stamp.nanosec)
-        key = stamp.sec * 1_000_000_000 + stamp.nanosec if stamped else log_time
+        stamp = getattr(getattr(msg, "header", msg), "stamp", None)  # a std_msgs/Header is its own header
+        stamped = hasattr(stamp, "nanosec") and (stamp.sec or stamp.nanosec)
+        if stamped:
+            key = stamp.sec * 1_000_000_000 + stamp.nanosec
+            delays.append(log_time - key)
+        else:
+            key = log_time - (int(np.median(delays)) if delays else 0)
         heapq.heappush(heap, (key, order[topic], count, topic, msg))
         count += 1
         while heap and heap[0][0] < log_time - window_ns:

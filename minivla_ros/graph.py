@@ -65,8 +65,8 @@ GRIPPER_COMMAND = Topic("gripper_command", "std_msgs/msg/Float64", "reliable",
 SCENE_STATE = Topic("sim/scene_state", "std_msgs/msg/Float64MultiArray", "sensor",
                     "sim_bridge with bridge.interface standard (the simulator's full state, as sim/privileged_state)",
                     "expert_node (for the scripted expert; never a policy's input)")
-EPISODE = Topic("episode", "std_msgs/msg/UInt32", "reliable",
-                "sim_bridge with bridge.interface standard (the number of the episode that starts)",
+EPISODE = Topic("episode", "std_msgs/msg/Header", "reliable",
+                "sim_bridge with bridge.interface standard (an episode starts: the stamp of its first observation)",
                 "policy_node when robot.episode_topic names it; a bag's episode boundaries (bag2data.episode_topic)")
 DIAGNOSTICS = Topic("diagnostics", "diagnostic_msgs/msg/DiagnosticArray", "reliable",
                     "policy_node (its health, once a second); sim_bridge with bridge.interface standard (each "

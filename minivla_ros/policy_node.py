@@ -43,7 +43,7 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.timer import Timer
 from sensor_msgs.msg import CompressedImage, Image, JointState
-from std_msgs.msg import Float64, String, UInt32
+from std_msgs.msg import Float64, Header, String
 from std_srvs.srv import SetBool
 
 from minivla_core.checkpoint import load_policy
@@ -209,8 +209,8 @@ class PolicyNode(LifecycleNode):
                 subscriptions.append(self.create_subscription(JointState, robot.state_joint_topic, self.on_joints,
                                                               qos.SENSOR_QOS))
         if robot.episode_topic:
-            subscriptions.append(self.create_subscription(UInt32, robot.episode_topic,
-                                                          lambda msg: self.new_episode(msg.data), qos.RELIABLE_QOS))
+            subscriptions.append(self.create_subscription(Header, robot.episode_topic, self.on_episode_start,
+                                                          qos.RELIABLE_QOS))
         self.resources += subscriptions
 
     # --- inputs -------------------------------------------------------------------------------
@@ -353,9 +353,13 @@ class PolicyNode(LifecycleNode):
     def on_episode_status(self, msg: EpisodeStatus) -> None:
         self.new_episode(msg.episode)
 
+    def on_episode_start(self, msg: Header) -> None:
+        if self.runner is not None:  # robot.episode_topic: the rest of the chunk was planned for the scene before
+            self.runner.reset()
+
     def new_episode(self, episode: int) -> None:
-        """A simulator started another episode (episode_status, or robot.episode_topic): the rest of the current
-        chunk was planned for the scene before it."""
+        """A simulator started another episode (episode_status): the rest of the current chunk was planned for the
+        scene before it."""
         if episode != self.episode:
             self.episode = episode
             if self.runner is not None:

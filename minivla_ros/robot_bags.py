@@ -4,12 +4,20 @@ bag2data.py reads the bags `minivla record` writes, where every command names th
 answers. A robot's own bags (`ros2 bag record` of its camera, joint states and the teleop or expert
 commands) have no such pairing: each topic runs at its own rate. So this converter resamples:
 
-- A clock ticks at `bag2data.rate` from the bag's first message. At each tick T the observation is the
-  newest message of each input (cameras, pose, joints: the `robot` section of R.yaml) at or before T,
-  each no older than `stale` seconds (0.25 s, or two ticks if longer); the action is the command in
-  force one period later: the newest command (and gripper command) at or before T + 1/rate, if it is
-  no older than `stale` then, as a velocity controller holds a command until its time-out. Ticks with
-  no command in force are no step of any episode.
+- With `bag2data.rate` 0 there is one observation per frame of the first camera, at its stamp: right
+  for a robot whose driver steps once per frame (the simulator bridge). Otherwise a clock ticks at
+  `bag2data.rate`, starting half a period after the first camera frame (so a frame that comes a
+  little early or late still falls on its own tick). At each tick T the observation is the newest
+  message of each input (cameras, pose, joints: the `robot` section of R.yaml) at or before T, each
+  no older than `stale` seconds (0.25 s, or two ticks if longer).
+- Its action is the command in force when the next camera frame came: the newest command (and
+  gripper command) before it, if no older than `stale` then, as a velocity controller holds a
+  command until its time-out (with no next frame: one period after the observation's frame). A
+  robot's driver applies a command and then reports what it did, so the command in force at the
+  next frame is the one that moved the robot from this observation to the next; a time one period
+  after the tick would often take the answer to the next frame instead (measured on Fetch bags: the
+  labels ran one step ahead of the motion, and the policy trained on them failed 4 of 5 layouts).
+  Ticks with no command in force are no step of any episode.
 - Episodes end at a message on `bag2data.episode_topic` when it is set; otherwise after
   `bag2data.episode_gap` seconds without a command (0: one episode per bag), and at the bag's end.
 - The instruction is the newest std_msgs/String on `bag2data.instruction_topic` at an episode's first
@@ -20,13 +28,14 @@ commands) have no such pairing: each topic runs at its own rate. So this convert
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from minivla_core.actions import ACTION_DIM
-from minivla_core.config import OBSERVATIONS, Bag2DataConfig, RobotConfig
+from minivla_core.config import Bag2DataConfig, RobotConfig
 from minivla_core.data.dataset import DatasetWriter
 from minivla_core.errors import DatasetError
 from minivla_ros.bag2data import BagTruncated, in_stamp_order, read_messages
@@ -83,19 +92,30 @@ class RobotSummary:
 
 
 MIN_STEPS = 2
+FRAME_PERIOD = 0.1  # rate 0 (one observation per frame): seconds on to the command of a frame with no next frame
+
+
+def observation_of(robot: RobotConfig) -> str:
+    """A position and one gripper joint is the proprio protocol the simulators share (the Fetch bridge's bags give
+    policies that run on either); any other state is the robot's own ("robot": train with env.observation robot)."""
+    proprio = bool(robot.state_pose_topic and robot.state_joint_topic) and len(robot.state_joints) == 1
+    return "proprio" if proprio else "robot"
 
 
 class Resampler:
-    """Newest input of each role; observations at clock ticks; actions one period later (see the module doc)."""
+    """Newest input of each role; observations at clock ticks between camera frames; each one's action is the
+    command in force when the next frame came (see the module doc)."""
 
     def __init__(self, robot: RobotConfig, topics: RobotTopics, options: Bag2DataConfig, image_size: int):
         self.robot, self.topics, self.image_size = robot, topics, image_size
-        self.period = 1.0 / options.rate
+        self.per_frame = options.rate == 0  # one observation per frame of the first camera
+        self.period = 1.0 / options.rate if options.rate > 0 else FRAME_PERIOD
         self.stale = max(0.25, 2 * self.period)
         self.gap = options.episode_gap
         self.newest: dict[str, tuple[float, object]] = {}  # topic -> (time, message)
+        self.commands = {topic: deque(maxlen=256) for topic in (topics.command, topics.gripper) if topic}
         self.next_tick: float | None = None
-        self.pending: list[tuple[float, list, np.ndarray]] = []  # observations waiting for their action
+        self.pending: list[tuple[float, list, np.ndarray]] = []  # (frame time, images, state) waiting for an action
         self.steps: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # the open episode's (images, state, action)
         self.instruction: str | None = None
         self.episode_instruction: str | None = None
@@ -103,47 +123,63 @@ class Resampler:
         self.skipped = 0
 
     def add(self, t: float, topic: str, msg) -> None:
-        if self.next_tick is None:
-            self.next_tick = t
-        while self.next_tick < t:  # ticks the stream has passed: their observation is complete
+        first_camera = self.topics.cameras[0]
+        while self.next_tick is not None and self.next_tick < t:  # ticks the stream has passed: complete
             self.observe(self.next_tick)
-            self.next_tick += self.period
-        while self.pending and self.pending[0][0] + self.period < t:
-            self.act(*self.pending.pop(0))
+            self.next_tick = None if self.per_frame else self.next_tick + self.period
+        if topic == first_camera and (self.per_frame or self.next_tick is None):
+            # Per frame: a tick at each frame's own stamp (observed once a later message shows that every input
+            # of that stamp is in). At a fixed rate, ticks fall half a period after frames: a frame that comes a
+            # little early or late still lands on its own tick (a tick on a frame's time would take it or its
+            # predecessor at random).
+            self.next_tick = t if self.per_frame else t + self.period / 2
+        if topic == first_camera:  # the observations before this frame get the command in force as it came
+            while self.pending and self.pending[0][0] < t:
+                self.act(*self.pending.pop(0), due=t)
+        while self.pending and self.pending[0][0] + 2 * self.period < t:  # no next frame: one period on
+            frame_time = self.pending[0][0]
+            self.act(*self.pending.pop(0), due=frame_time + self.period)
         self.newest[topic] = (t, msg)
+        if topic in self.commands:
+            self.commands[topic].append((t, msg))
 
     def observe(self, tick: float) -> None:
         inputs = [*self.topics.cameras] + [t for t in (self.topics.pose, self.topics.joints) if t]
         if any(topic not in self.newest or tick - self.newest[topic][0] > self.stale for topic in inputs):
-            if self.command_live(tick):
+            if self.command_at(self.topics.command, tick + self.period) is not None:
                 self.skipped += 1
             return
         images = [image_from_msg(self.newest[t][1], self.image_size) for t in self.topics.cameras]
         pose = position_from_pose(self.newest[self.topics.pose][1]) if self.topics.pose else None
         joints = (joint_positions(self.newest[self.topics.joints][1], self.robot.state_joints)
                   if self.topics.joints else None)
-        self.pending.append((tick, images, assemble_state(self.robot, pose, joints)))
+        frame_time = self.newest[self.topics.cameras[0]][0]
+        self.pending.append((frame_time, images, assemble_state(self.robot, pose, joints)))
 
-    def command_age(self, tick: float) -> float:
-        """Seconds from the newest command to one period after `tick` (infinite before the first command)."""
-        if self.topics.command not in self.newest:
-            return float("inf")
-        return tick + self.period - self.newest[self.topics.command][0]
+    def command_at(self, topic: str, due: float):
+        """The newest command on `topic` at or before `due`, if it is no older than `stale` then (a velocity
+        controller holds a command until its time-out); else None."""
+        for when, msg in reversed(self.commands[topic]):
+            if when <= due:
+                return msg if due - when <= self.stale else None
+        return None
 
-    def command_live(self, tick: float) -> bool:
-        """A command holds for `stale` seconds, as a velocity controller's command does until its time-out."""
-        return self.command_age(tick) <= self.stale
+    def seconds_without_command(self, due: float) -> float:
+        before = [when for when, _ in self.commands[self.topics.command] if when <= due]
+        return due - before[-1] if before else float("inf")
 
-    def act(self, tick: float, images: list, state: np.ndarray) -> None:
-        if not self.command_live(tick):  # nobody is demonstrating: no step; a long pause ends the episode
-            if self.gap > 0 and self.command_age(tick) > self.gap:
+    def act(self, frame_time: float, images: list, state: np.ndarray, due: float) -> None:
+        command = self.command_at(self.topics.command, due)
+        if command is None:  # nobody is demonstrating: no step; a long pause ends the episode
+            if self.gap > 0 and self.seconds_without_command(due) > self.gap:
                 self.end_episode()
             return
-        motion = motion_from_msg(self.newest[self.topics.command][1], self.robot)
+        motion = motion_from_msg(command, self.robot)
         if self.topics.gripper:
-            if self.topics.gripper not in self.newest:
-                return  # no gripper command yet: not a complete action
-            motion = np.append(motion, gripper_from_msg(self.newest[self.topics.gripper][1]))
+            gripper = self.command_at(self.topics.gripper, due)
+            if gripper is None:
+                return  # no gripper command in force: not a complete action
+            motion = np.append(motion, gripper_from_msg(gripper))
         if not self.steps:
             self.episode_instruction = self.instruction
         self.steps.append((np.stack(images), state, motion.astype(np.float32)))
@@ -155,7 +191,7 @@ class Resampler:
 
     def finish(self) -> None:
         for pending in self.pending:
-            self.act(*pending)
+            self.act(*pending, due=pending[0] + self.period)
         self.pending = []
         self.end_episode()
 
@@ -169,19 +205,17 @@ def convert_robot_bags(bags: list[str | Path], out: str | Path, robot: RobotConf
         check_interface(robot, ACTION_DIM, state_dim, len(topics.cameras))
     except ValueError as exc:
         raise DatasetError(f"robot interface: {exc}") from None
-    observation = next((name for name, size in OBSERVATIONS.items() if size == state_dim), None)
-    if observation != "proprio":
-        raise DatasetError(f"the robot's state has {state_dim} numbers; training takes 4 so far (position x, y, z "
-                           f"and one gripper joint, the proprio protocol)")
-    if not options.rate > 0:
-        raise DatasetError(f"bag2data.rate must be > 0 observations per second, got {options.rate}")
+    if not options.rate >= 0:
+        raise DatasetError(f"bag2data.rate must be >= 0 observations per second (0: one per camera frame), got "
+                           f"{options.rate}")
     typestore = make_typestore()
     summary = RobotSummary()
     wanted = set(topics.required()) | {absolute(options.instruction_topic)}
     if options.episode_topic:
         wanted.add(absolute(options.episode_topic))
-    order = {topic: i for i, topic in enumerate([absolute(options.instruction_topic), *topics.required(),
-                                                 absolute(options.episode_topic or "/_")])}
+    # At one stamp: the instruction, an episode's start, then the observation, then the commands answering it.
+    order = {topic: i for i, topic in enumerate([absolute(options.instruction_topic),
+                                                 absolute(options.episode_topic or "/_"), *topics.required()])}
     writer = None
     try:
         for bag in map(Path, bags):
@@ -231,7 +265,7 @@ def convert_one(bag, typestore, wanted, order, robot, topics, options, image_siz
             raise DatasetError(f"bag {bag}: an episode has no instruction: record one on {options.instruction_topic} "
                                f"or give it (--set bag2data.instruction='...')")
         if writer is None:
-            writer = DatasetWriter(out, image_size, steps[0][1].shape[0], ACTION_DIM, "proprio",
+            writer = DatasetWriter(out, image_size, steps[0][1].shape[0], ACTION_DIM, observation_of(robot),
                                    camera={"name": "camera", "position": []},
                                    extra_cameras=[f"camera{i}" for i in range(1, len(topics.cameras))])
         images, states, actions = (np.stack(column) for column in zip(*steps))

@@ -18,7 +18,7 @@ is the newest command.
 With `bridge.interface` standard it is a robot in standard messages only, as a real arm is: no topic of this
 package's own types (robot_state, sim/privileged_state, action_command, episode_status) exists. What a
 simulator adds comes in standard messages too: the full state for the scripted expert as a
-std_msgs/Float64MultiArray on sim/scene_state, the number of each episode that starts as a std_msgs/UInt32 on
+std_msgs/Float64MultiArray on sim/scene_state, each episode's start as a std_msgs/Header on
 `episode` (a recording's episode boundaries), and each episode's result as a diagnostic_msgs/DiagnosticArray on
 /diagnostics (status `sim_bridge: episode`, values episode, steps, success, return).
 
@@ -46,7 +46,7 @@ from geometry_msgs.msg import PoseStamped, TwistStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Float64, Float64MultiArray, UInt32
+from std_msgs.msg import Float64, Float64MultiArray, Header
 from std_srvs.srv import Trigger
 
 from minivla_core.actions import check_action
@@ -79,7 +79,7 @@ class SimBridgeNode(Node):
         if self.standard:
             self.scene_pub = self.create_publisher(Float64MultiArray, graph.SCENE_STATE.name,
                                                    qos.profile(graph.SCENE_STATE))
-            self.episode_pub = self.create_publisher(UInt32, graph.EPISODE.name, qos.profile(graph.EPISODE))
+            self.episode_pub = self.create_publisher(Header, graph.EPISODE.name, qos.profile(graph.EPISODE))
             self.diagnostics_pub = self.create_publisher(DiagnosticArray, graph.DIAGNOSTICS.absolute,
                                                          qos.profile(graph.DIAGNOSTICS))
             self.ready_pubs = (self.joints_pub, self.scene_pub)  # a recorder and an expert subscribe to these
@@ -91,7 +91,7 @@ class SimBridgeNode(Node):
                                                     qos.profile(graph.EPISODE_STATUS))
             self.create_subscription(ActionCommand, graph.ACTION.name, self.on_command, qos.profile(graph.ACTION))
             self.ready_pubs = (self.state_pub, self.privileged_pub)
-        self.announced_episode = None  # the newest number published on `episode` (standard)
+        self.announced_episode = None  # the newest episode whose start was published on `episode` (standard)
         self.create_subscription(TwistStamped, graph.CMD_VEL.name, self.on_twist, qos.profile(graph.CMD_VEL))
         self.create_subscription(Float64, graph.GRIPPER_COMMAND.name, self.on_gripper,
                                  qos.profile(graph.GRIPPER_COMMAND))
@@ -200,9 +200,9 @@ class SimBridgeNode(Node):
         """Images, state and status of one observation share one stamp (recordings rely on it)."""
         stamp = self.obs_stamp = self.get_clock().now().to_msg()
         observation = event.observation
-        if self.standard and event.episode != self.announced_episode:  # before the episode's first observation
-            self.announced_episode = event.episode
-            self.episode_pub.publish(UInt32(data=event.episode))
+        if self.standard and event.episode != self.announced_episode:  # with its first observation's stamp, so that
+            self.announced_episode = event.episode  # a recording orders the start before that observation
+            self.episode_pub.publish(Header(stamp=stamp))
         for publisher, image in zip(self.image_pubs, observation.images):
             publisher.publish(image_to_msg(image, stamp))
         hand, gripper = observation.state[:3], observation.state[3]  # both robots' states begin so

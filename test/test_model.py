@@ -92,7 +92,7 @@ def test_normalizers_round_trip():
         normalized = normalizer.normalize(data)
         torch.testing.assert_close(normalizer.unnormalize(normalized), data, atol=1e-4, rtol=1e-4)
         assert torch.all(torch.isfinite(normalized))
-        assert torch.allclose(normalized[:, 4], torch.zeros(500), atol=1e-5)  # constant column: centred, not divided by 0
+        assert torch.allclose(normalized[:, 4], torch.zeros(500), atol=1e-5)  # constant: centred, not divided by 0
         varying = normalized[:, :4]
         if mode == "limits":
             assert varying.min() >= -1 - 1e-5 and varying.max() <= 1 + 1e-5

@@ -128,3 +128,49 @@ def test_pause_service_and_diagnostics(policy_process):
         assert wait_until(robot, lambda: len(robot.commands) > count, 5, robot.publish)
     finally:
         robot.destroy_node()
+
+
+def test_namespaces_and_remapping_apply_to_every_robot_topic(ros, tmp_path):
+    """`--ros-args -r __ns:=/arm1 -r cmd_vel:=servo/twist`: the node reads /arm1/camera/image_raw, /arm1/ee_pose,
+    /arm1/joint_states and /arm1/instruction, and commands /arm1/servo/twist and /arm1/gripper_command."""
+    import subprocess
+    from pathlib import Path
+
+    from geometry_msgs.msg import PoseStamped, TwistStamped
+    from sensor_msgs.msg import Image, JointState
+    from std_msgs.msg import Float64, String
+
+    from minivla_ros import bringup, qos
+    from minivla_ros.conversions import image_to_msg, joint_state_to_msg, pose_to_msg
+    from test_graph import SIZE
+
+    overrides = {"policy_node.checkpoint": str(CHECKPOINT), "robot.state_type": "PoseAndJoints",
+                 "robot.action_type": "TwistStamped"}
+    command = bringup.node_command("policy_node", bringup.DEFAULT_PARAMS, overrides)
+    command += ["-r", "__ns:=/arm1", "-r", "cmd_vel:=servo/twist"]
+    log = open(tmp_path / "policy.log", "w+")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=bringup.ros_environment(),
+                               cwd=bringup.ROOT)
+    node = rclpy.create_node("test_arm1")
+    twists, grippers = [], []
+    node.create_subscription(TwistStamped, "/arm1/servo/twist", twists.append, qos.RELIABLE_QOS)
+    node.create_subscription(Float64, "/arm1/gripper_command", grippers.append, qos.RELIABLE_QOS)
+    image_pub = node.create_publisher(Image, "/arm1/camera/image_raw", qos.SENSOR_QOS)
+    pose_pub = node.create_publisher(PoseStamped, "/arm1/ee_pose", qos.SENSOR_QOS)
+    joints_pub = node.create_publisher(JointState, "/arm1/joint_states", qos.SENSOR_QOS)
+    instruction_pub = node.create_publisher(String, "/arm1/instruction", 10)
+
+    def publish():
+        stamp = node.get_clock().now().to_msg()
+        image_pub.publish(image_to_msg(np.zeros((SIZE, SIZE, 3), np.uint8), stamp))
+        pose_pub.publish(pose_to_msg([0.0, 0.6, 0.2], stamp))
+        joints_pub.publish(joint_state_to_msg(["gripper"], [0.5], stamp))
+        instruction_pub.publish(String(data="push the puck to the goal"))
+
+    try:
+        assert wait_until(node, lambda: twists and grippers, 90, publish), Path(log.name).read_text()[-2000:]
+        assert node.count_publishers("/cmd_vel") == 0 and node.count_subscribers("/ee_pose") == 0
+    finally:
+        node.destroy_node()
+        bringup.stop_processes([process])
+        log.close()

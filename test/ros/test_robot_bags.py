@@ -112,9 +112,33 @@ def test_robot_bag_problems_are_named(tmp_path):
     summary = convert_robot_bags([no_words], tmp_path / "d", ROBOT, Bag2DataConfig(instruction="push it"),
                                  image_size=32)
     assert summary.episodes == 2
+
+
+def test_a_robot_state_of_any_size_trains_and_drives_the_policy(tmp_path):
+    """Three named joints and no pose: the dataset is of the "robot" protocol with 3-number states, `minivla train`
+    takes it once told (env.observation robot), and the checkpoint fits the same robot section."""
+    from minivla_core.checkpoint import load_policy
+    from minivla_core.model.policy import PolicyRunner
+    from minivla_ros.interfaces import check_interface
+
+    bag = write_bag(tmp_path / "arm.mcap")
     joints = RobotConfig(**{**ROBOT.__dict__, "state_pose_topic": "", "state_joints": ["wrist", "gripper", "elbow"]})
-    with pytest.raises(DatasetError, match="state has 3 numbers; training takes 4"):
-        convert_robot_bags([bag], tmp_path / "e", joints, Bag2DataConfig(), image_size=32)
+    convert_robot_bags([bag], tmp_path / "data", joints, Bag2DataConfig(), image_size=32)
+    meta, episodes = load_episodes(tmp_path / "data")
+    assert (meta["observation"], meta["state_dim"]) == ("robot", 3)
+    np.testing.assert_allclose(episodes[0].states[0], [0.1, 0.5, 0.2], atol=1e-6)
+    train = [sys.executable, "-m", "minivla_core.cli", "train", "--dataset", str(tmp_path / "data"), "--out",
+             str(tmp_path / "run"), "--image-size", "32", "--epochs", "2", "--set", "model.d_model=32", "--set",
+             "model.denoiser_hidden=64", "--set", "train.val_fraction=0.5"]
+    refused = subprocess.run(train, capture_output=True, text=True, cwd=ROOT)
+    assert refused.returncode == 2 and "env.observation to 'robot'" in refused.stderr, refused.stderr
+    done = subprocess.run([*train, "--observation", "robot"], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    policy, payload = load_policy(tmp_path / "run" / "best.pt")
+    assert payload["state_dim"] == 3 and payload["env"]["observation"] == "robot"
+    check_interface(joints, policy.action_dim, payload["state_dim"], 1)
+    action = PolicyRunner(policy, "push the block").act(np.zeros((1, 32, 32, 3), np.uint8), np.array([0.1, 0.5, 0.2]))
+    assert action.shape == (4,) and np.all(np.abs(action) <= 1)
 
 
 def test_minivla_bag2data_reads_a_robot_yaml(tmp_path):
