@@ -16,7 +16,8 @@ commands) have no such pairing: each topic runs at its own rate. So this convert
   robot's driver applies a command and then reports what it did, so the command in force at the
   next frame is the one that moved the robot from this observation to the next; a time one period
   after the tick would often take the answer to the next frame instead (measured on Fetch bags: the
-  labels ran one step ahead of the motion, and the policy trained on them failed 4 of 5 layouts).
+  hand's motion agreed with the action one step before its label, correlation 0.86 against 0.65;
+  now 0.998 with its own).
   Ticks with no command in force are no step of any episode.
 - Episodes end at a message on `bag2data.episode_topic` when it is set; otherwise after
   `bag2data.episode_gap` seconds without a command (0: one episode per bag), and at the bag's end.

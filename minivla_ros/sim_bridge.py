@@ -10,10 +10,10 @@ sim/privileged_state, for the scripted expert only: a policy sees the scene thro
 It is also a robot in standard messages, as a real arm's drivers are: the hand's position as a
 geometry_msgs/PoseStamped on ee_pose (world frame), the arm's 7 joint angles and the gripper's opening
 (joint `gripper`, 0..1) as a sensor_msgs/JointState on joint_states; it takes the hand's velocity as a
-geometry_msgs/TwistStamped on cmd_vel (m/s, world frame; the env's hand_step metres per step for an action
-of 1: Meta-World's 1 cm is 0.2 m/s at 20 steps/s, Fetch's 5 cm 1 m/s) with the gripper's command as std_msgs/Float64 on
-gripper_command (-1 open .. 1 closed; the newest one holds until the next). A command of either kind
-is the newest command.
+geometry_msgs/TwistStamped on cmd_vel (m/s, world frame; the env's hand_step metres per step for an
+action of 1: Meta-World's 1 cm is 0.2 m/s at 20 steps/s, Fetch's 1.25 cm 0.25 m/s) with the gripper's
+command as std_msgs/Float64 on gripper_command (-1 open .. 1 closed; the newest one holds until the
+next). A command of either kind is the newest command.
 
 With `bridge.interface` standard it is a robot in standard messages only, as a real arm is: no topic of this
 package's own types (robot_state, sim/privileged_state, action_command, episode_status) exists. What a

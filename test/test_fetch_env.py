@@ -12,6 +12,13 @@ def env():
         yield env
 
 
+def test_an_action_of_one_moves_the_gripper_about_a_hand_step(env):
+    """The gripper follows its target with a lag: after a few full-speed steps it moves most of a hand step a step."""
+    env.reset(3)
+    xs = [env.step(np.array([1.0, 0.0, 0.0, -1.0])).state[0] for _ in range(6)]
+    assert 0.5 * env.hand_step < xs[-1] - xs[-2] <= env.hand_step == pytest.approx(0.0125)
+
+
 def test_the_expert_pushes_the_block_to_the_goal_on_unseen_layouts(env):
     expert, successes = FetchPushExpert(), 0
     for episode in range(5):

@@ -67,7 +67,7 @@ def test_a_config_file_sets_the_launch_parameters_of_its_sections(tmp_path):
     overrides = graph.sim_policy_overrides({"checkpoint": "mine.pt", "task": ""}, str(ROOT / "config" / "fetch.yaml"))
     bridge, policy = overrides["sim_bridge"], overrides["policy_node"]
     assert bridge["env.task"] == "fetch-push" and bridge["bridge.interface"] == "standard"
-    assert policy["robot.action_type"] == "TwistStamped" and policy["robot.velocity_scale"] == 1.0
+    assert policy["robot.action_type"] == "TwistStamped" and policy["robot.velocity_scale"] == 0.25
     assert policy["policy_node.checkpoint"] == "mine.pt"
     assert set(bridge) <= declared("sim_bridge") and set(policy) <= declared("policy_node")
     bad = tmp_path / "bad.yaml"
