@@ -19,7 +19,8 @@ commands) have no such pairing: each topic runs at its own rate. So this convert
   hand's motion agreed with the action one step before its label, correlation 0.86 against 0.65;
   now 0.998 with its own).
   Ticks with no command in force are no step of any episode.
-- Episodes end at a message on `bag2data.episode_topic` when it is set; otherwise after
+- Episodes end at a message on `bag2data.episode_topic` when it is set (no command before it labels a frame
+  after it); otherwise after
   `bag2data.episode_gap` seconds without a command (0: one episode per bag), and at the bag's end.
 - The instruction is the newest std_msgs/String on `bag2data.instruction_topic` at an episode's first
   step, else `bag2data.instruction`; an episode with neither is an error naming the bag.
@@ -196,6 +197,13 @@ class Resampler:
         self.pending = []
         self.end_episode()
 
+    def new_episode(self) -> None:
+        """An episode marker: the open episode ends, and no command of it labels a frame of the next (the first
+        frames of an episode, re-sent until its first command, would take the last episode's final command)."""
+        self.finish()
+        for history in self.commands.values():
+            history.clear()
+
 
 def convert_robot_bags(bags: list[str | Path], out: str | Path, robot: RobotConfig, options: Bag2DataConfig,
                        image_size: int) -> RobotSummary:
@@ -244,7 +252,7 @@ def convert_one(bag, typestore, wanted, order, robot, topics, options, image_siz
             if topic == absolute(options.instruction_topic):
                 resampler.instruction = msg.data
             elif options.episode_topic and topic == absolute(options.episode_topic):
-                resampler.finish()  # the open episode ends here; the resampler goes on with the next
+                resampler.new_episode()  # the open episode ends here; the resampler goes on with the next
             else:
                 resampler.add(t, topic, msg)
     except BagTruncated as exc:

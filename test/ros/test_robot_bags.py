@@ -149,3 +149,46 @@ def test_minivla_bag2data_reads_a_robot_yaml(tmp_path):
                            "--set", "bag2data.episode_gap=0"], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert "1 episodes" in done.stdout  # episode_gap 0: the whole bag is one episode
+
+
+def test_no_command_of_an_episode_labels_a_frame_of_the_next(tmp_path):
+    """A simulator re-sends an episode's first frame until its first command comes. At the episode marker the last
+    episode's commands are over: those frames are no steps, though its final command is younger than `stale`."""
+    from mcap_ros2.writer import Writer
+
+    types = {**TYPES, "/episode": "std_msgs/msg/Header"}
+    events = [(0.0, "/instruction", {"data": "push the block"}), (0.0, "/episode", {"stamp": stamp(T0), "frame_id": ""}),
+              (1.0, "/episode", {"stamp": stamp(T0 + 1.0), "frame_id": ""})]
+    for t in np.arange(0.0, 2.0, 0.05):
+        header = {"stamp": stamp(T0 + t), "frame_id": "world"}
+        events.append((t, "/camera/color/image_raw", {"header": header, "height": 60, "width": 80, "encoding": "bgr8",
+                                                      "is_bigendian": 0, "step": 240,
+                                                      "data": np.zeros((60, 80, 3), np.uint8).tobytes()}))
+        events.append((t, "/ee_pose", {"header": header, "pose": {"position": {"x": 0.0, "y": 0.6, "z": 0.2},
+                                                                  "orientation": {"x": 0.0, "y": 0.0, "z": 0.0, "w": 1.0}}}))
+        events.append((t, "/joint_states", {"header": header, "name": ["gripper"], "position": [0.5], "velocity": [],
+                                            "effort": []}))
+        if t < 0.97 or t > 1.17:  # the second episode's first three frames wait for its first command
+            velocity = {"x": 0.1, "y": 0.0, "z": 0.0} if t < 1.0 else {"x": 0.0, "y": 0.1, "z": 0.0}
+            answer = t + 0.01  # each command answers its frame 10 ms later
+            events.append((answer, "/servo/cmd_vel", {"header": {"stamp": stamp(T0 + answer), "frame_id": "world"},
+                                                      "twist": {"linear": velocity,
+                                                                "angular": {"x": 0.0, "y": 0.0, "z": 0.0}}}))
+            events.append((answer, "/gripper_command", {"data": 1.0}))
+    path = tmp_path / "sim.mcap"
+    typestore = make_typestore()
+    with open(path, "wb") as stream:
+        writer = Writer(stream)
+        schemas = {topic: writer.register_msgdef(msgtype, typestore.generate_msgdef(msgtype, ros_version=2)[0])
+                   for topic, msgtype in types.items()}
+        for t, topic, message in sorted(events, key=lambda e: e[0]):
+            ns = int(round((T0 + t) * 1e9))
+            writer.write_message(topic, schemas[topic], message, log_time=ns, publish_time=ns)
+        writer.finish()
+    options = Bag2DataConfig(rate=0.0, episode_topic="/episode")
+    summary = convert_robot_bags([path], tmp_path / "data", ROBOT, options, image_size=32)
+    assert summary.episodes == 2, summary
+    _, (first, second) = load_episodes(tmp_path / "data")
+    assert np.all(first.actions[:, :2] == [0.5, 0.0]) and 19 <= len(first.actions) <= 20
+    assert np.all(second.actions[:, :2] == [0.0, 0.5]), second.actions  # no +x of the first episode
+    assert 16 <= len(second.actions) <= 17  # the frames from 1.15 s (answered at 1.2 s) to 1.95 s
