@@ -30,7 +30,7 @@ from pathlib import Path
 import yaml
 
 from minivla_core.config import (
-    CHOICES, Config, field_docs, field_of, list_item_type, load_config, read_config_file, set_value)
+    CHOICES, Config, check_timing, field_docs, field_of, list_item_type, load_config, read_config_file, set_value)
 from minivla_core.errors import ConfigError, MiniVLAError
 
 
@@ -88,11 +88,17 @@ def cmd_run(config: Config, given: dict) -> int:
     from minivla_core.envs import check_sim_task, sim_instruction
     from minivla_core.model.tokenizer import check_instruction
 
-    bringup = import_ros("minivla_ros.bringup", "run")
     task = check_sim_task(config.env.task)
     instruction = check_instruction(config.policy_node.instruction or sim_instruction(task))
     overrides = node_settings(given, ("env", "bridge", "policy_node", "robot"))
     overrides.pop("policy_node.instruction", None)  # sent on the instruction topic, as a user would
+    timing = check_timing(config.run.timing, "run.timing")  # both nodes run with the same timing
+    for section in ("bridge", "policy_node"):
+        if overrides.get(f"{section}.timing", timing) != timing:
+            raise ConfigError(f"{section}.timing {overrides[f'{section}.timing']!r} differs from run.timing "
+                              f"{timing!r}: `minivla run` gives both nodes run.timing; set that instead")
+        overrides[f"{section}.timing"] = timing
+    bringup = import_ros("minivla_ros.bringup", "run")
     params = config.run.params_file or bringup.DEFAULT_PARAMS
     result = bringup.run(config.run.episodes, task, instruction, params, overrides)
     print(bringup.summarize(result))

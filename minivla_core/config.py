@@ -44,6 +44,16 @@ def check_observation(observation: str) -> str:
     return observation
 
 
+TIMINGS = ("free", "lockstep")  # bridge.timing, policy_node.timing, run.timing
+
+
+def check_timing(timing: str, where: str) -> str:
+    if timing not in TIMINGS:
+        raise ConfigError(f"{where} must be 'free' (each node on its own clock) or 'lockstep' (the simulator steps "
+                          f"when the policy answers its observation), got {timing!r}")
+    return timing
+
+
 def state_dim_of(observation: str) -> int:
     """The state size of a simulator's protocol."""
     size = OBSERVATIONS[check_observation(observation)]
@@ -213,6 +223,9 @@ class RunConfig:
     episodes: int = 10  # episodes to run (or record) and report
     params_file: str = ""  # ROS parameter file of the nodes (empty: the package's config/sim_policy.yaml)
     json: str = ""  # when set, `minivla run` writes its results there as JSON
+    # bridge.timing and policy_node.timing of the graph it starts: "lockstep" (the default: an evaluation whose
+    # figures do not depend on timing) or "free" (both nodes on their own timers, as with a real robot)
+    timing: str = "lockstep"
 
 
 @dataclass
@@ -250,6 +263,10 @@ class BridgeConfig:
     # cmd_vel and gripper_command out; sim/scene_state (std_msgs/Float64MultiArray) for the scripted expert, the
     # episode number on `episode` and each episode's result on /diagnostics.
     interface: str = "minivla"
+    # "free": it steps at step_rate, applying the newest command (a robot's clock). "lockstep": it steps when a command
+    # answers its newest observation (a command's stamp names the observation it answers), as fast as the policy
+    # answers; after command_timeout without an answer it takes a step holding still and says so
+    timing: str = "free"
 
 
 @dataclass
@@ -269,6 +286,9 @@ class PolicyNodeConfig:
     # waits for `ros2 lifecycle set /policy_node configure` and `activate` (what a real robot's bring-up wants).
     autostart: bool = True
     dry_run: bool = False  # compute and log actions, command nothing
+    # "free": one command per control_rate tick from the newest inputs. "lockstep": one command per observation
+    # (images and state of one stamp), stamped with that observation's stamp, for a bridge in lockstep
+    timing: str = "free"
 
 
 @dataclass
@@ -431,7 +451,8 @@ CHOICES = {"env.observation": tuple(OBSERVATIONS), "model.image_encoder": IMAGE_
            "model.prediction_type": PREDICTION_TYPES, "train.device": ("cpu", "cuda"),
            "eval.instructions": ("plain", "held_out", "other_task"),
            "eval.image_ablation": ("none", "black", "frozen", "shuffled"), "recorder.storage": ("mcap", "sqlite3"),
-           "bridge.interface": ("minivla", "standard"),
+           "bridge.interface": ("minivla", "standard"), "bridge.timing": TIMINGS, "policy_node.timing": TIMINGS,
+           "run.timing": TIMINGS,
            "robot.camera_type": ("Image", "CompressedImage"), "robot.state_type": ("RobotState", "PoseAndJoints"),
            "robot.action_type": ("ActionCommand", "TwistStamped", "JointTrajectory", "Float64MultiArray")}
 

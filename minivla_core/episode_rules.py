@@ -40,6 +40,7 @@ class NewObservation:
     episode: int
     step: int  # steps taken in this episode
     episode_return: float
+    final: bool = False  # the episode ends with this observation (success or time-out)
 
 
 @dataclass
@@ -121,6 +122,7 @@ class EpisodeRules:
         self.episode_return += self.observation.reward
         events.append(self.new_observation())
         if self.observation.success or self.env.done:
+            events[-1].final = True
             events += self.finish_episode(self.observation.success,
                                           "success" if self.observation.success else "time-out")
         return events

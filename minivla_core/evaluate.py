@@ -184,7 +184,7 @@ def evaluate_task(policy, payload: dict, task: str, eval_config: EvalConfig, env
             if instruction != runner.instruction:
                 runner.set_instruction(instruction)
             obs = env.reset(episode)
-            runner.reset()
+            runner.reset(episode)  # the episode's own noise: the graph in lockstep draws the same
             ablation.reset(episode, obs.images)
             frames = [obs.image]
             refused = None

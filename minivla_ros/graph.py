@@ -10,6 +10,9 @@ QoS names:
     reliable   reliable, volatile, keep last 10 (ROS's default): what `ros2 topic pub` offers, so the
                instruction topic uses it (a reliable or transient-local subscription would not match a
                best-effort or volatile publisher respectively)
+    latched    reliable, transient local, keep last 1: a subscriber that comes late still gets the newest
+               message (the current episode's start); subscriptions ask for "best available" durability,
+               so they match a volatile publisher too (a robot's own episode topic)
 """
 
 from __future__ import annotations
@@ -18,14 +21,14 @@ from dataclasses import dataclass
 
 import yaml
 
-from minivla_core.config import Config, field_docs, field_of, list_item_type, read_config_file
+from minivla_core.config import CHOICES, Config, field_docs, field_of, list_item_type, read_config_file
 
 
 @dataclass(frozen=True)
 class Topic:
     name: str  # relative: a node resolves it in its namespace (no namespace: "/" + name)
     type: str  # ROS interface, package/msg/Name
-    qos: str  # "sensor" or "reliable" (see above)
+    qos: str  # "sensor", "reliable" or "latched" (see above)
     publishers: str  # who publishes, in words
     subscribers: str  # who subscribes, in words
     recorded: bool = False  # one of the topics of a demonstration bag
@@ -65,7 +68,7 @@ GRIPPER_COMMAND = Topic("gripper_command", "std_msgs/msg/Float64", "reliable",
 SCENE_STATE = Topic("sim/scene_state", "std_msgs/msg/Float64MultiArray", "sensor",
                     "sim_bridge with bridge.interface standard (the simulator's full state, as sim/privileged_state)",
                     "expert_node (for the scripted expert; never a policy's input)")
-EPISODE = Topic("episode", "std_msgs/msg/Header", "reliable",
+EPISODE = Topic("episode", "std_msgs/msg/Header", "latched",
                 "sim_bridge with bridge.interface standard (an episode starts: the stamp of its first observation)",
                 "policy_node when robot.episode_topic names it; a bag's episode boundaries (bag2data.episode_topic)")
 DIAGNOSTICS = Topic("diagnostics", "diagnostic_msgs/msg/DiagnosticArray", "reliable",
@@ -111,6 +114,7 @@ SIM_POLICY_ARGUMENTS = {
     "extra_cameras": "env.extra_cameras", "seed": "env.seed", "step_rate": "bridge.step_rate",
     "checkpoint": "policy_node.checkpoint", "control_rate": "policy_node.control_rate",
     "inference_steps": "policy_node.inference_steps", "n_action_steps": "policy_node.n_action_steps",
+    "timing": "run.timing",  # both nodes' timing (bridge.timing and policy_node.timing), as `minivla run` sets it
 }
 
 
@@ -131,9 +135,12 @@ def parameter_value(parameter: str, text: str):
             raise ValueError(f"expected a list of {'numbers' if kind is float else 'names'} like [a, b], got {text!r}")
         return [kind(v) for v in value]
     try:
-        return type(default)(text)
+        value = type(default)(text)
     except ValueError:
         raise ValueError(f"expected {type(default).__name__}, got {text!r}") from None
+    if parameter in CHOICES and value not in CHOICES[parameter]:
+        raise ValueError(f"expected one of {', '.join(CHOICES[parameter])}, got {text!r}")
+    return value
 
 
 def config_file_overrides(path: str) -> dict[str, dict]:
@@ -167,11 +174,15 @@ def sim_policy_overrides(texts: dict[str, str], config_file: str = "") -> dict[s
             raise ValueError(f"launch argument {argument}:={text!r} ({parameter}): {exc}") from None
         if value == []:  # ROS cannot type an empty list; no extra cameras is the parameter file's own setting
             continue
+        if parameter == "run.timing":
+            overrides["sim_bridge"]["bridge.timing"] = overrides["policy_node"]["policy_node.timing"] = value
+            continue
         overrides[SECTION_NODES[parameter.split(".")[0]][0]][parameter] = value
     return overrides
 
 
-QOS_WORDS = {"sensor": "best effort, keep last 5", "reliable": "reliable, keep last 10"}
+QOS_WORDS = {"sensor": "best effort, keep last 5", "reliable": "reliable, keep last 10",
+             "latched": "reliable, transient local, keep last 1"}
 
 
 def markdown_table() -> str:

@@ -26,6 +26,14 @@ published (an action beyond them is never sent: the node logs it and holds); the
 `~/pause` (std_srvs/SetBool) pauses and resumes commanding; /diagnostics carries a
 diagnostic_msgs/DiagnosticArray with the node's health next to policy_status.
 
+With `policy_node.timing` lockstep (for a simulator bridge in lockstep: `minivla run`) there is no control timer:
+the node answers each observation, the camera images and the state of one stamp (with our own messages also the
+episode_status of that stamp, which says which episode it belongs to and whether it is its last), with one
+command stamped as that observation (ActionCommand: observation_stamp). It never acts on an episode's final
+observation, nor on one older than the newest episode's start. At each episode's start (episode_status, or a
+message on robot.episode_topic: the n-th is episode n-1) the chunk is dropped and the sampler's noise restarts
+at the episode's seed, as `minivla eval` does: in lockstep the graph then plays every episode as eval does.
+
 Parameters: the fields of PolicyNodeConfig (`policy_node.*`) and RobotConfig (`robot.*`).
 """
 
@@ -47,7 +55,7 @@ from std_msgs.msg import Float64, Header, String
 from std_srvs.srv import SetBool
 
 from minivla_core.checkpoint import load_policy
-from minivla_core.config import PolicyNodeConfig, RobotConfig, observation_label
+from minivla_core.config import PolicyNodeConfig, RobotConfig, check_timing, observation_label
 from minivla_core.actions import check_action
 from minivla_core.errors import InstructionError, MiniVLAError
 from minivla_core.model.policy import PolicyRunner
@@ -66,12 +74,18 @@ from minivla_ros.spin import run_node
 INSTRUCTION_LOGS_PER_SECOND = 5
 
 
+def stamp_key(stamp) -> tuple[int, int]:
+    """A builtin_interfaces/Time as a comparable pair."""
+    return stamp.sec, stamp.nanosec
+
+
 class PolicyNode(LifecycleNode):
     def __init__(self):
         super().__init__("policy_node")
         self.config = declare_section(self, "policy_node", PolicyNodeConfig(),
                                       changeable=graph.CHANGEABLE["policy_node"])
         self.robot = declare_section(self, "robot", RobotConfig())
+        self.lockstep = check_timing(self.config.timing, "policy_node.timing") == "lockstep"
         torch.set_num_threads(max(1, self.config.threads))
         self.policy = None
         self.runner: PolicyRunner | None = None
@@ -79,7 +93,8 @@ class PolicyNode(LifecycleNode):
         self.problem = "unconfigured (lifecycle: configure, then activate)"
         self.activated = self.paused = False
         self.last_action: np.ndarray | None = None  # the newest published
-        self.episode = None  # the simulator's episode number, when a bridge publishes episode_status
+        self.episode = None  # the episode number: episode_status's, or messages on robot.episode_topic counted from 0
+        self.episode_start = (0, 0)  # stamp of the current episode's first observation
         self.cameras: list[str] = []
         self.command_pubs: list = []
         self.resources: list = []  # subscriptions, publishers and the control timer made by configure
@@ -115,9 +130,15 @@ class PolicyNode(LifecycleNode):
         self.pose = self.joints = None  # robot.state_type PoseAndJoints: the newest of each, and when
         self.pose_time = self.joints_time = -float("inf")
         self.image_stamp = self.chunk_stamp = None  # of the scene camera's newest image / the current chunk's
+        # Lockstep: the stamp of the newest message of each input (and of episode_status: episode, final or not), and
+        # of the newest observation answered.
+        self.input_stamps: dict[str, tuple[int, int]] = {}
+        self.status_of_stamp: tuple[tuple[int, int], int, bool] | None = None
+        self.answered = None
         self.create_command_publishers()
         self.create_input_subscriptions()
-        self.resources.append(self.create_timer(self.period, self.tick))
+        if not self.lockstep:
+            self.resources.append(self.create_timer(self.period, self.tick))
         self.problem = "configured, not active (lifecycle: activate)"
         if self.instruction:
             self.set_instruction(self.instruction)
@@ -194,6 +215,10 @@ class PolicyNode(LifecycleNode):
         robot = self.robot
         image_type = CompressedImage if robot.camera_type == "CompressedImage" else Image
         subscriptions = []
+        if robot.episode_topic:  # first: messages ready at once are taken in this order, and the bridge publishes an
+            # episode's start before its first observation
+            subscriptions.append(self.create_subscription(Header, robot.episode_topic, self.on_episode_start,
+                                                          qos.LATCHED_SUBSCRIPTION_QOS))
         for index, camera in enumerate(self.cameras):
             topic = robot.camera_topics[index] if robot.camera_topics else graph.image_topic(camera, index == 0)
             subscriptions.append(self.create_subscription(
@@ -208,9 +233,6 @@ class PolicyNode(LifecycleNode):
             if robot.state_joint_topic:
                 subscriptions.append(self.create_subscription(JointState, robot.state_joint_topic, self.on_joints,
                                                               qos.SENSOR_QOS))
-        if robot.episode_topic:
-            subscriptions.append(self.create_subscription(Header, robot.episode_topic, self.on_episode_start,
-                                                          qos.RELIABLE_QOS))
         self.resources += subscriptions
 
     # --- inputs -------------------------------------------------------------------------------
@@ -249,6 +271,7 @@ class PolicyNode(LifecycleNode):
         self.image_times[index] = time.monotonic()
         if index == 0:
             self.image_stamp = msg.header.stamp
+        self.have_input(f"camera {index}", msg.header.stamp)
 
     def on_state(self, msg: RobotState) -> None:
         if self.policy is None:
@@ -259,6 +282,7 @@ class PolicyNode(LifecycleNode):
             self.get_logger().error(f"dropping robot state: {exc}", throttle_duration_sec=1.0)
             return
         self.state_time = time.monotonic()
+        self.have_input("state", msg.header.stamp)
 
     def on_pose(self, msg: PoseStamped) -> None:
         if self.policy is None:
@@ -269,6 +293,7 @@ class PolicyNode(LifecycleNode):
             self.get_logger().error(f"dropping {self.robot.state_pose_topic}: {exc}", throttle_duration_sec=1.0)
             return
         self.pose_time = time.monotonic()
+        self.have_input("pose", msg.header.stamp)
 
     def on_joints(self, msg: JointState) -> None:
         if self.policy is None:
@@ -279,6 +304,7 @@ class PolicyNode(LifecycleNode):
             self.get_logger().error(f"dropping {self.robot.state_joint_topic}: {exc}", throttle_duration_sec=1.0)
             return
         self.joints_time = time.monotonic()
+        self.have_input("joints", msg.header.stamp)
 
     def on_instruction(self, msg: String) -> None:
         self.set_instruction(msg.data)
@@ -328,6 +354,7 @@ class PolicyNode(LifecycleNode):
             if self.runner is None:
                 self.runner = PolicyRunner(self.policy, text, self.config.n_action_steps or None,
                                            self.config.inference_steps or None, self.config.seed)
+                self.runner.reset(self.episode)
                 unknown = self.runner.unknown_words
             else:
                 unknown = self.runner.set_instruction(text)
@@ -351,28 +378,69 @@ class PolicyNode(LifecycleNode):
         self.get_logger().info(f"instruction: {text!r}{note}")
 
     def on_episode_status(self, msg: EpisodeStatus) -> None:
-        self.new_episode(msg.episode)
+        if self.robot.episode_topic or self.policy is None:
+            return  # the episodes come from robot.episode_topic
+        if not self.lockstep:
+            self.new_episode(msg.episode, msg.header.stamp)
+            return
+        # Lockstep: the status is part of the observation of its stamp; the episode starts when that one is answered.
+        self.status_of_stamp = (stamp_key(msg.header.stamp), msg.episode, msg.done)
+        self.have_input("status", msg.header.stamp)
 
     def on_episode_start(self, msg: Header) -> None:
-        if self.runner is not None:  # robot.episode_topic: the rest of the chunk was planned for the scene before
-            self.runner.reset()
+        """robot.episode_topic: an episode starts with the observation of this stamp."""
+        self.new_episode(0 if self.episode is None else self.episode + 1, msg.stamp)
 
-    def new_episode(self, episode: int) -> None:
-        """A simulator started another episode (episode_status): the rest of the current chunk was planned for the
-        scene before it."""
+    def new_episode(self, episode: int, first_stamp) -> None:
+        """Another episode started with the observation of `first_stamp`: the rest of the current chunk was planned for
+        the scene before it, and the noise restarts at the episode's seed."""
         if episode != self.episode:
-            self.episode = episode
+            self.episode, self.episode_start = episode, stamp_key(first_stamp)
             if self.runner is not None:
-                self.runner.reset()
+                self.runner.reset(episode)
 
     # --- control loop -------------------------------------------------------------------------
     def tick(self) -> None:
-        tick_stamp = self.get_clock().now().to_msg()
+        """Free timing: one command per control tick, from the newest inputs, stamped with the tick's time."""
         now = time.monotonic()
         if self.tick_times and now - self.tick_times[-1] > 1.5 * self.period:
             self.dropped_ticks += int(round((now - self.tick_times[-1]) / self.period)) - 1
         self.tick_times.append(now)
         self.ticks += 1
+        self.act(self.get_clock().now().to_msg(), observation=None)
+
+    def have_input(self, name: str, stamp) -> None:
+        """Lockstep: one more input of the observation of `stamp`; answer that observation once it is complete."""
+        if not self.lockstep:
+            return
+        self.input_stamps[name] = stamp_key(stamp)
+        wanted = [f"camera {i}" for i in range(len(self.cameras))]
+        if self.robot.state_type == "RobotState":
+            wanted.append("state")
+        else:
+            wanted += [name for name, topic in (("pose", self.robot.state_pose_topic),
+                                                ("joints", self.robot.state_joint_topic)) if topic]
+        if not self.robot.episode_topic:
+            wanted.append("status")
+        stamps = {self.input_stamps.get(name) for name in wanted}
+        key = stamp_key(stamp)
+        if stamps != {key} or key == self.answered or key < self.episode_start:
+            return  # incomplete, answered already, or of an episode before the current one
+        self.answered = key
+        if not self.robot.episode_topic:
+            _, episode, done = self.status_of_stamp
+            if done:
+                return  # an episode's final observation: the simulator goes on with the next, whatever comes
+            self.new_episode(episode, stamp)
+        now = time.monotonic()
+        self.tick_times.append(now)
+        self.ticks += 1
+        self.act(stamp, observation=stamp)
+
+    def act(self, command_stamp, observation) -> None:
+        """Publish the next action: stamped `command_stamp`; `observation` (lockstep) is the stamp of the
+        observation it answers."""
+        now = time.monotonic()
         problem = self.why_not_ready(now)
         if problem != self.problem:  # log changes only (rclpy wants one severity per call site)
             if problem is None:
@@ -397,14 +465,14 @@ class PolicyNode(LifecycleNode):
             self.chunk_stamp = self.image_stamp
         if self.robot.action_type == "ActionCommand":
             msg = ActionCommand()
-            msg.header.stamp = tick_stamp
+            msg.header.stamp = self.get_clock().now().to_msg() if observation is not None else command_stamp
             msg.action = action.tolist()
             msg.chunk = max(self.runner.chunk_index, 0)
             msg.step_in_chunk = self.runner.step_in_chunk
-            msg.observation_stamp = self.chunk_stamp
+            msg.observation_stamp = observation if observation is not None else self.chunk_stamp
             messages = [msg]
         else:
-            messages = command_msgs(action, self.robot, tick_stamp, self.period)
+            messages = command_msgs(action, self.robot, command_stamp, self.period)
         if self.config.dry_run:
             self.get_logger().info(f"dry run, not sent: {np.round(action, 3).tolist()}", throttle_duration_sec=1.0)
             return

@@ -34,7 +34,9 @@ from minivla_ros.spin import run_node
 PROFILES = {"reliable": QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                                    durability=DurabilityPolicy.VOLATILE),
             "sensor": QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT,
-                                 durability=DurabilityPolicy.VOLATILE)}
+                                 durability=DurabilityPolicy.VOLATILE),
+            "latched": QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                                  durability=DurabilityPolicy.BEST_AVAILABLE)}
 
 
 def topic_named(name: str) -> graph.Topic:

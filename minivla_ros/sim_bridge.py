@@ -22,6 +22,13 @@ std_msgs/Float64MultiArray on sim/scene_state, each episode's start as a std_msg
 `episode` (a recording's episode boundaries), and each episode's result as a diagnostic_msgs/DiagnosticArray on
 /diagnostics (status `sim_bridge: episode`, values episode, steps, success, return).
 
+With `bridge.timing` lockstep (the simulator's synchronous mode; `minivla run` uses it) the bridge does not step
+on its clock but when a command answers its newest observation: a command's stamp (ActionCommand's
+observation_stamp, TwistStamped's header.stamp) names the observation it answers, and a policy node with
+policy_node.timing lockstep answers each one. The episode then runs as `minivla eval` runs it, step for step,
+as fast as the policy answers; a command answering an older observation is not applied. Without an answer for
+`bridge.command_timeout` seconds it takes a step holding still, and says so.
+
 When it steps, what it does without a command and when an episode ends are the rules of
 minivla_core/episode_rules.py (hold still, an episode's clock starts with its first command, ...);
 this node turns their events into messages. It adds the ROS sides:
@@ -50,7 +57,7 @@ from std_msgs.msg import Float64, Float64MultiArray, Header
 from std_srvs.srv import Trigger
 
 from minivla_core.actions import check_action
-from minivla_core.config import PRIVILEGED, BridgeConfig, EnvConfig, observation_label
+from minivla_core.config import PRIVILEGED, BridgeConfig, EnvConfig, check_timing, observation_label
 from minivla_core.envs import check_sim_task
 from minivla_core.episode_rules import EpisodeEnd, EpisodeRules, Holding, NewObservation, TaskSwitch
 from minivla_core.errors import TaskError
@@ -70,6 +77,7 @@ class SimBridgeNode(Node):
         if self.config.interface not in ("minivla", "standard"):
             raise ValueError(f"bridge.interface must be 'minivla' or 'standard', got {self.config.interface!r}")
         self.standard = self.config.interface == "standard"
+        self.lockstep = check_timing(self.config.timing, "bridge.timing") == "lockstep"
         self.rules = EpisodeRules(self.env_config, self.config.command_timeout, self.config.episodes)
         cameras = self.rules.env.cameras
         self.image_pubs = [self.create_publisher(Image, graph.image_topic(camera, i == 0), qos.profile(graph.IMAGE))
@@ -92,19 +100,26 @@ class SimBridgeNode(Node):
             self.create_subscription(ActionCommand, graph.ACTION.name, self.on_command, qos.profile(graph.ACTION))
             self.ready_pubs = (self.state_pub, self.privileged_pub)
         self.announced_episode = None  # the newest episode whose start was published on `episode` (standard)
-        self.create_subscription(TwistStamped, graph.CMD_VEL.name, self.on_twist, qos.profile(graph.CMD_VEL))
+        # The gripper's subscription first: messages ready together are taken in this order, and a policy publishes
+        # the gripper's command before the motion it goes with (in lockstep the motion steps at once).
         self.create_subscription(Float64, graph.GRIPPER_COMMAND.name, self.on_gripper,
                                  qos.profile(graph.GRIPPER_COMMAND))
+        self.create_subscription(TwistStamped, graph.CMD_VEL.name, self.on_twist, qos.profile(graph.CMD_VEL))
         self.gripper = -1.0  # the newest gripper_command (open until told otherwise)
         self.create_service(Trigger, graph.RESET_SERVICE, self.on_reset_request)
         self.add_on_set_parameters_callback(self.on_set_parameters)
         self.timer = self.create_timer(1.0 / self.config.step_rate, self.step)
         self.ready_since = None
         self.obs_stamp = None  # stamp of the newest published observation
+        # Lockstep: the stamps under which the newest observation went out (an episode's first is re-sent until its
+        # first command), each a command may answer; emptied once one is answered. And when it last went out.
+        self.observation_key, self.answerable, self.published_at = None, set(), 0.0
+        self.answered_before: set = set()  # the previous observation's stamps (its late answers are no surprise)
+        self.unanswerable = 0  # lockstep: commands that answered no current observation
+        pace = "in lockstep with the policy" if self.lockstep else f"at {self.config.step_rate} Hz"
         self.get_logger().info(f"simulating {self.env_config.task} ({' and '.join(cameras)} camera, "
                                f"{self.env_config.image_size}px, {observation_label(self.env_config.observation)} "
-                               f"robot state) at {self.config.step_rate} Hz, seed {self.env_config.seed}, "
-                               f"{self.config.interface} messages")
+                               f"robot state) {pace}, seed {self.env_config.seed}, {self.config.interface} messages")
 
     def on_command(self, msg: ActionCommand) -> None:
         try:
@@ -112,7 +127,7 @@ class SimBridgeNode(Node):
         except ValueError as exc:
             self.get_logger().error(f"refusing action command: {exc}", throttle_duration_sec=1.0)
             return
-        self.rules.command(action, time.monotonic())
+        self.take(action, answers=msg.observation_stamp)
 
     def on_twist(self, msg: TwistStamped) -> None:
         """Hand velocity (m/s) -> the action that moves the hand that far in one step, with the newest gripper."""
@@ -123,7 +138,25 @@ class SimBridgeNode(Node):
             self.get_logger().error(f"refusing cmd_vel: {exc} (at most {velocity_scale:g} m/s per axis)",
                                     throttle_duration_sec=1.0)
             return
-        self.rules.command(action, time.monotonic())
+        self.take(action, answers=msg.header.stamp)
+
+    def take(self, action: np.ndarray, answers) -> None:
+        """A checked action. Free: the newest command, applied at the next step. Lockstep: applied now, if it answers
+        the newest observation (`answers`: the stamp of the observation it answers)."""
+        now = time.monotonic()
+        if not self.lockstep:
+            self.rules.command(action, now)
+            return
+        if (answers.sec, answers.nanosec) not in self.answerable:
+            if (answers.sec, answers.nanosec) in self.answered_before:
+                return  # e.g. a policy's answer to an episode's final observation, which it cannot know is final
+            self.unanswerable += 1
+            self.get_logger().warning(
+                f"lockstep: {self.unanswerable} command(s) so far answered no current observation, not applied (late, "
+                f"or from a policy not in lockstep: set policy_node.timing lockstep)", throttle_duration_sec=5.0)
+            return
+        self.rules.command(action, now)
+        self.publish(self.rules.tick(now))  # the next observation: this one's stamps are answered_before now
 
     def on_gripper(self, msg: Float64) -> None:
         try:
@@ -163,7 +196,12 @@ class SimBridgeNode(Node):
         return response
 
     def step(self) -> None:
-        self.publish(self.rules.tick(time.monotonic(), self.subscribers_ready()))
+        now = time.monotonic()
+        if self.lockstep and now - self.published_at < self.config.command_timeout:
+            return  # the answer to the newest observation steps the simulation (take); none came yet
+        # (free; or lockstep after command_timeout without an answer: re-send an episode's first observation, or
+        # take a step holding still)
+        self.publish(self.rules.tick(now, self.subscribers_ready()))
 
     def subscribers_ready(self) -> bool:
         """True once bridge.min_subscribers subscriptions to the two state topics (standard: joint_states and
@@ -185,7 +223,7 @@ class SimBridgeNode(Node):
                 # The closing status describes the episode's last observation, so it carries that one's stamp.
                 if self.standard:
                     self.publish_result(event)
-                else:
+                elif event.reason not in ("success", "time-out"):  # else its final observation's status said done
                     self.publish_status(event.task, event.episode, event.steps, event.success,
                                         event.episode_return, done=True, stamp=self.obs_stamp)
                 if event.reason == "task switch":
@@ -200,6 +238,11 @@ class SimBridgeNode(Node):
         """Images, state and status of one observation share one stamp (recordings rely on it)."""
         stamp = self.obs_stamp = self.get_clock().now().to_msg()
         observation = event.observation
+        if (event.episode, event.step) != self.observation_key:  # not a re-send of the same observation
+            self.observation_key, self.answered_before, self.answerable = (event.episode, event.step), \
+                self.answerable, set()
+        self.answerable.add((stamp.sec, stamp.nanosec))
+        self.published_at = time.monotonic()
         if self.standard and event.episode != self.announced_episode:  # with its first observation's stamp, so that
             self.announced_episode = event.episode  # a recording orders the start before that observation
             self.episode_pub.publish(Header(stamp=stamp))
@@ -215,7 +258,7 @@ class SimBridgeNode(Node):
         self.state_pub.publish(state_to_msg(observation.state, stamp, self.env_config.observation))
         self.privileged_pub.publish(state_to_msg(observation.privileged, stamp, PRIVILEGED))
         self.publish_status(event.task, event.episode, event.step, observation.success, event.episode_return,
-                            done=False, stamp=stamp)
+                            done=event.final, stamp=stamp)
 
     def publish_result(self, end: EpisodeEnd) -> None:
         """An episode's result in standard messages: a DiagnosticStatus `sim_bridge: episode` on /diagnostics."""

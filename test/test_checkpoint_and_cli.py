@@ -128,6 +128,7 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path, two_episode_dataset):
         (["train", "--dataset", tmp_path / "nowhere", "--out", tmp_path / "run"], "dataset .*nowhere does not exist"),
         (["train", "--dataset", truncated, "--out", tmp_path / "run"], "000001.npz is unreadable or truncated"),
         (["eval", "--checkpoint", tmp_path / "good.pt", "--instruction", "  "], "is empty"),
+        (["run", "--set", "bridge.timing=free"], "bridge.timing 'free' differs from run.timing 'lockstep'"),
     ]
     for args, message in cases:
         result = minivla(*args)

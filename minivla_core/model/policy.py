@@ -95,6 +95,13 @@ def image_to_tensor(images: np.ndarray) -> torch.Tensor:
 MAX_STATE_SIGMAS = 50.0  # a hand 50 standard deviations (about 5 m) from every training state is not real
 
 
+def episode_seed(seed: int, episode: int) -> int:
+    """The sampler's noise seed for one episode: an episode's actions do not depend on the episodes before it, so
+    `minivla eval` and the ROS graph in lockstep (both reset the runner with the episode's number) draw the same
+    noise on the same layout."""
+    return seed * 1_000_003 + episode
+
+
 class PolicyRunner:
     """Closed-loop use of a VLAPolicy: one action per call, sampling a new chunk only when the
     previous chunk's first `n_action_steps` actions have been used (LeRobot's select_action)."""
@@ -106,6 +113,7 @@ class PolicyRunner:
         if not 1 <= self.n_action_steps <= policy.config.horizon:
             raise ValueError(f"n_action_steps must be in 1..{policy.config.horizon}, got {self.n_action_steps}")
         self.inference_steps = inference_steps or policy.config.inference_steps
+        self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
         self.queue: deque[np.ndarray] = deque()
         self.chunk_index = -1  # how many chunks have been sampled since reset, minus one
@@ -121,9 +129,12 @@ class PolicyRunner:
         self.queue.clear()
         return self.unknown_words
 
-    def reset(self) -> None:
+    def reset(self, episode: int | None = None) -> None:
+        """Forget the queued actions; at the start of an episode, also restart the noise at its seed."""
         self.queue.clear()
         self.chunk_index = -1
+        if episode is not None:
+            self.generator.manual_seed(episode_seed(self.seed, episode))
 
     def check_inputs(self, images: np.ndarray, state: np.ndarray) -> None:
         size, cameras, state_dim = self.policy.image_size, self.policy.cameras, self.policy.state_dim

@@ -43,15 +43,20 @@ def test_launch_arguments_set_declared_parameters_typed_from_the_schema():
     assert "graph.sim_policy_overrides(texts, config_file)" in source and "graph.SIM_POLICY_ARGUMENTS" in source
     assert {"task", "checkpoint", "control_rate", "inference_steps", "extra_cameras"} <= set(graph.SIM_POLICY_ARGUMENTS)
     for argument, parameter in graph.SIM_POLICY_ARGUMENTS.items():
+        if parameter == "run.timing":  # timing:= sets both nodes' timing, as `minivla run` does
+            assert {"bridge.timing"} <= declared("sim_bridge") and {"policy_node.timing"} <= declared("policy_node")
+            continue
         assert parameter in declared(graph.SECTION_NODES[parameter.split(".")[0]][0]), (argument, parameter)
     given = {argument: "" for argument in graph.SIM_POLICY_ARGUMENTS}
-    given.update(task="reach-v3", control_rate="10", extra_cameras="[gripperPOV]", seed="7")
+    given.update(task="reach-v3", control_rate="10", extra_cameras="[gripperPOV]", seed="7", timing="lockstep")
     overrides = graph.sim_policy_overrides(given)
-    assert overrides == {"sim_bridge": {"env.task": "reach-v3", "env.extra_cameras": ["gripperPOV"], "env.seed": 7},
-                         "policy_node": {"policy_node.control_rate": 10.0}}
+    assert overrides == {"sim_bridge": {"env.task": "reach-v3", "env.extra_cameras": ["gripperPOV"], "env.seed": 7,
+                                        "bridge.timing": "lockstep"},
+                         "policy_node": {"policy_node.control_rate": 10.0, "policy_node.timing": "lockstep"}}
     assert type(overrides["policy_node"]["policy_node.control_rate"]) is float  # a double parameter refuses an int
     assert graph.sim_policy_overrides({"extra_cameras": "[]"}) == {"sim_bridge": {}, "policy_node": {}}
-    for argument, text in (("control_rate", "fast"), ("seed", "1.5"), ("extra_cameras", "gripperPOV: 1")):
+    for argument, text in (("control_rate", "fast"), ("seed", "1.5"), ("extra_cameras", "gripperPOV: 1"),
+                           ("timing", "sometimes")):
         with pytest.raises(ValueError, match=f"launch argument {argument}:="):
             graph.sim_policy_overrides({argument: text})
 

@@ -157,15 +157,16 @@ def test_no_command_of_an_episode_labels_a_frame_of_the_next(tmp_path):
     from mcap_ros2.writer import Writer
 
     types = {**TYPES, "/episode": "std_msgs/msg/Header"}
-    events = [(0.0, "/instruction", {"data": "push the block"}), (0.0, "/episode", {"stamp": stamp(T0), "frame_id": ""}),
+    events = [(0.0, "/instruction", {"data": "push the block"}),
+              (0.0, "/episode", {"stamp": stamp(T0), "frame_id": ""}),
               (1.0, "/episode", {"stamp": stamp(T0 + 1.0), "frame_id": ""})]
     for t in np.arange(0.0, 2.0, 0.05):
         header = {"stamp": stamp(T0 + t), "frame_id": "world"}
         events.append((t, "/camera/color/image_raw", {"header": header, "height": 60, "width": 80, "encoding": "bgr8",
                                                       "is_bigendian": 0, "step": 240,
                                                       "data": np.zeros((60, 80, 3), np.uint8).tobytes()}))
-        events.append((t, "/ee_pose", {"header": header, "pose": {"position": {"x": 0.0, "y": 0.6, "z": 0.2},
-                                                                  "orientation": {"x": 0.0, "y": 0.0, "z": 0.0, "w": 1.0}}}))
+        pose = {"position": {"x": 0.0, "y": 0.6, "z": 0.2}, "orientation": {"x": 0.0, "y": 0.0, "z": 0.0, "w": 1.0}}
+        events.append((t, "/ee_pose", {"header": header, "pose": pose}))
         events.append((t, "/joint_states", {"header": header, "name": ["gripper"], "position": [0.5], "velocity": [],
                                             "effort": []}))
         if t < 0.97 or t > 1.17:  # the second episode's first three frames wait for its first command
