@@ -198,3 +198,22 @@ def test_foreign_instructions_relabel_samples_from_other_scenes_to_hold_still():
         chunk = relabelled.chunks[row]
         assert torch.all(chunk[:, :3] == 0) and torch.all(chunk[:, 3] == plain.chunks[row, 0, 3])
     torch.testing.assert_close(relabelled.chunks[~changed], plain.chunks[~changed])
+
+
+def test_the_runners_traced_sampler_computes_what_predict_action_chunk_does():
+    """PolicyRunner samples through ChunkSampler traced into one graph: the same numbers as the plain model, from
+    the same noise; it is traced again when the number of DDIM steps changes."""
+    policy = make_policy().eval()
+    runner = PolicyRunner(policy, "push the puck to the goal", seed=3)
+    rng = np.random.default_rng(0)
+    image, state = rng.integers(0, 255, (1, 32, 32, 3), dtype=np.uint8), rng.normal(size=39).astype(np.float32)
+    for steps in (10, 3):
+        runner.inference_steps = steps
+        runner.reset(episode=7)
+        chunk = runner.sample_chunk(image, state)
+        assert runner.sampler_steps == steps
+        plain = policy.predict_action_chunk(torch.from_numpy(image)[None].permute(0, 1, 4, 2, 3).float() / 255,
+                                            torch.from_numpy(state)[None], runner.tokens, runner.lengths, steps,
+                                            torch.Generator().manual_seed(3 * 1_000_003 + 7))[0].numpy()
+        np.testing.assert_allclose(chunk, plain, atol=1e-5)
+    assert np.abs(runner.sample_chunk(image, state) - chunk).max() > 1e-3  # the noise moved on: another chunk

@@ -82,6 +82,34 @@ class Denoiser(nn.Module):
             h = block(h, c)
         return self.out(h).view_as(x)
 
+    # --- sampling, fast: the same function, with what does not change between steps computed once ---------
+    @torch.no_grad()
+    def modulations(self, levels: list[int], cond: torch.Tensor) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+        """For each noise level, for each block: FiLM's (1 + scale, shift). They depend on the conditioning and the
+        level only, so a chunk computes them once instead of once per denoising step: FiLM's linear map is split
+        into its conditioning columns (applied to cond once) and its time columns (applied to each level)."""
+        time_features = self.time_embedding(torch.tensor(levels, device=cond.device))  # (levels, cond_dim)
+        split = cond.shape[-1]
+        per_block = []
+        for block in self.blocks:
+            weight, bias = block.film.weight, block.film.bias
+            from_cond = F.linear(cond, weight[:, :split])  # (B, 2 * hidden)
+            from_time = F.linear(time_features, weight[:, split:], bias)  # (levels, 2 * hidden)
+            scale, shift = (from_cond[None] + from_time[:, None]).chunk(2, dim=-1)  # (levels, B, hidden) each
+            per_block.append((1 + scale, shift))
+        return [[(scale[i], shift[i]) for scale, shift in per_block] for i in range(len(levels))]
+
+    def denoise(self, x: torch.Tensor, modulation: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """forward() at one level, given that level's modulations (functional calls: no per-module overhead)."""
+        h = F.linear(x.flatten(1), self.inp.weight, self.inp.bias)
+        for block, (scale, shift) in zip(self.blocks, modulation):
+            first, _, second = block.mlp
+            z = torch.addcmul(shift, F.layer_norm(h, h.shape[-1:], eps=block.norm.eps), scale)
+            h = h + F.linear(F.mish(F.linear(z, first.weight, first.bias)), second.weight, second.bias)
+        norm, linear = self.out
+        h = F.layer_norm(h, h.shape[-1:], norm.weight, norm.bias, norm.eps)
+        return F.linear(h, linear.weight, linear.bias).view_as(x)
+
 
 class DiffusionHead(nn.Module):
     def __init__(self, horizon: int, action_dim: int, cond_dim: int, hidden: int, blocks: int,
@@ -103,31 +131,28 @@ class DiffusionHead(nn.Module):
         target = {"epsilon": eps, "sample": x0, "v": ab.sqrt() * eps - (1 - ab).sqrt() * x0}[self.prediction_type]
         return F.mse_loss(self.denoiser(x_t, t, cond), target)
 
-    def _split(self, prediction, x_t, ab):
-        """(x0, eps) implied by the network's prediction at level alpha_bar = ab."""
-        if self.prediction_type == "epsilon":
-            eps = prediction
-            x0 = (x_t - (1 - ab).sqrt() * eps) / ab.sqrt()
-        elif self.prediction_type == "sample":
-            x0 = prediction
-            eps = (x_t - ab.sqrt() * x0) / (1 - ab).sqrt()
-        else:
-            x0 = ab.sqrt() * x_t - (1 - ab).sqrt() * prediction
-            eps = ab.sqrt() * prediction + (1 - ab).sqrt() * x_t
-        return x0, eps
+    def x0_coefficients(self, ab: float) -> tuple[float, float]:
+        """(p, q) with x0 = p * x_t + q * prediction at level alpha_bar = ab, for the network's prediction type:
+        epsilon: x_t = sqrt(ab) x0 + sqrt(1 - ab) eps; sample: x0 itself; v = sqrt(ab) eps - sqrt(1 - ab) x0."""
+        a, b = math.sqrt(ab), math.sqrt(1 - ab)
+        return {"epsilon": (1 / a, -b / a), "sample": (0.0, 1.0), "v": (a, -b)}[self.prediction_type]
 
     @torch.no_grad()
-    def sample(self, cond: torch.Tensor, inference_steps: int,
-               generator: torch.Generator | None = None) -> torch.Tensor:
-        """Deterministic DDIM (eta = 0) from pure noise; returns normalised chunks clipped to [-1, 1]."""
-        x = torch.randn((cond.shape[0], self.horizon, self.action_dim), device=cond.device, generator=generator)
+    def sample(self, cond: torch.Tensor, inference_steps: int, generator: torch.Generator | None = None,
+               noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Deterministic DDIM (eta = 0) from pure noise (`noise`, else drawn from `generator`); returns normalised
+        chunks clipped to [-1, 1].
+
+        Each step: the network's prediction gives x0 (clipped to [-1, 1]) and the noise eps consistent with the
+        clipped x0, eps = (x_t - sqrt(ab) x0) / sqrt(1 - ab); the next, less noisy level takes
+        x = sqrt(ab') x0 + sqrt(1 - ab') eps = k0 x0 + kx x_t (plain numbers, computed once per level)."""
+        x = noise if noise is not None else torch.randn((cond.shape[0], self.horizon, self.action_dim),
+                                                        device=cond.device, generator=generator)
         levels = ddim_timesteps(self.train_steps, inference_steps)
-        for i, t in enumerate(levels):
-            ab = self.alpha_bar[t]
-            ab_next = self.alpha_bar[levels[i + 1]] if i + 1 < len(levels) else torch.ones_like(ab)
-            t_batch = torch.full((cond.shape[0],), t, device=cond.device, dtype=torch.long)
-            x0, _ = self._split(self.denoiser(x, t_batch, cond), x, ab)
-            x0 = x0.clamp(-1, 1)
-            eps = (x - ab.sqrt() * x0) / (1 - ab).sqrt()  # consistent with the clipped x0
-            x = ab_next.sqrt() * x0 + (1 - ab_next).sqrt() * eps
+        alpha_bars = [float(self.alpha_bar[t]) for t in levels] + [1.0]
+        for modulation, ab, ab_next in zip(self.denoiser.modulations(levels, cond), alpha_bars, alpha_bars[1:]):
+            p, q = self.x0_coefficients(ab)
+            x0 = torch.add(x * p, self.denoiser.denoise(x, modulation), alpha=q).clamp_(-1, 1)
+            kx = math.sqrt(1 - ab_next) / math.sqrt(1 - ab)
+            x = torch.add(x0 * (math.sqrt(ab_next) - kx * math.sqrt(ab)), x, alpha=kx)
         return x.clamp(-1, 1)

@@ -14,6 +14,7 @@ everything about the scene has to come through the images. Each camera has an en
 from __future__ import annotations
 
 import time
+import warnings
 from collections import deque
 
 import numpy as np
@@ -60,11 +61,13 @@ class VLAPolicy(nn.Module):
         return tokens, lengths, unknown
 
     def encode(self, images: torch.Tensor, states: torch.Tensor, tokens: torch.Tensor,
-               lengths: torch.Tensor) -> torch.Tensor:
-        """images (B,cameras,3,H,W) floats in [0,1], raw states (B,S) -> conditioning (B, d_model)."""
+               lengths: torch.Tensor, text_token: torch.Tensor | None = None) -> torch.Tensor:
+        """images (B,cameras,3,H,W) floats in [0,1], raw states (B,S) -> conditioning (B, d_model). `text_token`:
+        the text encoder's output for these tokens, if already known (a runner keeps its instruction's)."""
         encoders = [self.image_encoder, *self.extra_image_encoders]
         image_tokens = [encoder(images[:, camera]) for camera, encoder in enumerate(encoders)]
-        text_token = self.text_encoder(tokens.to(images.device), lengths)
+        if text_token is None:
+            text_token = self.text_encoder(tokens.to(images.device), lengths)
         state_token = self.state_encoder(self.state_normalizer.normalize(states))
         return self.fusion(image_tokens, text_token, state_token)
 
@@ -77,9 +80,10 @@ class VLAPolicy(nn.Module):
 
     @torch.no_grad()
     def predict_action_chunk(self, images, states, tokens, lengths, inference_steps: int | None = None,
-                             generator: torch.Generator | None = None) -> torch.Tensor:
+                             generator: torch.Generator | None = None,
+                             text_token: torch.Tensor | None = None) -> torch.Tensor:
         """Raw action chunks (B, horizon, A) for images (B,cameras,3,H,W) in [0,1] and raw states (B,S)."""
-        cond = self.encode(images, states, tokens, lengths)
+        cond = self.encode(images, states, tokens, lengths, text_token)
         x0 = self.head.sample(cond, inference_steps or self.config.inference_steps, generator)
         return self.action_normalizer.unnormalize(x0)
 
@@ -90,6 +94,42 @@ def image_to_tensor(images: np.ndarray) -> torch.Tensor:
     if tensor.ndim == 4:
         tensor = tensor[None]
     return tensor.permute(0, 1, 4, 2, 3).float() / 255.0
+
+
+class ChunkSampler(nn.Module):
+    """predict_action_chunk for one observation and a fixed number of DDIM steps, as one module with tensors in and
+    out, so that torch.jit.trace can record it as a single graph: Python then runs once per chunk instead of once
+    for each of the ~300 small operations of 10 denoising steps (bench/bench_sampling.py measures the difference;
+    the numbers are the same)."""
+
+    def __init__(self, policy: VLAPolicy, inference_steps: int):
+        super().__init__()
+        self.policy, self.inference_steps = policy, inference_steps
+
+    def forward(self, images: torch.Tensor, states: torch.Tensor, text_token: torch.Tensor,
+                noise: torch.Tensor) -> torch.Tensor:
+        cond = self.policy.encode(images, states, None, None, text_token)
+        return self.policy.action_normalizer.unnormalize(self.policy.head.sample(cond, self.inference_steps,
+                                                                                 noise=noise))
+
+
+def trace_sampler(policy: VLAPolicy, inference_steps: int, images: torch.Tensor, states: torch.Tensor,
+                  text_token: torch.Tensor, noise: torch.Tensor) -> nn.Module:
+    """ChunkSampler traced on these example inputs, with its weights frozen in; the plain module if tracing fails.
+
+    torch.jit is deprecated in favour of torch.compile, which on a CPU needs a C++ compiler at run time (not every
+    robot computer has one); the torch pinned in requirements.txt traces, and a torch that no longer does still
+    samples, only slower."""
+    sampler = ChunkSampler(policy, inference_steps).eval()
+    with torch.no_grad(), warnings.catch_warnings():
+        # The noise levels and their coefficients become constants of the graph: that is the point.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            return torch.jit.freeze(torch.jit.trace(sampler, (images, states, text_token, noise), check_trace=False))
+        except (RuntimeError, AttributeError) as exc:
+            warnings.warn(f"sampling without torch.jit ({exc}): the same actions, more slowly")
+            return sampler
 
 
 MAX_STATE_SIGMAS = 50.0  # a hand 50 standard deviations (about 5 m) from every training state is not real
@@ -112,7 +152,7 @@ class PolicyRunner:
         self.n_action_steps = n_action_steps or policy.config.n_action_steps
         if not 1 <= self.n_action_steps <= policy.config.horizon:
             raise ValueError(f"n_action_steps must be in 1..{policy.config.horizon}, got {self.n_action_steps}")
-        self.inference_steps = inference_steps or policy.config.inference_steps
+        self.inference_steps = inference_steps or policy.config.inference_steps  # traces the sampler
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
         self.queue: deque[np.ndarray] = deque()
@@ -122,9 +162,23 @@ class PolicyRunner:
         self.unknown_words: list[str] = []
         self.set_instruction(instruction)
 
+    @property
+    def inference_steps(self) -> int:
+        return self.sampler_steps
+
+    @inference_steps.setter
+    def inference_steps(self, steps: int) -> None:
+        """DDIM steps per chunk; the sampler is traced for them now (a fraction of a second), not at a chunk."""
+        policy, size = self.policy, self.policy.image_size
+        examples = (torch.zeros(1, policy.cameras, 3, size, size), torch.zeros(1, policy.state_dim),
+                    torch.zeros(1, policy.config.d_model), torch.zeros(1, policy.config.horizon, policy.action_dim))
+        self.sampler, self.sampler_steps = trace_sampler(policy, steps, *examples), steps
+
     def set_instruction(self, instruction: str) -> list[str]:
         """Switch instruction (clears queued actions); returns the words the model does not know."""
         self.tokens, self.lengths, self.unknown_words = self.policy.tokenize([instruction])
+        with torch.no_grad():  # the same words give the same token: encoded once, not at every chunk
+            self.text_token = self.policy.text_encoder(self.tokens, self.lengths)
         self.instruction = instruction
         self.queue.clear()
         return self.unknown_words
@@ -156,10 +210,12 @@ class PolicyRunner:
         return self._sample(images, state)
 
     def _sample(self, images: np.ndarray, state: np.ndarray) -> np.ndarray:
+        """What predict_action_chunk computes, through the traced sampler; the noise comes from this runner's
+        generator."""
         states = torch.from_numpy(np.asarray(state, dtype=np.float32))[None]
-        chunk = self.policy.predict_action_chunk(image_to_tensor(images), states, self.tokens, self.lengths,
-                                                 self.inference_steps, self.generator)
-        return chunk[0].numpy()
+        noise = torch.randn((1, self.policy.config.horizon, self.policy.action_dim), generator=self.generator)
+        with torch.no_grad():
+            return self.sampler(image_to_tensor(images), states, self.text_token, noise)[0].numpy()
 
     def act(self, images: np.ndarray, state: np.ndarray) -> np.ndarray:
         """The next action for images (cameras, H, W, 3) and the state; every observation is checked,
