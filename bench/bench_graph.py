@@ -1,20 +1,24 @@
 """Benchmark of the ROS graph: closed-loop success through real nodes versus offline `minivla eval` on the same
-layouts (seed 1000, episodes 0..N-1), in each timing of the graph.
+layouts (seed 1000, episodes 0..N-1), in each timing of the graph, on a quiet machine and under load.
 
-    .venv/bin/python bench/bench_graph.py                      # lockstep + 2 free-running runs, 50 episodes each
-    .venv/bin/python bench/bench_graph.py --free-runs 0 --busy 2   # lockstep only, with 2 busy CPU loops beside it
+    .venv/bin/python bench/bench_graph.py                 # the whole protocol below, 50 episodes a run (~45 min)
+    .venv/bin/python bench/bench_graph.py --episodes 10 --offsets 0 --delays --busy-offsets   # a quick look
 
 The graph runs as `minivla run` does (simulator bridge and policy node as two processes over DDS on loopback).
 - lockstep (`minivla run`'s default): the bridge steps when the policy answers its newest observation. It must
   match offline eval in every episode, outcome and step count, whatever the machine's load.
-- free: each node on its own 20 Hz timer, the newest command applied at each step (a robot's clock). Its
-  figures depend on the timers' phase and the machine's load: several runs are reported, one by one.
+- timed (a real robot's clock): the bridge steps at 20 Hz and executes the timed chunks the policy publishes,
+  sampled ahead of need (minivla_core/timed.py). A run cannot be lucky in its timer phase: the policy has no
+  timer, it samples when its schedule says so, and each run forces a phase instead: `--offsets` adds that many
+  milliseconds between each observation and the start of its sampling (policy_node.extra_delay; 0, 12.5, 25 and
+  37.5 ms cover a 50 ms period). `--delays` adds 100 and 300 ms to every sampling call, as a slow computer or a
+  remote GPU would (+300 ms is most of a chunk's 400 ms). The offsets run again under `--busy` busy CPU loops.
+- free (`--free-runs`): each node on its own 20 Hz timer, the newest command applied; phase and load decide.
 
-This process also records every action command. In free timing its header stamp is the policy node's tick, so
-consecutive stamps give the node's tick periods, and arrival time here minus observation_stamp (the camera
-image the action's chunk was sampled from) is the observation-to-action latency, transport included.
-`--busy K` starts K busy loops (a process each, spinning) for the graph runs, not for the offline eval.
-Writes bench/results/graph.{md,json}.
+Each run reports: success, agreement with offline per episode, and from the bridge's executor (timed): steps held
+still, actions skipped (their step passed in the buffer), actions that came late (the chunk before ran them), the
+largest jump of a motion action at a seam between chunks and inside one chunk; latency from observation to chunk
+or command arriving here (transport included) as p50 / p99. Writes bench/results/graph.{md,json}.
 """
 
 from __future__ import annotations
@@ -39,15 +43,15 @@ from minivla_core.evaluate import evaluate, wilson_interval  # noqa: E402
 from minivla_ros import bringup  # noqa: E402
 
 
-def record_commands(stop: threading.Event, out: list) -> None:
-    """Subscribe to action_command in a context of its own; append (header stamp, obs stamp, step_in_chunk,
-    arrival time)."""
+def record_latencies(stop: threading.Event, out: list) -> None:
+    """Subscribe to action_command and action_chunk in a context of its own; append, for each message, the
+    seconds from the observation it answers to its arrival here."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
 
     from minivla_ros import graph, qos
-    from minivla_ros.msg import ActionCommand
+    from minivla_ros.msg import ActionChunk, ActionCommand
 
     def seconds(t):
         return t.sec + t.nanosec * 1e-9
@@ -55,10 +59,9 @@ def record_commands(stop: threading.Event, out: list) -> None:
     context = rclpy.Context()
     rclpy.init(context=context)
     node = Node("bench_recorder", context=context)
-    node.create_subscription(ActionCommand, graph.ACTION.name,
-                             lambda m: out.append((seconds(m.header.stamp), seconds(m.observation_stamp),
-                                                   m.step_in_chunk, node.get_clock().now().nanoseconds * 1e-9)),
-                             qos.profile(graph.ACTION))
+    for message, topic in ((ActionCommand, graph.ACTION), (ActionChunk, graph.ACTION_CHUNK)):
+        node.create_subscription(message, topic.name, lambda m: out.append(
+            node.get_clock().now().nanoseconds * 1e-9 - seconds(m.observation_stamp)), qos.profile(topic))
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     while not stop.is_set():
@@ -73,102 +76,146 @@ def spin_forever() -> None:
         pass
 
 
-def run_graph(timing: str, episodes: int, checkpoint: str) -> dict:
-    """One `minivla run` of the graph in `timing`, with every action command recorded."""
-    commands: list = []
+def run_graph(label: str, timing: str, episodes: int, checkpoint: str, extra_delay: float = 0.0,
+              busy: int = 0) -> dict:
+    """One `minivla run` of the graph in `timing`, with the latency of every command or chunk recorded."""
+    latencies: list = []
     stop = threading.Event()
-    recorder = threading.Thread(target=record_commands, args=(stop, commands))
+    recorder = threading.Thread(target=record_latencies, args=(stop, latencies))
     recorder.start()
     time.sleep(1.0)
+    overrides = {"policy_node.checkpoint": checkpoint, "bridge.timing": timing, "policy_node.timing": timing}
+    if extra_delay:
+        overrides["policy_node.extra_delay"] = extra_delay
     started = time.monotonic()
     try:
-        result = bringup.run(episodes, "push-v3", "push the puck to the goal",
-                             overrides={"policy_node.checkpoint": checkpoint, "bridge.timing": timing,
-                                        "policy_node.timing": timing})
+        result = bringup.run(episodes, "push-v3", "push the puck to the goal", overrides=overrides)
     finally:
         stop.set()
         recorder.join()
-    run = {"timing": timing, "seconds": time.monotonic() - started, "successes": result.successes,
+    latency = np.array(latencies) * 1e3 if latencies else np.zeros(1)
+    run = {"label": label, "timing": timing, "extra_delay": extra_delay, "busy_loops": busy,
+           "seconds": time.monotonic() - started, "successes": result.successes,
            "ci95": wilson_interval(result.successes, episodes), "per_episode": result.episodes,
-           "steps": sum(e["steps"] for e in result.episodes), "commands": len(commands),
-           "policy_status": result.policy_status}
-    if timing == "free" and len(commands) > 1:
-        stamps = np.array([c[0] for c in commands])
-        periods = np.diff(stamps) * 1e3
-        latency = (np.array([c[3] for c in commands]) - np.array([c[1] for c in commands])) * 1e3
-        sampling = np.array([c[2] == 0 for c in commands])
-        run["control"] = {"mean_period_ms": float(periods.mean()),
-                          "p99_jitter_ms": float(np.percentile(np.abs(periods - 50.0), 99)),
-                          "latency_p50_ms": float(np.percentile(latency, 50)),
-                          "latency_p99_ms": float(np.percentile(latency, 99)),
-                          "sampling_tick_latency_p50_ms": float(np.percentile(latency[sampling], 50)),
-                          "sampling_tick_latency_p99_ms": float(np.percentile(latency[sampling], 99))}
+           "steps": sum(e["steps"] for e in result.episodes), "messages": len(latencies),
+           "latency_p50_ms": float(np.percentile(latency, 50)), "latency_p99_ms": float(np.percentile(latency, 99)),
+           "policy_status": result.policy_status, "executor": result.executor,
+           "load_average_1min": os.getloadavg()[0]}
+    print(f"{label}: {result.successes}/{episodes}, executor {result.executor}", flush=True)
     return run
+
+
+def with_busy_loops(count: int, runs):
+    """Run the callables in `runs` with `count` busy loops (a process each, spinning) beside them."""
+    busy = [multiprocessing.Process(target=spin_forever, daemon=True) for _ in range(count)]
+    for process in busy:
+        process.start()
+    try:
+        return [run() for run in runs]
+    finally:
+        for process in busy:
+            process.terminate()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--episodes", type=int, default=50)
-    parser.add_argument("--free-runs", type=int, default=2, help="free-running runs after the lockstep one")
-    parser.add_argument("--busy", type=int, default=0, help="busy CPU loops during the graph runs")
+    parser.add_argument("--offsets", type=float, nargs="*", default=[0.0, 12.5, 25.0, 37.5],
+                        help="timed runs, one per forced phase offset (ms between an observation and its sampling)")
+    parser.add_argument("--delays", type=float, nargs="*", default=[100.0, 100.0, 300.0],
+                        help="timed runs, one per injected extra inference delay (ms)")
+    parser.add_argument("--busy", type=int, default=2, help="busy CPU loops for the runs of --busy-offsets")
+    parser.add_argument("--busy-offsets", type=float, nargs="*", default=[0.0, 12.5, 25.0, 37.5],
+                        help="timed runs under --busy busy loops, one per forced phase offset (ms)")
+    parser.add_argument("--lockstep", type=int, default=1, help="lockstep runs (quiet machine)")
+    parser.add_argument("--free-runs", type=int, default=0, help="free-running runs (quiet machine)")
     parser.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "push_v3.pt"))
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "graph"))
     args = parser.parse_args()
     os.environ.update(bringup.ros_environment())
 
-    offline = evaluate(EvalConfig(checkpoint=args.checkpoint, episodes=args.episodes, seed=1000, threads=1),
-                       EnvConfig()).only
-    busy = [multiprocessing.Process(target=spin_forever, daemon=True) for _ in range(args.busy)]
-    for process in busy:
-        process.start()
-    try:
-        runs = [run_graph("lockstep", args.episodes, args.checkpoint)]
-        runs += [run_graph("free", args.episodes, args.checkpoint) for _ in range(args.free_runs)]
-    finally:
-        for process in busy:
-            process.terminate()
+    n, checkpoint = args.episodes, args.checkpoint
+    offline = evaluate(EvalConfig(checkpoint=checkpoint, episodes=n, seed=1000, threads=1), EnvConfig()).only
+    quiet = [lambda: run_graph("lockstep", "lockstep", n, checkpoint) for _ in range(args.lockstep)]
+    quiet += [lambda ms=ms: run_graph(f"timed, offset {ms:g} ms", "timed", n, checkpoint, ms / 1e3)
+              for ms in args.offsets]
+    quiet += [lambda ms=ms: run_graph(f"timed, +{ms:g} ms inference", "timed", n, checkpoint, ms / 1e3)
+              for ms in args.delays]
+    quiet += [lambda: run_graph("free", "free", n, checkpoint) for _ in range(args.free_runs)]
+    runs = with_busy_loops(0, quiet)
+    runs += with_busy_loops(args.busy, [
+        lambda ms=ms: run_graph(f"timed, offset {ms:g} ms, {args.busy} busy loops", "timed", n, checkpoint, ms / 1e3,
+                                busy=args.busy) for ms in args.busy_offsets])
     for run in runs:
         run["same_outcome"] = sum(a["success"] == b["success"] for a, b in zip(run["per_episode"], offline.per_episode))
         run["same_outcome_and_steps"] = sum((a["success"], a["steps"]) == (b["success"], b["steps"])
                                             for a, b in zip(run["per_episode"], offline.per_episode))
-    results = {"date": datetime.date.today().isoformat(), "machine": machine(), "commit": git_commit(),
-               "checkpoint": args.checkpoint, "episodes": args.episodes, "busy_loops": args.busy,
-               "load_average_1min": os.getloadavg()[0],
+    results = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": machine(),
+               "commit": git_commit(), "checkpoint": checkpoint, "episodes": n,
                "offline": {"successes": offline.successes, "ci95": offline.ci95, "seconds": offline.seconds,
                            "steps": sum(e["steps"] for e in offline.per_episode), "per_episode": offline.per_episode},
-               "runs": runs}
+               "runs": runs, "groups": summarize_groups(runs, n, offline.successes)}
     write_results(results, render_table(results), args.out)
+
+
+def summarize_groups(runs: list[dict], n: int, offline_successes: int) -> list[dict]:
+    """The timed runs pooled by condition (quiet / busy / each delay): success over all their episodes, with its
+    distance from offline in points."""
+    groups: dict[str, list[dict]] = {}
+    for run in runs:
+        if run["timing"] != "timed":
+            continue
+        if run["extra_delay"] * 1e3 > 50:
+            key = f"+{run['extra_delay'] * 1e3:g} ms inference"
+        else:
+            key = f"{run['busy_loops']} busy loops, forced offsets" if run["busy_loops"] else "quiet, forced offsets"
+        groups.setdefault(key, []).append(run)
+    summary = []
+    for key, members in groups.items():
+        successes, episodes = sum(r["successes"] for r in members), n * len(members)
+        summary.append({"condition": key, "runs": len(members), "successes": successes, "episodes": episodes,
+                        "ci95": wilson_interval(successes, episodes),
+                        "points_from_offline": 100 * (successes / episodes - offline_successes / n),
+                        "held": sum(r["executor"].get("held", 0) for r in members),
+                        "expired": sum(r["executor"].get("expired", 0) for r in members)})
+    return summary
 
 
 def render_table(r: dict) -> str:
     n, o = r["episodes"], r["offline"]
 
-    def rate(successes, ci):
-        return f"{successes}/{n} = {100 * successes / n:.0f}% (95% CI {100 * ci[0]:.0f}-{100 * ci[1]:.0f}%)"
+    def rate(successes, ci, episodes=n):
+        return f"{successes}/{episodes} = {100 * successes / episodes:.0f}% ({100 * ci[0]:.0f}-{100 * ci[1]:.0f}%)"
 
     rows = [f"# minivla_ros graph benchmark, {r['date']}", "", f"Machine: {r['machine']}  ",
-            f"Commit: {r['commit']}, checkpoint: {r['checkpoint']}, layouts: seed 1000, episodes 0-{n - 1}; "
-            f"{r['busy_loops']} busy CPU loops during the graph runs (load average {r['load_average_1min']:.1f} at "
-            f"the end)", "",
-            "| run | success | same outcome as offline | same outcome and step count | steps per second |",
-            "| --- | --- | --- | --- | --- |",
-            f"| offline `minivla eval` (1 thread) | {rate(o['successes'], o['ci95'])} | - | - | "
-            f"{o['steps'] / o['seconds']:.0f} |"]
+            f"Commit: {r['commit']}, checkpoint: {r['checkpoint']}, push-v3, layouts: seed 1000, episodes 0-{n - 1} "
+            f"(never seen in training); proprio state, corner2 camera; 95% Wilson intervals", "",
+            f"Offline `minivla eval` (1 thread): {rate(o['successes'], o['ci95'])}, {o['steps'] / o['seconds']:.0f} "
+            f"steps a second.", "",
+            "| run | success | same outcome as offline | same outcome and steps | held steps | skipped actions | "
+            "late actions | largest jump at a seam / inside a chunk | latency p50 / p99 | load |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for run in r["runs"]:
-        rows.append(f"| graph, {run['timing']} | {rate(run['successes'], run['ci95'])} | {run['same_outcome']}/{n} | "
-                    f"{run['same_outcome_and_steps']}/{n} | {run['steps'] / run['seconds']:.0f} |")
-    free = [run for run in r["runs"] if "control" in run]
-    if free:
-        rows += ["", "Free timing, the policy node's clock and latency (observation to action, transport included):",
-                 "", "| run | mean tick period (target 50 ms) | tick jitter p99 | latency, first action of a chunk "
-                 "p50 / p99 | latency, all actions p50 / p99 | dropped ticks |",
+        x = run["executor"]
+        timed = run["timing"] == "timed"
+        executor = (f"{x.get('held', 0):.0f} | {x.get('expired', 0):.0f} | {x.get('late', 0):.0f} | "
+                    f"{x.get('max_seam_jump', 0):.2f} / {x.get('max_step_jump', 0):.2f}" if timed else "- | - | - | -")
+        rows.append(f"| {run['label']} | {rate(run['successes'], run['ci95'])} | {run['same_outcome']}/{n} | "
+                    f"{run['same_outcome_and_steps']}/{n} | {executor} | {run['latency_p50_ms']:.0f} / "
+                    f"{run['latency_p99_ms']:.0f} ms | {run['load_average_1min']:.1f} |")
+    if r["groups"]:
+        rows += ["", "Timed runs pooled by condition:", "",
+                 "| condition | runs | success | points from offline | held steps | skipped actions |",
                  "| --- | --- | --- | --- | --- | --- |"]
-        for i, run in enumerate(free, 1):
-            c, s = run["control"], run["policy_status"]
-            rows.append(f"| free {i} | {c['mean_period_ms']:.2f} ms | {c['p99_jitter_ms']:.1f} ms | "
-                        f"{c['sampling_tick_latency_p50_ms']:.0f} / {c['sampling_tick_latency_p99_ms']:.0f} ms | "
-                        f"{c['latency_p50_ms']:.0f} / {c['latency_p99_ms']:.0f} ms | "
-                        f"{s.get('dropped_ticks', 0)} of {s.get('ticks', 0)} |")
+        for g in r["groups"]:
+            rows.append(f"| {g['condition']} | {g['runs']} | {rate(g['successes'], g['ci95'], g['episodes'])} | "
+                        f"{g['points_from_offline']:+.1f} | {g['held']:.0f} | {g['expired']:.0f} |")
+    rows += ["", "Held steps: steps of a started episode with no action due (the arm held still). Skipped: actions "
+             "whose step passed while they waited in the buffer. Late: actions that arrived after their step (the "
+             "chunk before ran it: sampling latency, by design). Jumps: the largest change of a motion action "
+             "(of 1 = full speed) from one step to the next. Latency: observation stamp to the chunk's (or "
+             "command's) arrival at a third node, transport included; for timed runs it includes the forced offset "
+             "or delay. Load: 1-minute load average at the end of the run."]
     return "\n".join(rows)
 
 

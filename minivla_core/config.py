@@ -44,13 +44,15 @@ def check_observation(observation: str) -> str:
     return observation
 
 
-TIMINGS = ("free", "lockstep")  # bridge.timing, policy_node.timing, run.timing
+TIMINGS = ("free", "lockstep", "timed")  # bridge.timing, policy_node.timing, run.timing
+SEAMS = ("inpaint", "replace")  # policy_node.seam
 
 
 def check_timing(timing: str, where: str) -> str:
     if timing not in TIMINGS:
-        raise ConfigError(f"{where} must be 'free' (each node on its own clock) or 'lockstep' (the simulator steps "
-                          f"when the policy answers its observation), got {timing!r}")
+        raise ConfigError(f"{where} must be 'free' (each node on its own clock, the newest command applied), "
+                          f"'lockstep' (the simulator steps when the policy answers its observation) or 'timed' "
+                          f"(whole chunks with due times, executed on the robot's clock), got {timing!r}")
     return timing
 
 
@@ -224,7 +226,8 @@ class RunConfig:
     params_file: str = ""  # ROS parameter file of the nodes (empty: the package's config/sim_policy.yaml)
     json: str = ""  # when set, `minivla run` writes its results there as JSON
     # bridge.timing and policy_node.timing of the graph it starts: "lockstep" (the default: an evaluation whose
-    # figures do not depend on timing) or "free" (both nodes on their own timers, as with a real robot)
+    # figures do not depend on timing), "timed" (the robot's clock executes whole timed chunks, sampled ahead: what
+    # a real robot runs) or "free" (both nodes on their own timers, the newest command applied)
     timing: str = "lockstep"
 
 
@@ -265,7 +268,8 @@ class BridgeConfig:
     interface: str = "minivla"
     # "free": it steps at step_rate, applying the newest command (a robot's clock). "lockstep": it steps when a command
     # answers its newest observation (a command's stamp names the observation it answers), as fast as the policy
-    # answers; after command_timeout without an answer it takes a step holding still and says so
+    # answers; after command_timeout without an answer it takes a step holding still and says so. "timed": it steps
+    # at step_rate, applying the action due then from the timed chunks on action_chunk (minivla_core/timed.py)
     timing: str = "free"
 
 
@@ -287,8 +291,16 @@ class PolicyNodeConfig:
     autostart: bool = True
     dry_run: bool = False  # compute and log actions, command nothing
     # "free": one command per control_rate tick from the newest inputs. "lockstep": one command per observation
-    # (images and state of one stamp), stamped with that observation's stamp, for a bridge in lockstep
+    # (images and state of one stamp), stamped with that observation's stamp, for a bridge in lockstep. "timed":
+    # whole chunks with each action's due time on action_chunk, sampled ahead, as the chunk before runs out
+    # (minivla_core/timed.py), for a robot side that executes them on its clock (bridge.timing timed)
     timing: str = "free"
+    # timed: how a new chunk meets the one before. "inpaint": the actions due while it is sampled are kept from the
+    # chunk before and the rest inpainted to continue them (real-time chunking); "replace": sampled freely
+    seam: str = "inpaint"
+    # timed: seconds added to every sampling call before its chunk is published, as if inference were that much
+    # slower (benchmarks: bench/bench_graph.py); 0 on a robot
+    extra_delay: float = 0.0
 
 
 @dataclass
@@ -452,7 +464,7 @@ CHOICES = {"env.observation": tuple(OBSERVATIONS), "model.image_encoder": IMAGE_
            "eval.instructions": ("plain", "held_out", "other_task"),
            "eval.image_ablation": ("none", "black", "frozen", "shuffled"), "recorder.storage": ("mcap", "sqlite3"),
            "bridge.interface": ("minivla", "standard"), "bridge.timing": TIMINGS, "policy_node.timing": TIMINGS,
-           "run.timing": TIMINGS,
+           "policy_node.seam": SEAMS, "run.timing": TIMINGS,
            "robot.camera_type": ("Image", "CompressedImage"), "robot.state_type": ("RobotState", "PoseAndJoints"),
            "robot.action_type": ("ActionCommand", "TwistStamped", "JointTrajectory", "Float64MultiArray")}
 

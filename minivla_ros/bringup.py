@@ -165,7 +165,8 @@ class RunResult:
     task: str
     episodes: list[dict] = field(default_factory=list)
     policy_status: dict = field(default_factory=dict)
-    timing: str = "free"  # the policy node's: free (its own clock) or lockstep (one answer per observation)
+    timing: str = "free"  # the policy node's: free (its own clock), lockstep (one answer per observation) or timed
+    executor: dict = field(default_factory=dict)  # timed: the bridge's executor counts (minivla_core/timed.py)
 
     @property
     def successes(self) -> int:
@@ -186,6 +187,7 @@ class Monitor(Node):
         self.create_subscription(DiagnosticArray, graph.DIAGNOSTICS.absolute, self.on_diagnostics,
                                  qos.profile(graph.DIAGNOSTICS))
         self.finished: dict[int, dict] = {}
+        self.executor_counts: dict = {}  # a bridge in timed timing: what its executor did, as of the newest episode
         self.policy_status: PolicyStatus | None = None
         self.active_status: PolicyStatus | None = None
 
@@ -195,6 +197,8 @@ class Monitor(Node):
 
     def on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
+            if status.name == "sim_bridge: executor":
+                self.executor_counts = {item.key: float(item.value) for item in status.values}
             if status.name == "sim_bridge: episode":
                 values = {item.key: item.value for item in status.values}
                 self.episode_ended(int(values["episode"]), values["success"] == "True", int(values["steps"]),
@@ -308,6 +312,7 @@ def run(episodes: int, task: str, instruction: str, params_file: Path = DEFAULT_
             result.episodes = [monitor.finished[k] for k in sorted(monitor.finished)][:episodes or None]
             result.policy_status = status_dict(monitor.active_status)
             stop_processes(processes)
+            result.executor = monitor.executor_counts
     return result
 
 
@@ -381,6 +386,13 @@ def summarize(result: RunResult) -> str:
         lines.append(f"policy node (lockstep: the simulator stepped on each answer): {s['ticks']} observations "
                      f"answered, {s['achieved_rate']:.1f} a second; sampling latency p50 "
                      f"{s['sampling_latency_p50_ms']:.1f} ms / p99 {s['sampling_latency_p99_ms']:.1f} ms")
+    elif s and result.timing == "timed":
+        x = result.executor
+        lines.append(f"policy node (timed: whole chunks executed on the bridge's clock): {s['ticks']} chunks, latency "
+                     f"observation to chunk p50 {s['sampling_latency_p50_ms']:.1f} ms / p99 "
+                     f"{s['sampling_latency_p99_ms']:.1f} ms; bridge: {x.get('applied', 0):.0f} actions applied, "
+                     f"{x.get('held', 0):.0f} steps held, {x.get('expired', 0):.0f} expired, "
+                     f"{x.get('refused_chunks', 0):.0f} chunks of another episode refused")
     elif s:
         lines.append(f"policy node: control rate {s['control_rate']:.1f} Hz configured, {s['achieved_rate']:.2f} Hz "
                      f"achieved, tick jitter p99 {s['tick_jitter_p99_ms']:.2f} ms, sampling latency p50 "
@@ -392,6 +404,6 @@ def summarize(result: RunResult) -> str:
 def write_json(result: RunResult, path: str | Path) -> None:
     data = {"task": result.task, "episodes": len(result.episodes), "successes": result.successes,
             "success_rate": result.successes / max(1, len(result.episodes)),
-            "per_episode": result.episodes, "policy_status": result.policy_status}
+            "per_episode": result.episodes, "policy_status": result.policy_status, "executor": result.executor}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(data, indent=1) + "\n")

@@ -50,6 +50,9 @@ EPISODE_STATUS = Topic("episode_status", "minivla_ros/msg/EpisodeStatus", "relia
                        recorded=True, required=True)
 ACTION = Topic("action_command", "minivla_ros/msg/ActionCommand", "reliable", "policy_node or expert_node",
                "sim_bridge", recorded=True, required=True)
+ACTION_CHUNK = Topic("action_chunk", "minivla_ros/msg/ActionChunk", "reliable",
+                     "policy_node with policy_node.timing timed (whole chunks, each action with its due time)",
+                     "sim_bridge with bridge.timing timed (executes them on its clock)")
 INSTRUCTION = Topic("instruction", "std_msgs/msg/String", "reliable", "anyone (`ros2 topic pub`)", "policy_node",
                     recorded=True)
 POLICY_STATUS = Topic("policy_status", "minivla_ros/msg/PolicyStatus", "reliable", "policy_node", "anyone")
@@ -73,9 +76,10 @@ EPISODE = Topic("episode", "std_msgs/msg/Header", "latched",
                 "policy_node when robot.episode_topic names it; a bag's episode boundaries (bag2data.episode_topic)")
 DIAGNOSTICS = Topic("diagnostics", "diagnostic_msgs/msg/DiagnosticArray", "reliable",
                     "policy_node (its health, once a second); sim_bridge with bridge.interface standard (each "
-                    "episode's result, status `sim_bridge: episode`)", "anyone (rqt_robot_monitor, `minivla run`)")
-TOPICS = (IMAGE, STATE, PRIVILEGED_STATE, EPISODE_STATUS, ACTION, INSTRUCTION, POLICY_STATUS, EE_POSE, JOINT_STATES,
-          CMD_VEL, GRIPPER_COMMAND, SCENE_STATE, EPISODE, DIAGNOSTICS)
+                    "episode's result, status `sim_bridge: episode`) or bridge.timing timed (what its executor did, "
+                    "status `sim_bridge: executor`)", "anyone (rqt_robot_monitor, `minivla run`)")
+TOPICS = (IMAGE, STATE, PRIVILEGED_STATE, EPISODE_STATUS, ACTION, ACTION_CHUNK, INSTRUCTION, POLICY_STATUS, EE_POSE,
+          JOINT_STATES, CMD_VEL, GRIPPER_COMMAND, SCENE_STATE, EPISODE, DIAGNOSTICS)
 RECORDED = tuple(topic for topic in TOPICS if topic.recorded)  # what a demonstration bag holds
 
 RESET_SERVICE = "reset_episode"  # std_srvs/srv/Trigger, served by sim_bridge: end the episode, start the next

@@ -34,12 +34,22 @@ observation, nor on one older than the newest episode's start. At each episode's
 message on robot.episode_topic: the n-th is episode n-1) the chunk is dropped and the sampler's noise restarts
 at the episode's seed, as `minivla eval` does: in lockstep the graph then plays every episode as eval does.
 
+With `policy_node.timing` timed (a real robot's clock; the bridge with bridge.timing timed executes) there is no
+control timer either: it publishes whole chunks (minivla_ros/ActionChunk on action_chunk), each action with its due
+time, and a sampling thread of its own samples the next one ahead, as the current one runs out: the new chunk is
+ready when the robot has executed `n_action_steps` actions of the old one, however long sampling takes (its
+latency is measured as it goes). The actions due while a chunk is being sampled are the old chunk's; with
+`policy_node.seam` inpaint the new chunk keeps them and continues from them (real-time chunking), so the two meet
+without a jump. Inputs are synchronised by stamp as in lockstep; a chunk names its episode, and the robot applies
+no action of another (minivla_core/timed.py).
+
 Parameters: the fields of PolicyNodeConfig (`policy_node.*`) and RobotConfig (`robot.*`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections import deque
 
@@ -60,12 +70,13 @@ from minivla_core.actions import check_action
 from minivla_core.errors import InstructionError, MiniVLAError
 from minivla_core.model.policy import PolicyRunner
 from minivla_core.model.tokenizer import check_instruction
+from minivla_core.timed import ChunkSchedule, stretch_chunk
 from minivla_ros import graph, qos
 from minivla_ros.conversions import COMMAND_TYPES, command_msgs, state_from_msg
 from minivla_ros.images import image_from_msg
 from minivla_ros.interfaces import (
     assemble_state, check_interface, check_limits, joint_positions, position_from_pose)
-from minivla_ros.msg import ActionCommand, EpisodeStatus, PolicyStatus, RobotState
+from minivla_ros.msg import ActionChunk, ActionCommand, EpisodeStatus, PolicyStatus, RobotState
 from minivla_ros.params import declare_section, resolve_path
 from minivla_ros.spin import run_node
 
@@ -85,7 +96,17 @@ class PolicyNode(LifecycleNode):
         self.config = declare_section(self, "policy_node", PolicyNodeConfig(),
                                       changeable=graph.CHANGEABLE["policy_node"])
         self.robot = declare_section(self, "robot", RobotConfig())
-        self.lockstep = check_timing(self.config.timing, "policy_node.timing") == "lockstep"
+        timing = check_timing(self.config.timing, "policy_node.timing")
+        self.lockstep, self.timed = timing == "lockstep", timing == "timed"
+        if self.timed and (self.robot.action_type != "ActionCommand" or self.robot.episode_topic):
+            raise ValueError("policy_node.timing timed publishes minivla_ros/ActionChunk and reads episode_status: "
+                             "use robot.action_type ActionCommand and no robot.episode_topic")
+        if self.config.seam not in ("inpaint", "replace"):
+            raise ValueError(f"policy_node.seam must be 'inpaint' or 'replace', got {self.config.seam!r}")
+        if self.config.extra_delay < 0:
+            raise ValueError(f"policy_node.extra_delay must be >= 0 seconds, got {self.config.extra_delay}")
+        self.runner_lock = threading.Lock()  # timed: the sampling thread and the callbacks share the runner
+        self.sampler_thread: threading.Thread | None = None
         torch.set_num_threads(max(1, self.config.threads))
         self.policy = None
         self.runner: PolicyRunner | None = None
@@ -116,6 +137,9 @@ class PolicyNode(LifecycleNode):
         self.add_on_set_parameters_callback(self.on_set_parameters)
         if self.config.instruction:
             self.set_instruction(self.config.instruction)
+        self.schedule: ChunkSchedule | None = None  # timed: made with the runner (it needs the checkpoint's sizes)
+        self.newest_observation = None  # timed: (stamp, episode, step, images, state), for the sampling thread
+        self.observation_ready = threading.Condition()
         if self.config.autostart and self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
             self.trigger_activate()
 
@@ -137,7 +161,9 @@ class PolicyNode(LifecycleNode):
         self.answered = None
         self.create_command_publishers()
         self.create_input_subscriptions()
-        if not self.lockstep:
+        if self.timed:
+            self.start_sampler_thread()
+        elif not self.lockstep:
             self.resources.append(self.create_timer(self.period, self.tick))
         self.problem = "configured, not active (lifecycle: activate)"
         if self.instruction:
@@ -167,6 +193,7 @@ class PolicyNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def release(self) -> None:
+        self.stop_sampler_thread()
         for resource in self.resources:
             if isinstance(resource, Timer):
                 self.destroy_timer(resource)
@@ -187,7 +214,9 @@ class PolicyNode(LifecycleNode):
             self.command_pubs[0].publish(command_msgs(stop, self.robot, self.get_clock().now().to_msg(),
                                                       self.period)[0])
         if self.runner is not None:
-            self.runner.reset()
+            with self.runner_lock:
+                self.runner.reset()
+            self.schedule_reset()
 
     def on_pause(self, request, response):
         """~/pause (std_srvs/SetBool): true pauses commanding (the robot holds), false resumes."""
@@ -200,7 +229,10 @@ class PolicyNode(LifecycleNode):
 
     def create_command_publishers(self) -> None:
         robot = self.robot
-        if robot.action_type == "ActionCommand":
+        if self.timed:
+            self.command_pubs = [self.create_lifecycle_publisher(ActionChunk, graph.ACTION_CHUNK.name,
+                                                                 qos.profile(graph.ACTION_CHUNK))]
+        elif robot.action_type == "ActionCommand":
             self.command_pubs = [self.create_lifecycle_publisher(ActionCommand, graph.ACTION.name,
                                                                  qos.profile(graph.ACTION))]
         else:
@@ -330,8 +362,12 @@ class PolicyNode(LifecycleNode):
         self.config = dataclasses.replace(self.config, **changes)
         if self.runner is not None:
             self.runner.n_action_steps = self.config.n_action_steps or self.policy.config.n_action_steps
-            self.runner.inference_steps = self.config.inference_steps or self.policy.config.inference_steps
-            self.runner.reset()
+            with self.runner_lock:
+                self.runner.inference_steps = self.config.inference_steps or self.policy.config.inference_steps
+                self.runner.reset()
+                if self.timed and self.config.seam == "inpaint":
+                    self.runner.prepare_continuing()
+            self.schedule_reset()
         if changes.get("instruction"):
             self.set_instruction(changes["instruction"])
         return SetParametersResult(successful=True)
@@ -355,6 +391,8 @@ class PolicyNode(LifecycleNode):
                 self.runner = PolicyRunner(self.policy, text, self.config.n_action_steps or None,
                                            self.config.inference_steps or None, self.config.seed)
                 self.runner.reset(self.episode)
+                if self.timed and self.config.seam == "inpaint":
+                    self.runner.prepare_continuing()
                 unknown = self.runner.unknown_words
             else:
                 unknown = self.runner.set_instruction(text)
@@ -380,11 +418,12 @@ class PolicyNode(LifecycleNode):
     def on_episode_status(self, msg: EpisodeStatus) -> None:
         if self.robot.episode_topic or self.policy is None:
             return  # the episodes come from robot.episode_topic
-        if not self.lockstep:
+        if not (self.lockstep or self.timed):
             self.new_episode(msg.episode, msg.header.stamp)
             return
-        # Lockstep: the status is part of the observation of its stamp; the episode starts when that one is answered.
-        self.status_of_stamp = (stamp_key(msg.header.stamp), msg.episode, msg.done)
+        # Lockstep and timed: the status is part of the observation of its stamp; the episode starts when that one is
+        # answered.
+        self.status_of_stamp = (stamp_key(msg.header.stamp), msg.episode, msg.done, msg.step)
         self.have_input("status", msg.header.stamp)
 
     def on_episode_start(self, msg: Header) -> None:
@@ -397,7 +436,8 @@ class PolicyNode(LifecycleNode):
         if episode != self.episode:
             self.episode, self.episode_start = episode, stamp_key(first_stamp)
             if self.runner is not None:
-                self.runner.reset(episode)
+                with self.runner_lock:
+                    self.runner.reset(episode)
 
     # --- control loop -------------------------------------------------------------------------
     def tick(self) -> None:
@@ -410,8 +450,9 @@ class PolicyNode(LifecycleNode):
         self.act(self.get_clock().now().to_msg(), observation=None)
 
     def have_input(self, name: str, stamp) -> None:
-        """Lockstep: one more input of the observation of `stamp`; answer that observation once it is complete."""
-        if not self.lockstep:
+        """Lockstep and timed: one more input of the observation of `stamp`; once it is complete, lockstep answers
+        it, timed hands it to the sampling thread."""
+        if not (self.lockstep or self.timed):
             return
         self.input_stamps[name] = stamp_key(stamp)
         wanted = [f"camera {i}" for i in range(len(self.cameras))]
@@ -428,10 +469,13 @@ class PolicyNode(LifecycleNode):
             return  # incomplete, answered already, or of an episode before the current one
         self.answered = key
         if not self.robot.episode_topic:
-            _, episode, done = self.status_of_stamp
+            _, episode, done, step = self.status_of_stamp
             if done:
                 return  # an episode's final observation: the simulator goes on with the next, whatever comes
             self.new_episode(episode, stamp)
+        if self.timed:
+            self.offer_observation(stamp, step)
+            return
         now = time.monotonic()
         self.tick_times.append(now)
         self.ticks += 1
@@ -479,6 +523,108 @@ class PolicyNode(LifecycleNode):
         for publisher, msg in zip(self.command_pubs[::-1], messages[::-1]):  # the gripper first: with the motion
             publisher.publish(msg)  # that follows, a robot applying the newest command has both
         self.last_action = action
+
+    # --- timed: chunks sampled ahead on a thread of their own -----------------------------------
+    def start_sampler_thread(self) -> None:
+        self.sampler_running = True
+        self.sampler_thread = threading.Thread(target=self.sampling_loop, name="sampler", daemon=True)
+        self.sampler_thread.start()
+
+    def stop_sampler_thread(self) -> None:
+        if self.sampler_thread is None:
+            return
+        with self.observation_ready:
+            self.sampler_running = False
+            self.observation_ready.notify()
+        self.sampler_thread.join(timeout=5.0)
+        self.sampler_thread = None
+
+    def schedule_reset(self) -> None:
+        """The next chunk starts afresh (new instruction, sampler settings, hold, an error)."""
+        if self.schedule is not None:
+            self.schedule.episode = None
+
+    def offer_observation(self, stamp, step: int) -> None:
+        """A complete observation (images and state of one stamp): the newest one is what the sampling thread
+        samples from when the schedule says the next chunk is due."""
+        now = time.monotonic()
+        problem = self.why_not_ready(now)
+        if problem != self.problem:
+            if problem is None:
+                self.get_logger().info("publishing timed action chunks")
+            else:
+                self.get_logger().warning(f"not acting: {problem}")
+            self.problem = problem
+        if problem is not None:
+            return
+        state = self.state if self.robot.state_type == "RobotState" else assemble_state(self.robot, self.pose,
+                                                                                         self.joints)
+        with self.observation_ready:
+            self.newest_observation = (stamp, self.episode, step, np.stack(self.images), state)
+            self.observation_ready.notify()
+
+    def sampling_loop(self) -> None:
+        """The sampling thread: wait for an observation; when the next chunk is due, sample it and publish it."""
+        while True:
+            with self.observation_ready:
+                while self.sampler_running and self.newest_observation is None:
+                    self.observation_ready.wait(timeout=0.5)
+                if not self.sampler_running:
+                    return
+                observation, self.newest_observation = self.newest_observation, None
+            try:
+                self.sample_timed_chunk(*observation)
+            except Exception as exc:  # never let the thread die silently: the robot would hold forever
+                self.get_logger().error(f"sampling failed: {exc}", throttle_duration_sec=1.0)
+
+    def sample_timed_chunk(self, stamp, episode: int, step: int, images: np.ndarray, state: np.ndarray) -> None:
+        observation_time = stamp.sec + stamp.nanosec * 1e-9
+        runner = self.runner
+        horizon = self.policy.config.horizon
+        if self.schedule is None or self.schedule.n_action_steps != runner.n_action_steps:
+            self.schedule = ChunkSchedule(self.period, horizon, runner.n_action_steps)
+        schedule = self.schedule
+        if schedule.episode == episode and schedule.chunks == 1 and step >= 1 and not schedule.aligned:
+            schedule.robot_started(observation_time)  # the robot applied action 0 at the step of this observation
+        if not schedule.due(observation_time, episode, step):
+            return
+        stretch = schedule.stretch()
+        frozen = schedule.frozen_prefix(observation_time, episode, stretch) if self.config.seam == "inpaint" else []
+        with self.runner_lock:
+            if episode != self.episode:
+                return  # an episode started while this waited
+            try:
+                chunk = runner.sample_continuing(images, state, frozen)
+                for action in chunk:
+                    check_action(action)
+                    check_limits(action, self.robot)
+            except ValueError as exc:  # e.g. a finite but absurd state (1e20) driving the network to NaN
+                self.get_logger().error(f"not acting: {exc}", throttle_duration_sec=1.0)
+                self.schedule_reset()
+                return
+        if self.config.extra_delay:
+            time.sleep(self.config.extra_delay)  # benchmarks: as if inference took this much longer
+        now = self.get_clock().now().nanoseconds * 1e-9
+        self.latencies.append(now - observation_time)
+        schedule.measured(now - observation_time)
+        index = schedule.sent(observation_time, episode, chunk, stretch)
+        if stretch > 1:
+            self.get_logger().warning(f"sampling takes {schedule.latency * 1e3:.0f} ms, more than half a chunk: the "
+                                      f"robot moves at 1/{stretch} speed", throttle_duration_sec=5.0)
+        chunk = stretch_chunk(chunk, stretch)
+        msg = ActionChunk()
+        first_due = observation_time + self.period
+        msg.header.stamp.sec, msg.header.stamp.nanosec = int(first_due), int((first_due % 1.0) * 1e9)
+        msg.period, msg.episode, msg.observation_stamp = self.period, episode, stamp
+        msg.chunk, msg.frozen = index, len(frozen)
+        msg.action_dim, msg.actions = chunk.shape[1], chunk.astype(np.float32).ravel().tolist()
+        self.tick_times.append(time.monotonic())
+        self.ticks += 1
+        if self.config.dry_run:
+            self.get_logger().info(f"dry run, not sent: chunk {index} of episode {episode}", throttle_duration_sec=1.0)
+            return
+        self.command_pubs[0].publish(msg)
+        self.last_action = chunk[0]
 
     def why_not_ready(self, now: float) -> str | None:
         if self.policy is None:

@@ -29,6 +29,15 @@ policy_node.timing lockstep answers each one. The episode then runs as `minivla 
 as fast as the policy answers; a command answering an older observation is not applied. Without an answer for
 `bridge.command_timeout` seconds it takes a step holding still, and says so.
 
+With `bridge.timing` timed (a real robot's clock, with a policy whose inference may take longer than a step) it
+steps at step_rate and takes whole chunks on action_chunk (minivla_ros/ActionChunk: each action with its due time)
+into a time-indexed buffer (minivla_core/timed.py: ActionBuffer); at each step it applies the action due then,
+drops the ones whose time has passed and holds still when none is due. It applies no action of an episode other
+than its current one, and an episode's first chunk starts at the next step. Observations are stamped with the time
+of their step, the time the chunk's due times count from. What it executed (actions applied, skipped, late, steps held,
+chunks refused, the largest jump at a seam between chunks) goes to /diagnostics at the end of each episode
+(status `sim_bridge: executor`).
+
 When it steps, what it does without a command and when an episode ends are the rules of
 minivla_core/episode_rules.py (hold still, an episode's clock starts with its first command, ...);
 this node turns their events into messages. It adds the ROS sides:
@@ -48,6 +57,7 @@ import dataclasses
 import time
 
 import numpy as np
+from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from rcl_interfaces.msg import SetParametersResult
@@ -61,10 +71,11 @@ from minivla_core.config import PRIVILEGED, BridgeConfig, EnvConfig, check_timin
 from minivla_core.envs import check_sim_task
 from minivla_core.episode_rules import EpisodeEnd, EpisodeRules, Holding, NewObservation, TaskSwitch
 from minivla_core.errors import TaskError
+from minivla_core.timed import ActionBuffer
 from minivla_ros import graph, qos
 from minivla_ros.conversions import action_from_msg, image_to_msg, joint_state_to_msg, pose_to_msg, state_to_msg
 from minivla_ros.interfaces import action_from_twist, gripper_from_msg
-from minivla_ros.msg import ActionCommand, EpisodeStatus, RobotState
+from minivla_ros.msg import ActionChunk, ActionCommand, EpisodeStatus, RobotState
 from minivla_ros.params import declare_section
 from minivla_ros.spin import run_node
 
@@ -77,7 +88,11 @@ class SimBridgeNode(Node):
         if self.config.interface not in ("minivla", "standard"):
             raise ValueError(f"bridge.interface must be 'minivla' or 'standard', got {self.config.interface!r}")
         self.standard = self.config.interface == "standard"
-        self.lockstep = check_timing(self.config.timing, "bridge.timing") == "lockstep"
+        timing = check_timing(self.config.timing, "bridge.timing")
+        self.lockstep, self.timed = timing == "lockstep", timing == "timed"
+        if self.timed and self.standard:
+            raise ValueError("bridge.timing timed takes chunks on action_chunk (minivla_ros/ActionChunk): use "
+                             "bridge.interface minivla")
         self.rules = EpisodeRules(self.env_config, self.config.command_timeout, self.config.episodes)
         cameras = self.rules.env.cameras
         self.image_pubs = [self.create_publisher(Image, graph.image_topic(camera, i == 0), qos.profile(graph.IMAGE))
@@ -99,6 +114,13 @@ class SimBridgeNode(Node):
                                                     qos.profile(graph.EPISODE_STATUS))
             self.create_subscription(ActionCommand, graph.ACTION.name, self.on_command, qos.profile(graph.ACTION))
             self.ready_pubs = (self.state_pub, self.privileged_pub)
+        if self.timed:
+            self.buffer = ActionBuffer(period=1.0 / self.config.step_rate)
+            self.create_subscription(ActionChunk, graph.ACTION_CHUNK.name, self.on_chunk,
+                                     qos.profile(graph.ACTION_CHUNK))
+            self.diagnostics_pub = self.create_publisher(DiagnosticArray, graph.DIAGNOSTICS.absolute,
+                                                         qos.profile(graph.DIAGNOSTICS))
+        self.tick_time = None  # timed: when the newest step was taken (ROS time, seconds)
         self.announced_episode = None  # the newest episode whose start was published on `episode` (standard)
         # The gripper's subscription first: messages ready together are taken in this order, and a policy publishes
         # the gripper's command before the motion it goes with (in lockstep the motion steps at once).
@@ -116,7 +138,8 @@ class SimBridgeNode(Node):
         self.observation_key, self.answerable, self.published_at = None, set(), 0.0
         self.answered_before: set = set()  # the previous observation's stamps (its late answers are no surprise)
         self.unanswerable = 0  # lockstep: commands that answered no current observation
-        pace = "in lockstep with the policy" if self.lockstep else f"at {self.config.step_rate} Hz"
+        pace = ("in lockstep with the policy" if self.lockstep else
+                f"at {self.config.step_rate} Hz{', executing timed chunks' if self.timed else ''}")
         self.get_logger().info(f"simulating {self.env_config.task} ({' and '.join(cameras)} camera, "
                                f"{self.env_config.image_size}px, {observation_label(self.env_config.observation)} "
                                f"robot state) {pace}, seed {self.env_config.seed}, {self.config.interface} messages")
@@ -139,6 +162,31 @@ class SimBridgeNode(Node):
                                     throttle_duration_sec=1.0)
             return
         self.take(action, answers=msg.header.stamp)
+
+    def on_chunk(self, msg: ActionChunk) -> None:
+        """Timed: a chunk of actions with due times, into the buffer (the one before it is replaced from its first
+        action on). An episode's first chunk starts at the next step: the arm waits still until it comes."""
+        try:
+            if msg.action_dim != self.rules.env.action_dim or len(msg.actions) % msg.action_dim or not msg.actions:
+                raise ValueError(f"{len(msg.actions)} numbers in rows of {msg.action_dim}; expected rows of "
+                                 f"{self.rules.env.action_dim}")
+            if not msg.period > 0:
+                raise ValueError(f"period {msg.period} is not > 0")
+            actions = np.asarray(msg.actions, dtype=np.float32).reshape(-1, msg.action_dim)
+            for action in actions:
+                check_action(action)
+        except ValueError as exc:
+            self.get_logger().error(f"refusing action chunk: {exc}", throttle_duration_sec=1.0)
+            return
+        next_step = None
+        if not self.rules.started and self.tick_time is not None:
+            next_step = self.tick_time + 1.0 / self.config.step_rate
+        first_due = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        now = self.get_clock().now().nanoseconds * 1e-9
+        if not self.buffer.add(msg.episode, first_due, msg.period, actions, msg.chunk, self.rules.env.episode, now,
+                               next_step):
+            self.get_logger().info(f"chunk of episode {msg.episode} refused: the robot is in episode "
+                                   f"{self.rules.env.episode}", throttle_duration_sec=1.0)
 
     def take(self, action: np.ndarray, answers) -> None:
         """A checked action. Free: the newest command, applied at the next step. Lockstep: applied now, if it answers
@@ -201,6 +249,13 @@ class SimBridgeNode(Node):
             return  # the answer to the newest observation steps the simulation (take); none came yet
         # (free; or lockstep after command_timeout without an answer: re-send an episode's first observation, or
         # take a step holding still)
+        if self.timed:
+            self.tick_time = self.get_clock().now().nanoseconds * 1e-9
+            action = self.buffer.take(self.tick_time, self.rules.env.episode)
+            if action is not None:
+                self.rules.command(action, now)
+            elif self.rules.started:
+                self.buffer.hold()
         self.publish(self.rules.tick(now, self.subscribers_ready()))
 
     def subscribers_ready(self) -> bool:
@@ -220,6 +275,8 @@ class SimBridgeNode(Node):
             if isinstance(event, NewObservation):
                 self.publish_observation(event)
             elif isinstance(event, EpisodeEnd):
+                if self.timed:
+                    self.publish_executor_counts()
                 # The closing status describes the episode's last observation, so it carries that one's stamp.
                 if self.standard:
                     self.publish_result(event)
@@ -236,7 +293,11 @@ class SimBridgeNode(Node):
 
     def publish_observation(self, event: NewObservation) -> None:
         """Images, state and status of one observation share one stamp (recordings rely on it)."""
-        stamp = self.obs_stamp = self.get_clock().now().to_msg()
+        if self.timed and self.tick_time is not None:  # the time of its step: the due times of chunks count from it
+            stamp = Time(sec=int(self.tick_time), nanosec=int(round((self.tick_time % 1.0) * 1e9)) % 1_000_000_000)
+        else:
+            stamp = self.get_clock().now().to_msg()
+        self.obs_stamp = stamp
         observation = event.observation
         if (event.episode, event.step) != self.observation_key:  # not a re-send of the same observation
             self.observation_key, self.answered_before, self.answerable = (event.episode, event.step), \
@@ -259,6 +320,17 @@ class SimBridgeNode(Node):
         self.privileged_pub.publish(state_to_msg(observation.privileged, stamp, PRIVILEGED))
         self.publish_status(event.task, event.episode, event.step, observation.success, event.episode_return,
                             done=event.final, stamp=stamp)
+
+    def publish_executor_counts(self) -> None:
+        """Timed: what the executor did since the bridge started, a DiagnosticStatus `sim_bridge: executor`."""
+        counts = dataclasses.asdict(self.buffer.counts)
+        counts = {k: round(v, 4) if isinstance(v, float) else v for k, v in counts.items()}
+        status = DiagnosticStatus(level=DiagnosticStatus.OK, name=f"{self.get_name()}: executor",
+                                  hardware_id=self.get_name(), message=f"{counts['held']} steps held",
+                                  values=[KeyValue(key=k, value=str(v)) for k, v in counts.items()])
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self.diagnostics_pub.publish(array)
 
     def publish_result(self, end: EpisodeEnd) -> None:
         """An episode's result in standard messages: a DiagnosticStatus `sim_bridge: episode` on /diagnostics."""

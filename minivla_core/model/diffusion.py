@@ -139,20 +139,31 @@ class DiffusionHead(nn.Module):
 
     @torch.no_grad()
     def sample(self, cond: torch.Tensor, inference_steps: int, generator: torch.Generator | None = None,
-               noise: torch.Tensor | None = None) -> torch.Tensor:
+               noise: torch.Tensor | None = None, known: torch.Tensor | None = None,
+               mask: torch.Tensor | None = None) -> torch.Tensor:
         """Deterministic DDIM (eta = 0) from pure noise (`noise`, else drawn from `generator`); returns normalised
         chunks clipped to [-1, 1].
 
         Each step: the network's prediction gives x0 (clipped to [-1, 1]) and the noise eps consistent with the
         clipped x0, eps = (x_t - sqrt(ab) x0) / sqrt(1 - ab); the next, less noisy level takes
-        x = sqrt(ab') x0 + sqrt(1 - ab') eps = k0 x0 + kx x_t (plain numbers, computed once per level)."""
+        x = sqrt(ab') x0 + sqrt(1 - ab') eps = k0 x0 + kx x_t (plain numbers, computed once per level).
+
+        Inpainting (real-time chunking's frozen actions): where `mask` (B, horizon, 1) is 1, the chunk is `known`
+        (B, horizon, A, normalised): before each step those actions are set to `known` noised to the step's level
+        with the chunk's own noise, so the network fills in the rest to continue them; the result holds them
+        exactly. A mask of zeros changes nothing."""
         x = noise if noise is not None else torch.randn((cond.shape[0], self.horizon, self.action_dim),
                                                         device=cond.device, generator=generator)
+        start_noise = x
         levels = ddim_timesteps(self.train_steps, inference_steps)
         alpha_bars = [float(self.alpha_bar[t]) for t in levels] + [1.0]
         for modulation, ab, ab_next in zip(self.denoiser.modulations(levels, cond), alpha_bars, alpha_bars[1:]):
+            if known is not None:
+                x = torch.lerp(x, known * math.sqrt(ab) + start_noise * math.sqrt(1 - ab), mask)
             p, q = self.x0_coefficients(ab)
             x0 = torch.add(x * p, self.denoiser.denoise(x, modulation), alpha=q).clamp_(-1, 1)
             kx = math.sqrt(1 - ab_next) / math.sqrt(1 - ab)
             x = torch.add(x0 * (math.sqrt(ab_next) - kx * math.sqrt(ab)), x, alpha=kx)
+        if known is not None:
+            x = torch.lerp(x, known, mask)
         return x.clamp(-1, 1)

@@ -113,20 +113,34 @@ class ChunkSampler(nn.Module):
                                                                                  noise=noise))
 
 
+class InpaintingSampler(ChunkSampler):
+    """ChunkSampler whose chunk keeps the actions `known` (raw, (B, horizon, A)) where `mask` (B, horizon, 1) is 1
+    (the frozen actions of real-time chunking: minivla_core/timed.py)."""
+
+    def forward(self, images: torch.Tensor, states: torch.Tensor, text_token: torch.Tensor, noise: torch.Tensor,
+                known: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        cond = self.policy.encode(images, states, None, None, text_token)
+        normalizer = self.policy.action_normalizer
+        chunk = self.policy.head.sample(cond, self.inference_steps, noise=noise, known=normalizer.normalize(known),
+                                        mask=mask)
+        return normalizer.unnormalize(chunk)
+
+
 def trace_sampler(policy: VLAPolicy, inference_steps: int, images: torch.Tensor, states: torch.Tensor,
-                  text_token: torch.Tensor, noise: torch.Tensor) -> nn.Module:
+                  text_token: torch.Tensor, noise: torch.Tensor, *inpainting: torch.Tensor) -> nn.Module:
     """ChunkSampler traced on these example inputs, with its weights frozen in; the plain module if tracing fails.
 
     torch.jit is deprecated in favour of torch.compile, which on a CPU needs a C++ compiler at run time (not every
     robot computer has one); the torch pinned in requirements.txt traces, and a torch that no longer does still
     samples, only slower."""
-    sampler = ChunkSampler(policy, inference_steps).eval()
+    sampler = (InpaintingSampler if inpainting else ChunkSampler)(policy, inference_steps).eval()
     with torch.no_grad(), warnings.catch_warnings():
         # The noise levels and their coefficients become constants of the graph: that is the point.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
         try:
-            return torch.jit.freeze(torch.jit.trace(sampler, (images, states, text_token, noise), check_trace=False))
+            return torch.jit.freeze(torch.jit.trace(sampler, (images, states, text_token, noise, *inpainting),
+                                                    check_trace=False))
         except (RuntimeError, AttributeError) as exc:
             warnings.warn(f"sampling without torch.jit ({exc}): the same actions, more slowly")
             return sampler
@@ -173,6 +187,7 @@ class PolicyRunner:
         examples = (torch.zeros(1, policy.cameras, 3, size, size), torch.zeros(1, policy.state_dim),
                     torch.zeros(1, policy.config.d_model), torch.zeros(1, policy.config.horizon, policy.action_dim))
         self.sampler, self.sampler_steps = trace_sampler(policy, steps, *examples), steps
+        self.inpainting_sampler = None  # traced when first needed (timed execution: sample_continuing)
 
     def set_instruction(self, instruction: str) -> list[str]:
         """Switch instruction (clears queued actions); returns the words the model does not know."""
@@ -216,6 +231,32 @@ class PolicyRunner:
         noise = torch.randn((1, self.policy.config.horizon, self.policy.action_dim), generator=self.generator)
         with torch.no_grad():
             return self.sampler(image_to_tensor(images), states, self.text_token, noise)[0].numpy()
+
+    def sample_continuing(self, images: np.ndarray, state: np.ndarray, frozen: np.ndarray) -> np.ndarray:
+        """A fresh chunk whose first len(frozen) actions are `frozen` (the previous chunk's actions that the robot
+        executes while this one is computed) and whose rest continues them (inpainting: real-time chunking,
+        minivla_core/timed.py). With nothing frozen, the same chunk as sample_chunk."""
+        self.check_inputs(images, state)
+        if len(frozen) == 0:
+            return self._sample(images, state)
+        horizon, action_dim = self.policy.config.horizon, self.policy.action_dim
+        known, mask = torch.zeros(1, horizon, action_dim), torch.zeros(1, horizon, 1)
+        known[0, : len(frozen)], mask[0, : len(frozen)] = torch.from_numpy(np.asarray(frozen, np.float32)), 1.0
+        noise = torch.randn((1, horizon, action_dim), generator=self.generator)
+        states = torch.from_numpy(np.asarray(state, dtype=np.float32))[None]
+        self.prepare_continuing()
+        with torch.no_grad():
+            chunk = self.inpainting_sampler(image_to_tensor(images), states, self.text_token, noise, known, mask)
+        return chunk[0].numpy()
+
+    def prepare_continuing(self) -> None:
+        """Trace the inpainting sampler now (a fraction of a second), not inside the first chunk that needs it."""
+        if self.inpainting_sampler is None:
+            policy, size, horizon = self.policy, self.policy.image_size, self.policy.config.horizon
+            examples = (torch.zeros(1, policy.cameras, 3, size, size), torch.zeros(1, policy.state_dim),
+                        torch.zeros(1, policy.config.d_model), torch.zeros(1, horizon, policy.action_dim),
+                        torch.zeros(1, horizon, policy.action_dim), torch.zeros(1, horizon, 1))
+            self.inpainting_sampler = trace_sampler(policy, self.inference_steps, *examples)
 
     def act(self, images: np.ndarray, state: np.ndarray) -> np.ndarray:
         """The next action for images (cameras, H, W, 3) and the state; every observation is checked,
