@@ -3,6 +3,7 @@
     ros2 launch minivla_ros sim_policy.launch.py
     ros2 launch minivla_ros sim_policy.launch.py task:=push-v3 control_rate:=20.0 inference_steps:=5
     ros2 launch minivla_ros sim_policy.launch.py timing:=lockstep   # the simulator waits for each answer
+    ros2 launch minivla_ros sim_policy.launch.py timing:=timed      # timed chunks on the simulator's own clock
     ros2 topic pub --once /instruction std_msgs/msg/String "{data: 'push the puck to the goal'}"
     ros2 launch minivla_ros sim_policy.launch.py config:=config/fetch.yaml checkpoint:=checkpoints/fetch_push.pt
 

@@ -271,6 +271,10 @@ class BridgeConfig:
     # answers; after command_timeout without an answer it takes a step holding still and says so. "timed": it steps
     # at step_rate, applying the action due then from the timed chunks on action_chunk (minivla_core/timed.py)
     timing: str = "free"
+    # Actuation noise: the standard deviation (in action units; 1 = a full step) of Gaussian noise added to the motion
+    # of every applied command, seeded by layout. Demonstrations recorded with it show the expert correcting the
+    # drift it causes, from states a clean expert never visits (DART); 0 for evaluation
+    motion_noise: float = 0.0
 
 
 @dataclass

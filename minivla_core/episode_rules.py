@@ -3,6 +3,9 @@ commands it gets, and when an episode ends. minivla_ros/sim_bridge.py is publish
 this class; test/test_episode_rules.py checks every rule on a real MuJoCo env, no DDS involved. The env is
 whichever simulated robot runs env.task (minivla_core/envs: Meta-World, or Fetch for fetch-push).
 
+- With `motion_noise` > 0 each applied command's motion gets Gaussian noise of that standard deviation (clipped
+  to the action range), drawn from a stream seeded by the layout: actuation noise, for recording demonstrations
+  in which the expert corrects drift.
 - Each command is applied at most once. When no new command has arrived since the last step, the
   arm holds still (zero motion, gripper as last commanded) instead of replaying the old one; after
   `command_timeout` seconds of that, a Holding event says so (once per pause).
@@ -65,8 +68,12 @@ class TaskSwitch:
 
 
 class EpisodeRules:
-    def __init__(self, env_config: EnvConfig, command_timeout: float = 0.5, episodes: int = 0):
+    def __init__(self, env_config: EnvConfig, command_timeout: float = 0.5, episodes: int = 0,
+                 motion_noise: float = 0.0):
+        if motion_noise < 0:
+            raise ValueError(f"bridge.motion_noise must be >= 0, got {motion_noise}")
         self.env_config = env_config
+        self.motion_noise = motion_noise
         self.command_timeout = command_timeout  # may change while running (ros2 param set)
         self.episodes = episodes  # may change while running; 0: no limit
         self.env = make_env(env_config)
@@ -118,6 +125,9 @@ class EpisodeRules:
         else:
             self.started, self.holding_reported = True, False
             self.gripper = float(command[3])
+            if self.motion_noise:
+                command = command.copy()
+                command[:3] = np.clip(command[:3] + self.noise.normal(0.0, self.motion_noise, 3), -1.0, 1.0)
         self.observation = self.env.step(command)
         self.episode_return += self.observation.reward
         events.append(self.new_observation())
@@ -130,6 +140,7 @@ class EpisodeRules:
     # --- episodes -------------------------------------------------------------------------------
     def start_episode(self, episode: int) -> None:
         self.observation = self.env.reset(episode)
+        self.noise = np.random.default_rng([self.env_config.seed, episode, 1])  # motion noise: by layout
         self.episode_return = 0.0
         self.started = False
         self.newest_command = None

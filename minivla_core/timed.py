@@ -162,7 +162,8 @@ class ChunkSchedule:
         next could come. A chunk sent at latency L lasts horizon * stretch steps, L of them gone by the time it
         arrives; the rest must cover the next chunk's latency and one step:
         horizon * stretch * period >= 2 L + period."""
-        needed = (2 * self.latency + self.period) / (self.horizon * self.period)
+        typical = float(np.percentile(self.latencies, 90)) + self.margin if self.latencies else self.margin
+        needed = (2 * typical + self.period) / (self.horizon * self.period)  # one slow call does not slow the robot
         return int(min(max(1, math.ceil(needed - 1e-9)), 4))
 
     def due(self, observation_time: float, episode: int, step: int) -> bool:

@@ -93,7 +93,8 @@ class SimBridgeNode(Node):
         if self.timed and self.standard:
             raise ValueError("bridge.timing timed takes chunks on action_chunk (minivla_ros/ActionChunk): use "
                              "bridge.interface minivla")
-        self.rules = EpisodeRules(self.env_config, self.config.command_timeout, self.config.episodes)
+        self.rules = EpisodeRules(self.env_config, self.config.command_timeout, self.config.episodes,
+                                  self.config.motion_noise)
         cameras = self.rules.env.cameras
         self.image_pubs = [self.create_publisher(Image, graph.image_topic(camera, i == 0), qos.profile(graph.IMAGE))
                            for i, camera in enumerate(cameras)]

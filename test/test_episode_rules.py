@@ -108,3 +108,18 @@ def test_events_describe_the_episode_they_belong_to_even_after_the_env_moved_on(
     assert isinstance(first, NewObservation) and (first.episode, first.step) == (1, 0)
     steps = [e.step for e in events if isinstance(e, NewObservation) and e.episode == 0]
     assert steps == list(range(1, 31))
+
+
+def test_motion_noise_moves_the_arm_off_the_commanded_path_the_same_way_for_a_layout():
+    config = EnvConfig(image_size=32, max_episode_steps=30)
+    paths = []
+    for noise in (0.0, 0.5, 0.5):
+        rules = EpisodeRules(config, motion_noise=noise)
+        for step in range(5):
+            rules.command(np.array([1.0, 0.0, 0.0, -1.0], dtype=np.float32), float(step))
+            events = rules.tick(float(step))
+        paths.append(events[-1].observation.state[:3].copy())
+        rules.close()
+    clean, noisy, again = paths
+    assert np.abs(noisy - clean).max() > 1e-3  # off the commanded path
+    np.testing.assert_array_equal(noisy, again)  # and the same for the same layout

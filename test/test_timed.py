@@ -103,3 +103,18 @@ def test_inpainting_keeps_the_frozen_actions_and_nothing_frozen_is_plain_samplin
     continued = runner.sample_continuing(images, state, plain[4:7])
     np.testing.assert_allclose(continued[:3], plain[4:7], atol=1e-6)
     assert not np.allclose(continued[3:], plain[3:])
+
+
+def test_sampling_slower_than_half_a_chunk_slows_the_robot_instead_of_stopping_it():
+    from minivla_core.timed import stretch_chunk
+
+    schedule = ChunkSchedule(PERIOD, horizon=8, n_action_steps=4)
+    schedule.measured(0.03)
+    assert schedule.stretch() == 1
+    for _ in range(10):
+        schedule.measured(0.35)  # +300 ms: a chunk of 8 x 50 ms would be used up before the next came
+    assert schedule.stretch() == 2
+    slow = stretch_chunk(chunk(0.2), 2)
+    assert len(slow) == 16
+    np.testing.assert_allclose(slow[0::2, 0], chunk(0.2)[:, 0] / 2)  # the same path, half a step at a time
+    np.testing.assert_array_equal(slow[:, 3], -1.0)  # the gripper's command is kept
