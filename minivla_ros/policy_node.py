@@ -206,9 +206,12 @@ class PolicyNode(LifecycleNode):
         self.activated = False
 
     def hold(self) -> None:
-        """Stop the robot where it is: a zero velocity for a TwistStamped robot (a trajectory or forward command
-        controller holds its last target by itself; the simulator holds when commands stop)."""
-        if self.robot.action_type == "TwistStamped" and self.command_pubs and self.policy is not None:
+        """Stop the robot where it is: a zero velocity for a TwistStamped robot, a chunk of standing still in timed
+        timing (it replaces the actions the robot still holds); a trajectory or forward command controller holds its
+        last target by itself, and the simulator holds when commands stop."""
+        if self.timed and self.command_pubs and self.policy is not None and self.episode is not None:
+            self.publish_stop_chunk()
+        elif self.robot.action_type == "TwistStamped" and self.command_pubs and self.policy is not None:
             stop = np.zeros(self.policy.action_dim)
             stop[-1] = self.last_action[-1] if self.last_action is not None else -1.0  # the gripper stays as it is
             self.command_pubs[0].publish(command_msgs(stop, self.robot, self.get_clock().now().to_msg(),
@@ -577,6 +580,17 @@ class PolicyNode(LifecycleNode):
             except Exception as exc:  # never let the thread die silently: the robot would hold forever
                 self.get_logger().error(f"sampling failed: {exc}", throttle_duration_sec=1.0)
 
+    def publish_stop_chunk(self) -> None:
+        """Timed: standing still (gripper as it is) from the next step on, for the robot's current episode."""
+        stop = np.zeros((self.policy.config.horizon, self.policy.action_dim), dtype=np.float32)
+        stop[:, -1] = self.last_action[-1] if self.last_action is not None else -1.0
+        now = self.get_clock().now().nanoseconds * 1e-9
+        msg = ActionChunk(period=self.period, episode=self.episode, action_dim=stop.shape[1],
+                          actions=stop.ravel().tolist(), chunk=2**32 - 1)
+        msg.header.stamp.sec, msg.header.stamp.nanosec = int(now + self.period), int(((now + self.period) % 1) * 1e9)
+        msg.observation_stamp = msg.header.stamp
+        self.command_pubs[0].publish(msg)
+
     def sample_timed_chunk(self, stamp, episode: int, step: int, images: np.ndarray, state: np.ndarray) -> None:
         observation_time = stamp.sec + stamp.nanosec * 1e-9
         runner = self.runner
@@ -623,6 +637,8 @@ class PolicyNode(LifecycleNode):
         if self.config.dry_run:
             self.get_logger().info(f"dry run, not sent: chunk {index} of episode {episode}", throttle_duration_sec=1.0)
             return
+        if self.paused or not self.activated:
+            return  # paused or deactivated while this chunk was sampled: the robot holds
         self.command_pubs[0].publish(msg)
         self.last_action = chunk[0]
 
