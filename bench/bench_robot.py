@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_core import git_commit, machine, write_results  # noqa: E402
-from minivla_core.config import EnvConfig, EvalConfig, load_config  # noqa: E402
+from minivla_core.config import EnvConfig, EvalConfig, load_config, read_config_file  # noqa: E402
 from minivla_core.envs import sim_instruction  # noqa: E402
 from minivla_core.evaluate import evaluate, wilson_interval  # noqa: E402
 from minivla_ros import bringup  # noqa: E402
@@ -38,8 +38,12 @@ STANDARD_METAWORLD = {"bridge.interface": "standard", "robot.state_type": "PoseA
 
 def robots(fetch_checkpoint: str, push_checkpoint: str) -> dict:
     fetch = load_config(ROOT / "config" / "fetch.yaml")
+    # Only what the file sets, as `minivla run --config` passes it: the file's defaults (env.seed 0, the collection
+    # layouts) must not replace the parameter file's evaluation layouts (seed 1000). An earlier version passed
+    # every field, so its Fetch runs through ROS were on collection layouts.
+    given = read_config_file(ROOT / "config" / "fetch.yaml")
     fetch_overrides = {f"{section}.{name}": value for section in ("env", "bridge", "robot")
-                       for name, value in vars(getattr(fetch, section)).items() if value != []}
+                       for name, value in given.get(section, {}).items()}
     return {"fetch-push": (fetch_checkpoint, fetch_overrides, fetch.env.max_episode_steps),
             "push-v3": (push_checkpoint, STANDARD_METAWORLD, EnvConfig().max_episode_steps)}
 
