@@ -12,7 +12,7 @@ def test_timed_graph_executes_chunks_on_the_robots_clock_without_holding():
     assert result.successes >= 2  # offline: 3/3 on these layouts
     # The counts come at each episode's end; the run may stop before the last episode's arrive.
     steps = [e["steps"] for e in result.episodes]
-    assert sum(steps[:-1]) <= counts["applied"] <= sum(steps)
+    assert sum(steps[:-1]) - len(steps) <= counts["applied"] <= sum(steps)  # a time-out's last step may go uncounted
     assert counts["held"] == 0 and counts["refused_chunks"] == 0  # every step of a started episode applied an action
 
 
@@ -24,6 +24,6 @@ def test_sampling_ahead_keeps_the_buffer_full_under_an_injected_delay():
     counts = result.executor
     assert result.policy_status["sampling_latency_p50_ms"] > 100
     steps = [e["steps"] for e in result.episodes]
-    assert sum(steps[:-1]) <= counts["applied"] <= sum(steps)
+    assert sum(steps[:-1]) - len(steps) <= counts["applied"] <= sum(steps)  # a time-out's last step may go uncounted
     assert counts["held"] == 0
     assert counts["max_seam_jump"] <= 1.0  # no jerk beyond what one step's action limits allow
