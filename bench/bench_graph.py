@@ -51,17 +51,15 @@ def record_latencies(stop: threading.Event, out: list) -> None:
     from rclpy.node import Node
 
     from minivla_ros import graph, qos
+    from minivla_ros.conversions import stamp_to_seconds
     from minivla_ros.msg import ActionChunk, ActionCommand
-
-    def seconds(t):
-        return t.sec + t.nanosec * 1e-9
 
     context = rclpy.Context()
     rclpy.init(context=context)
     node = Node("bench_recorder", context=context)
     for message, topic in ((ActionCommand, graph.ACTION), (ActionChunk, graph.ACTION_CHUNK)):
         node.create_subscription(message, topic.name, lambda m: out.append(
-            node.get_clock().now().nanoseconds * 1e-9 - seconds(m.observation_stamp)), qos.profile(topic))
+            node.get_clock().now().nanoseconds * 1e-9 - stamp_to_seconds(m.observation_stamp)), qos.profile(topic))
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     while not stop.is_set():

@@ -114,10 +114,6 @@ class ActionBuffer:
         self.entries, self.episode = deque(), episode
         self.last_action = self.last_chunk = None
 
-    @property
-    def last_due(self) -> float | None:
-        return self.entries[-1][0] if self.entries else None
-
 
 def stretch_chunk(chunk: np.ndarray, stretch: int) -> np.ndarray:
     """Each action of `chunk` as `stretch` steps of 1/stretch of its motion (the last number, the gripper, kept)."""

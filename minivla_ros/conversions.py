@@ -7,19 +7,21 @@ bag2data shares them); their writers are here, beside the readers of our own mes
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import cv2
 from builtin_interfaces.msg import Duration, Time
 from cv_bridge import CvBridge
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from sensor_msgs.msg import CompressedImage, Image, JointState
-from std_msgs.msg import Float64, Float64MultiArray
+from std_msgs.msg import Float64, Float64MultiArray, Header
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from minivla_core.actions import check_action
 from minivla_core.config import RobotConfig, observation_label
 from minivla_ros.images import decode_image
-from minivla_ros.msg import ActionCommand, RobotState
+from minivla_ros.msg import ActionChunk, ActionCommand, RobotState
 
 _bridge = CvBridge()
 
@@ -76,6 +78,38 @@ def state_from_msg(msg: RobotState, size: int, observation: str) -> np.ndarray:
 def action_from_msg(msg: ActionCommand) -> np.ndarray:
     """The commanded action, if it is within the arm's limits (check_action); never clipped into them."""
     return check_action(msg.action)
+
+
+def stamp_to_seconds(stamp: Time) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def stamp_from_seconds(seconds: float) -> Time:
+    """The whole seconds apart (seconds * 1e9 of a wall-clock time is past a double's exact integers); a fraction
+    that rounds to a whole second carries over."""
+    whole = math.floor(seconds)
+    nanosec = round((seconds - whole) * 1e9)
+    return Time(sec=whole + nanosec // 1_000_000_000, nanosec=nanosec % 1_000_000_000)
+
+
+def chunk_to_msg(actions: np.ndarray, first_due: float, period: float, episode: int, observation_stamp: Time,
+                 chunk: int, frozen: int) -> ActionChunk:
+    """A timed chunk (minivla_core/timed.py): actions (n, A), actions[0] due at `first_due` (seconds)."""
+    return ActionChunk(header=Header(stamp=stamp_from_seconds(first_due)), period=float(period), episode=episode,
+                       observation_stamp=observation_stamp, chunk=chunk, frozen=frozen, action_dim=actions.shape[1],
+                       actions=np.asarray(actions, dtype=np.float32).ravel().tolist())
+
+
+def chunk_from_msg(msg: ActionChunk, action_dim: int) -> tuple[float, np.ndarray]:
+    """(the time actions[0] is due, the actions (n, action_dim)), each action within the arm's limits."""
+    if msg.action_dim != action_dim or not msg.actions or len(msg.actions) % msg.action_dim:
+        raise ValueError(f"{len(msg.actions)} numbers in rows of {msg.action_dim}; expected rows of {action_dim}")
+    if not msg.period > 0:
+        raise ValueError(f"period {msg.period} is not > 0")
+    actions = np.asarray(msg.actions, dtype=np.float32).reshape(-1, action_dim)
+    for action in actions:
+        check_action(action)
+    return stamp_to_seconds(msg.header.stamp), actions
 
 
 # --- writers of the robot interface's standard messages (readers: interfaces.py) -----------------------------

@@ -65,14 +65,15 @@ from std_msgs.msg import Float64, Header, String
 from std_srvs.srv import SetBool
 
 from minivla_core.checkpoint import load_policy
-from minivla_core.config import PolicyNodeConfig, RobotConfig, check_timing, observation_label
+from minivla_core.config import CHOICES, PolicyNodeConfig, RobotConfig, check_timing, observation_label
 from minivla_core.actions import check_action
 from minivla_core.errors import InstructionError, MiniVLAError
 from minivla_core.model.policy import PolicyRunner
 from minivla_core.model.tokenizer import check_instruction
 from minivla_core.timed import ChunkSchedule, stretch_chunk
 from minivla_ros import graph, qos
-from minivla_ros.conversions import COMMAND_TYPES, command_msgs, state_from_msg
+from minivla_ros.conversions import (
+    COMMAND_TYPES, chunk_to_msg, command_msgs, stamp_from_seconds, stamp_to_seconds, state_from_msg)
 from minivla_ros.images import image_from_msg
 from minivla_ros.interfaces import (
     assemble_state, check_interface, check_limits, joint_positions, position_from_pose)
@@ -101,8 +102,9 @@ class PolicyNode(LifecycleNode):
         if self.timed and (self.robot.action_type != "ActionCommand" or self.robot.episode_topic):
             raise ValueError("policy_node.timing timed publishes minivla_ros/ActionChunk and reads episode_status: "
                              "use robot.action_type ActionCommand and no robot.episode_topic")
-        if self.config.seam not in ("inpaint", "replace"):
-            raise ValueError(f"policy_node.seam must be 'inpaint' or 'replace', got {self.config.seam!r}")
+        if self.config.seam not in CHOICES["policy_node.seam"]:
+            raise ValueError(f"policy_node.seam must be one of {', '.join(CHOICES['policy_node.seam'])}, got "
+                             f"{self.config.seam!r}")
         if self.config.extra_delay < 0:
             raise ValueError(f"policy_node.extra_delay must be >= 0 seconds, got {self.config.extra_delay}")
         self.runner_lock = threading.Lock()  # timed: the sampling thread and the callbacks share the runner
@@ -487,18 +489,9 @@ class PolicyNode(LifecycleNode):
     def act(self, command_stamp, observation) -> None:
         """Publish the next action: stamped `command_stamp`; `observation` (lockstep) is the stamp of the
         observation it answers."""
-        now = time.monotonic()
-        problem = self.why_not_ready(now)
-        if problem != self.problem:  # log changes only (rclpy wants one severity per call site)
-            if problem is None:
-                self.get_logger().info("publishing action commands")
-            else:
-                self.get_logger().warning(f"not acting: {problem}")
-            self.problem = problem
-        if problem is not None:
+        state = self.ready_state("action commands")
+        if state is None:
             return
-        state = self.state if self.robot.state_type == "RobotState" else assemble_state(self.robot, self.pose,
-                                                                                         self.joints)
         try:
             action = check_action(self.runner.act(np.stack(self.images), state))
             check_limits(action, self.robot)
@@ -550,18 +543,9 @@ class PolicyNode(LifecycleNode):
     def offer_observation(self, stamp, step: int) -> None:
         """A complete observation (images and state of one stamp): the newest one is what the sampling thread
         samples from when the schedule says the next chunk is due."""
-        now = time.monotonic()
-        problem = self.why_not_ready(now)
-        if problem != self.problem:
-            if problem is None:
-                self.get_logger().info("publishing timed action chunks")
-            else:
-                self.get_logger().warning(f"not acting: {problem}")
-            self.problem = problem
-        if problem is not None:
+        state = self.ready_state("timed action chunks")
+        if state is None:
             return
-        state = self.state if self.robot.state_type == "RobotState" else assemble_state(self.robot, self.pose,
-                                                                                         self.joints)
         with self.observation_ready:
             self.newest_observation = (stamp, self.episode, step, np.stack(self.images), state)
             self.observation_ready.notify()
@@ -584,15 +568,12 @@ class PolicyNode(LifecycleNode):
         """Timed: standing still (gripper as it is) from the next step on, for the robot's current episode."""
         stop = np.zeros((self.policy.config.horizon, self.policy.action_dim), dtype=np.float32)
         stop[:, -1] = self.last_action[-1] if self.last_action is not None else -1.0
-        now = self.get_clock().now().nanoseconds * 1e-9
-        msg = ActionChunk(period=self.period, episode=self.episode, action_dim=stop.shape[1],
-                          actions=stop.ravel().tolist(), chunk=2**32 - 1)
-        msg.header.stamp.sec, msg.header.stamp.nanosec = int(now + self.period), int(((now + self.period) % 1) * 1e9)
-        msg.observation_stamp = msg.header.stamp
-        self.command_pubs[0].publish(msg)
+        first_due = self.get_clock().now().nanoseconds * 1e-9 + self.period
+        self.command_pubs[0].publish(chunk_to_msg(stop, first_due, self.period, self.episode,
+                                                  stamp_from_seconds(first_due), chunk=2**32 - 1, frozen=0))
 
     def sample_timed_chunk(self, stamp, episode: int, step: int, images: np.ndarray, state: np.ndarray) -> None:
-        observation_time = stamp.sec + stamp.nanosec * 1e-9
+        observation_time = stamp_to_seconds(stamp)
         runner = self.runner
         horizon = self.policy.config.horizon
         if self.schedule is None or self.schedule.n_action_steps != runner.n_action_steps:
@@ -626,12 +607,7 @@ class PolicyNode(LifecycleNode):
             self.get_logger().warning(f"sampling takes {schedule.latency * 1e3:.0f} ms, more than half a chunk: the "
                                       f"robot moves at 1/{stretch} speed", throttle_duration_sec=5.0)
         chunk = stretch_chunk(chunk, stretch)
-        msg = ActionChunk()
-        first_due = observation_time + self.period
-        msg.header.stamp.sec, msg.header.stamp.nanosec = int(first_due), int((first_due % 1.0) * 1e9)
-        msg.period, msg.episode, msg.observation_stamp = self.period, episode, stamp
-        msg.chunk, msg.frozen = index, len(frozen)
-        msg.action_dim, msg.actions = chunk.shape[1], chunk.astype(np.float32).ravel().tolist()
+        msg = chunk_to_msg(chunk, observation_time + self.period, self.period, episode, stamp, index, len(frozen))
         self.tick_times.append(time.monotonic())
         self.ticks += 1
         if self.config.dry_run:
@@ -641,6 +617,22 @@ class PolicyNode(LifecycleNode):
             return  # paused or deactivated while this chunk was sampled: the robot holds
         self.command_pubs[0].publish(msg)
         self.last_action = chunk[0]
+
+    def ready_state(self, what: str) -> np.ndarray | None:
+        """The robot state to act on, or None while the node cannot act (the reason is logged when it changes, and
+        once it can again: "publishing <what>")."""
+        problem = self.why_not_ready(time.monotonic())
+        if problem != self.problem:  # log changes only (rclpy wants one severity per call site)
+            if problem is None:
+                self.get_logger().info(f"publishing {what}")
+            else:
+                self.get_logger().warning(f"not acting: {problem}")
+            self.problem = problem
+        if problem is not None:
+            return None
+        if self.robot.state_type == "RobotState":
+            return self.state
+        return assemble_state(self.robot, self.pose, self.joints)
 
     def why_not_ready(self, now: float) -> str | None:
         if self.policy is None:

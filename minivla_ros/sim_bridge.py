@@ -57,7 +57,6 @@ import dataclasses
 import time
 
 import numpy as np
-from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from rcl_interfaces.msg import SetParametersResult
@@ -73,7 +72,8 @@ from minivla_core.episode_rules import EpisodeEnd, EpisodeRules, Holding, NewObs
 from minivla_core.errors import TaskError
 from minivla_core.timed import ActionBuffer
 from minivla_ros import graph, qos
-from minivla_ros.conversions import action_from_msg, image_to_msg, joint_state_to_msg, pose_to_msg, state_to_msg
+from minivla_ros.conversions import (
+    action_from_msg, chunk_from_msg, image_to_msg, joint_state_to_msg, pose_to_msg, stamp_from_seconds, state_to_msg)
 from minivla_ros.interfaces import action_from_twist, gripper_from_msg
 from minivla_ros.msg import ActionChunk, ActionCommand, EpisodeStatus, RobotState
 from minivla_ros.params import declare_section
@@ -168,21 +168,13 @@ class SimBridgeNode(Node):
         """Timed: a chunk of actions with due times, into the buffer (the one before it is replaced from its first
         action on). An episode's first chunk starts at the next step: the arm waits still until it comes."""
         try:
-            if msg.action_dim != self.rules.env.action_dim or len(msg.actions) % msg.action_dim or not msg.actions:
-                raise ValueError(f"{len(msg.actions)} numbers in rows of {msg.action_dim}; expected rows of "
-                                 f"{self.rules.env.action_dim}")
-            if not msg.period > 0:
-                raise ValueError(f"period {msg.period} is not > 0")
-            actions = np.asarray(msg.actions, dtype=np.float32).reshape(-1, msg.action_dim)
-            for action in actions:
-                check_action(action)
+            first_due, actions = chunk_from_msg(msg, self.rules.env.action_dim)
         except ValueError as exc:
             self.get_logger().error(f"refusing action chunk: {exc}", throttle_duration_sec=1.0)
             return
         next_step = None
         if not self.rules.started and self.tick_time is not None:
             next_step = self.tick_time + 1.0 / self.config.step_rate
-        first_due = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         now = self.get_clock().now().nanoseconds * 1e-9
         if not self.buffer.add(msg.episode, first_due, msg.period, actions, msg.chunk, self.rules.env.episode, now,
                                next_step):
@@ -295,7 +287,7 @@ class SimBridgeNode(Node):
     def publish_observation(self, event: NewObservation) -> None:
         """Images, state and status of one observation share one stamp (recordings rely on it)."""
         if self.timed and self.tick_time is not None:  # the time of its step: the due times of chunks count from it
-            stamp = Time(sec=int(self.tick_time), nanosec=int(round((self.tick_time % 1.0) * 1e9)) % 1_000_000_000)
+            stamp = stamp_from_seconds(self.tick_time)
         else:
             stamp = self.get_clock().now().to_msg()
         self.obs_stamp = stamp

@@ -183,11 +183,18 @@ class PolicyRunner:
     @inference_steps.setter
     def inference_steps(self, steps: int) -> None:
         """DDIM steps per chunk; the sampler is traced for them now (a fraction of a second), not at a chunk."""
-        policy, size = self.policy, self.policy.image_size
-        examples = (torch.zeros(1, policy.cameras, 3, size, size), torch.zeros(1, policy.state_dim),
-                    torch.zeros(1, policy.config.d_model), torch.zeros(1, policy.config.horizon, policy.action_dim))
-        self.sampler, self.sampler_steps = trace_sampler(policy, steps, *examples), steps
+        self.sampler, self.sampler_steps = trace_sampler(self.policy, steps, *self.example_inputs()), steps
         self.inpainting_sampler = None  # traced when first needed (timed execution: sample_continuing)
+
+    def example_inputs(self, inpainting: bool = False) -> tuple[torch.Tensor, ...]:
+        """Inputs of the sampler's shapes (zeros) to trace it with: images, state, text token, noise, and with
+        `inpainting` the known actions and their mask."""
+        policy, size, horizon = self.policy, self.policy.image_size, self.policy.config.horizon
+        inputs = (torch.zeros(1, policy.cameras, 3, size, size), torch.zeros(1, policy.state_dim),
+                  torch.zeros(1, policy.config.d_model), torch.zeros(1, horizon, policy.action_dim))
+        if inpainting:
+            inputs += (torch.zeros(1, horizon, policy.action_dim), torch.zeros(1, horizon, 1))
+        return inputs
 
     def set_instruction(self, instruction: str) -> list[str]:
         """Switch instruction (clears queued actions); returns the words the model does not know."""
@@ -252,11 +259,7 @@ class PolicyRunner:
     def prepare_continuing(self) -> None:
         """Trace the inpainting sampler now (a fraction of a second), not inside the first chunk that needs it."""
         if self.inpainting_sampler is None:
-            policy, size, horizon = self.policy, self.policy.image_size, self.policy.config.horizon
-            examples = (torch.zeros(1, policy.cameras, 3, size, size), torch.zeros(1, policy.state_dim),
-                        torch.zeros(1, policy.config.d_model), torch.zeros(1, horizon, policy.action_dim),
-                        torch.zeros(1, horizon, policy.action_dim), torch.zeros(1, horizon, 1))
-            self.inpainting_sampler = trace_sampler(policy, self.inference_steps, *examples)
+            self.inpainting_sampler = trace_sampler(self.policy, self.inference_steps, *self.example_inputs(True))
 
     def act(self, images: np.ndarray, state: np.ndarray) -> np.ndarray:
         """The next action for images (cameras, H, W, 3) and the state; every observation is checked,

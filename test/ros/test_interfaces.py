@@ -175,3 +175,21 @@ def test_an_interface_that_cannot_work_is_named(change, message):
 def test_the_simulators_interfaces_both_fit_a_proprio_checkpoint():
     check_interface(RobotConfig(), action_dim=4, state_dim=4, cameras=1)  # ours: RobotState, ActionCommand
     check_interface(RobotConfig(**STANDARD), action_dim=4, state_dim=4, cameras=1)  # pose x, y, z + gripper
+
+
+def test_timed_chunks_and_stamps_convert_both_ways():
+    from minivla_ros.conversions import chunk_from_msg, chunk_to_msg, stamp_from_seconds, stamp_to_seconds
+
+    stamp = stamp_from_seconds(12.9999999999)  # rounds up to the next second: nanosec must not reach 1e9
+    assert (stamp.sec, stamp.nanosec) == (13, 0)
+    assert stamp_to_seconds(stamp_from_seconds(1_700_000_000.25)) == 1_700_000_000.25
+    actions = np.array([[0.1 * i, -0.1, 0.0, 1.0] for i in range(8)], dtype=np.float32)
+    msg = chunk_to_msg(actions, 5.05, 0.05, episode=3, observation_stamp=stamp_from_seconds(5.0), chunk=2, frozen=1)
+    first_due, back = chunk_from_msg(msg, action_dim=4)
+    assert first_due == pytest.approx(5.05) and (msg.episode, msg.chunk, msg.frozen) == (3, 2, 1)
+    np.testing.assert_array_equal(back, actions)
+    with pytest.raises(ValueError, match="rows of 4"):
+        chunk_from_msg(msg, action_dim=3)
+    msg.actions[0] = 1.5
+    with pytest.raises(ValueError):
+        chunk_from_msg(msg, action_dim=4)
