@@ -266,9 +266,11 @@ class SimBridgeNode(Node):
     def publish(self, events: list) -> None:
         for event in events:
             if isinstance(event, NewObservation):
+                if self.timed and event.final:  # before the status that says done: whoever stops at it has them
+                    self.publish_executor_counts()
                 self.publish_observation(event)
             elif isinstance(event, EpisodeEnd):
-                if self.timed:
+                if self.timed and event.reason not in ("success", "time-out"):  # no final observation said done
                     self.publish_executor_counts()
                 # The closing status describes the episode's last observation, so it carries that one's stamp.
                 if self.standard:
