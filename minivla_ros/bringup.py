@@ -154,6 +154,8 @@ def stop_processes(processes: list[subprocess.Popen], grace: float = 10.0) -> No
         try:
             process.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
+            print(f"[minivla] {getattr(process, 'name', process.pid)} did not stop within {grace:.0f} s of SIGINT; "
+                  "killed", file=sys.stderr, flush=True)
             process.kill()
             process.wait()
         if getattr(process, "echo", None) is not None:
