@@ -8,7 +8,9 @@ float32 product, the best of many), their quotient as the floor, and the measure
 - "step by step": the DDIM loop as first written, the whole denoising network (time embedding, FiLM on the
   conditioning and the time, blocks) called as modules at every step (kept here as the reference);
 - "as shipped": PolicyRunner.sample_chunk, what `minivla eval` and the policy node run (the instruction encoded
-  once, FiLM's share of the conditioning and of each noise level computed once per chunk, functional calls).
+  once, FiLM's share of the conditioning and of each noise level computed once per chunk, functional calls), the
+  sampler run by ONNX Runtime (the default engine, minivla_core/model/engines.py);
+- "TorchScript": the same runner with engine "torch" (the sampler traced by torch.jit), for comparison.
 Both sample from the same noise and must agree; the table says by how much. Calls use a real camera image.
 """
 
@@ -90,6 +92,8 @@ def measure(checkpoint: Path, repeats: int, gflops: float) -> dict:
         plain(image_to_tensor(obs.images), torch.from_numpy(obs.state)[None], runner.text_token, noise)
     flops = counter.get_total_flops()
     shipped = timed(lambda: runner.sample_chunk(obs.images, obs.state), repeats)
+    scripted = PolicyRunner(policy, sim_instruction(env.task), engine="torch")
+    torchscript = timed(lambda: scripted.sample_chunk(obs.images, obs.state), repeats)
     reference = timed(lambda: step_by_step(runner, obs.images, obs.state, torch.Generator().manual_seed(0)), repeats)
     runner.generator.manual_seed(0)
     difference = np.abs(runner.sample_chunk(obs.images, obs.state)
@@ -101,6 +105,7 @@ def measure(checkpoint: Path, repeats: int, gflops: float) -> dict:
             "shipped_p50_ms": float(np.percentile(shipped, 50) * 1e3),
             "shipped_p90_ms": float(np.percentile(shipped, 90) * 1e3),
             "reference_p50_ms": float(np.percentile(reference, 50) * 1e3),
+            "torchscript_p50_ms": float(np.percentile(torchscript, 50) * 1e3),
             "max_action_difference": float(difference)}
 
 
@@ -109,11 +114,12 @@ def render_table(r: dict) -> str:
             f"Commit: {r['commit']}; 1 CPU thread; this thread's float32 matrix product: {r['gflops']:.1f} GFLOP/s "
             f"(512 x 512, best of 200); load average {r['load_average_1min']:.2f} before measuring", "",
             "| checkpoint | image | DDIM steps | MFLOPs per chunk | floor (FLOPs / GFLOP/s) | step by step p50 | "
-            "as shipped p50 / p90 | shipped / floor | largest action difference |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+            "TorchScript p50 | as shipped (ONNX Runtime) p50 / p90 | shipped / floor | largest action difference |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for m in r["checkpoints"]:
         rows.append(f"| `{m['checkpoint']}` | {m['image_size']} px, {m['image_encoder']} | {m['inference_steps']} | "
                     f"{m['mflops']:.1f} | {m['floor_ms']:.2f} ms | {m['reference_p50_ms']:.2f} ms | "
+                    f"{m['torchscript_p50_ms']:.2f} ms | "
                     f"{m['shipped_p50_ms']:.2f} / {m['shipped_p90_ms']:.2f} ms | "
                     f"{m['shipped_p50_ms'] / m['floor_ms']:.1f}x | {m['max_action_difference']:.1e} |")
     return "\n".join(rows)

@@ -46,6 +46,7 @@ def check_observation(observation: str) -> str:
 
 TIMINGS = ("free", "lockstep", "timed")  # bridge.timing, policy_node.timing, run.timing
 SEAMS = ("inpaint", "replace")  # policy_node.seam
+ENGINES = ("onnxruntime", "torch")  # what runs the chunk sampler (minivla_core/model/engines.py)
 
 
 def check_timing(timing: str, where: str) -> str:
@@ -216,6 +217,7 @@ class EvalConfig:
     video_dir: str = ""  # when set, one mp4 per episode is written there
     json: str = ""  # when set, results are written there as JSON
     threads: int = 1  # torch CPU threads for the policy (1 = a laptop-like budget)
+    engine: str = "onnxruntime"  # what runs the sampler: "onnxruntime" or "torch" (TorchScript); the same actions
 
 
 @dataclass
@@ -288,6 +290,7 @@ class PolicyNodeConfig:
     stale_after: float = 0.25  # seconds after which an image or state counts as stale
     instruction: str = ""  # initial instruction (empty = wait for one on the instruction topic)
     threads: int = 1  # torch CPU threads for sampling
+    engine: str = "onnxruntime"  # what runs the sampler: "onnxruntime" or "torch" (TorchScript); the same actions
     seed: int = 0  # sampler noise seed
     # A managed (lifecycle) node: configure loads and checks the checkpoint, activate starts commanding,
     # deactivate holds. True: it configures and activates itself at start (what `minivla run` wants); false: it
@@ -469,6 +472,7 @@ CHOICES = {"env.observation": tuple(OBSERVATIONS), "model.image_encoder": IMAGE_
            "eval.image_ablation": ("none", "black", "frozen", "shuffled"), "recorder.storage": ("mcap", "sqlite3"),
            "bridge.interface": ("minivla", "standard"), "bridge.timing": TIMINGS, "policy_node.timing": TIMINGS,
            "policy_node.seam": SEAMS, "run.timing": TIMINGS,
+           "eval.engine": ENGINES, "policy_node.engine": ENGINES,
            "robot.camera_type": ("Image", "CompressedImage"), "robot.state_type": ("RobotState", "PoseAndJoints"),
            "robot.action_type": ("ActionCommand", "TwistStamped", "JointTrajectory", "Float64MultiArray")}
 

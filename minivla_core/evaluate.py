@@ -170,7 +170,7 @@ def evaluate_task(policy, payload: dict, task: str, eval_config: EvalConfig, env
         raise CheckpointError(f"checkpoint {eval_config.checkpoint} expects state/action sizes "
                               f"{payload['state_dim']}/{payload['action_dim']}, task {env.task} has "
                               f"{env.state_dim}/{env.action_dim}")
-    runner = PolicyRunner(policy, instructions[0], n_action_steps, inference_steps)
+    runner = PolicyRunner(policy, instructions[0], n_action_steps, inference_steps, engine=eval_config.engine)
     video_dir = Path(eval_config.video_dir) if eval_config.video_dir else None
     if video_dir:
         video_dir.mkdir(parents=True, exist_ok=True)

@@ -68,7 +68,7 @@ from minivla_core.checkpoint import load_policy
 from minivla_core.config import CHOICES, PolicyNodeConfig, RobotConfig, check_timing, observation_label
 from minivla_core.actions import check_action
 from minivla_core.errors import InstructionError, MiniVLAError
-from minivla_core.model.policy import PolicyRunner
+from minivla_core.model.policy import PolicyRunner, sampler_for
 from minivla_core.model.tokenizer import check_instruction
 from minivla_core.timed import ChunkSchedule, stretch_chunk
 from minivla_ros import graph, qos
@@ -291,6 +291,12 @@ class PolicyNode(LifecycleNode):
             self.policy, self.problem = None, f"no policy loaded: the robot interface does not fit {path}: {exc}"
             self.get_logger().error(self.problem)
             return False
+        # The samplers are built now (a second or two), not when the first instruction arrives, where it would hold up
+        # the first answer: the runner built then finds them with the policy.
+        steps = self.config.inference_steps or self.policy.config.inference_steps
+        sampler_for(self.policy, steps, self.config.engine)
+        if self.timed and self.config.seam == "inpaint":
+            sampler_for(self.policy, steps, self.config.engine, inpainting=True)
         tasks = payload["env"].get("tasks") or [payload["env"]["task"]]
         self.get_logger().info(f"loaded {path} (trained on {', '.join(tasks)}, "
                                f"{self.image_size}px {' and '.join(self.cameras)} images, "
@@ -394,7 +400,8 @@ class PolicyNode(LifecycleNode):
         try:
             if self.runner is None:
                 self.runner = PolicyRunner(self.policy, text, self.config.n_action_steps or None,
-                                           self.config.inference_steps or None, self.config.seed)
+                                           self.config.inference_steps or None, self.config.seed,
+                                           engine=self.config.engine)
                 self.runner.reset(self.episode)
                 if self.timed and self.config.seam == "inpaint":
                     self.runner.prepare_continuing()

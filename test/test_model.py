@@ -7,6 +7,7 @@ import torch
 from minivla_test_utils import tiny_model_config
 from minivla_core.errors import InstructionError
 from minivla_core.model.diffusion import DiffusionHead, cosine_alpha_bar, ddim_timesteps
+from minivla_core.model.engines import ENGINES, OnnxRuntimeSampler
 from minivla_core.model.normalizer import RangeNormalizer
 from minivla_core.model.policy import PolicyRunner, VLAPolicy
 from minivla_core.model.tokenizer import WordTokenizer
@@ -200,11 +201,14 @@ def test_foreign_instructions_relabel_samples_from_other_scenes_to_hold_still():
     torch.testing.assert_close(relabelled.chunks[~changed], plain.chunks[~changed])
 
 
-def test_the_runners_traced_sampler_computes_what_predict_action_chunk_does():
-    """PolicyRunner samples through ChunkSampler traced into one graph: the same numbers as the plain model, from
-    the same noise; it is traced again when the number of DDIM steps changes."""
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_runners_sampler_computes_what_predict_action_chunk_does(engine):
+    """PolicyRunner samples through ChunkSampler run as one graph by either engine (ONNX Runtime, TorchScript): the
+    same numbers as the plain model, from the same noise; it is built again when the number of DDIM steps changes."""
     policy = make_policy().eval()
-    runner = PolicyRunner(policy, "push the puck to the goal", seed=3)
+    runner = PolicyRunner(policy, "push the puck to the goal", seed=3, engine=engine)
+    if engine == "onnxruntime":
+        assert isinstance(runner.sampler, OnnxRuntimeSampler)  # not the TorchScript fallback
     rng = np.random.default_rng(0)
     image, state = rng.integers(0, 255, (1, 32, 32, 3), dtype=np.uint8), rng.normal(size=39).astype(np.float32)
     for steps in (10, 3):
@@ -217,3 +221,17 @@ def test_the_runners_traced_sampler_computes_what_predict_action_chunk_does():
                                             torch.Generator().manual_seed(3 * 1_000_003 + 7))[0].numpy()
         np.testing.assert_allclose(chunk, plain, atol=1e-5)
     assert np.abs(runner.sample_chunk(image, state) - chunk).max() > 1e-3  # the noise moved on: another chunk
+
+
+def test_both_engines_inpaint_the_same_chunk_around_the_frozen_actions():
+    policy = make_policy().eval()
+    rng = np.random.default_rng(1)
+    image, state = rng.integers(0, 255, (1, 32, 32, 3), dtype=np.uint8), rng.normal(size=39).astype(np.float32)
+    frozen = rng.uniform(-1, 1, (3, policy.action_dim)).astype(np.float32)
+    chunks = []
+    for engine in ENGINES:
+        runner = PolicyRunner(policy, "push the puck to the goal", seed=5, engine=engine)
+        runner.reset(episode=2)
+        chunks.append(runner.sample_continuing(image, state, frozen))
+    np.testing.assert_allclose(chunks[0], chunks[1], atol=1e-5)
+    np.testing.assert_allclose(chunks[0][:3], frozen, atol=1e-5)  # the frozen actions are kept

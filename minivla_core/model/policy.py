@@ -14,7 +14,6 @@ everything about the scene has to come through the images. Each camera has an en
 from __future__ import annotations
 
 import time
-import warnings
 from collections import deque
 
 import numpy as np
@@ -22,6 +21,7 @@ import torch
 from torch import nn
 
 from minivla_core.config import ModelConfig
+from minivla_core.model import engines
 from minivla_core.model.diffusion import DiffusionHead
 from minivla_core.model.encoders import FusionMLP, StateMLP, TextGRU, make_image_encoder
 from minivla_core.model.normalizer import RangeNormalizer
@@ -49,6 +49,9 @@ class VLAPolicy(nn.Module):
                                   config.denoiser_blocks, config.diffusion_steps, config.prediction_type)
         self.state_normalizer = RangeNormalizer(state_dim, "gaussian")
         self.action_normalizer = RangeNormalizer(action_dim, "limits")
+        # Samplers built for closed-loop use (sampler_for, below), kept so that every runner of this policy (one per
+        # task in an evaluation, one per instruction in the policy node) reuses them: building one takes a second.
+        self.built_samplers: dict[tuple[int, str, bool], object] = {}
 
     def tokenize(self, instructions: list[str]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
         """Padded token ids (B, L), lengths (B,), and every word that was not in the vocabulary."""
@@ -98,9 +101,9 @@ def image_to_tensor(images: np.ndarray) -> torch.Tensor:
 
 class ChunkSampler(nn.Module):
     """predict_action_chunk for one observation and a fixed number of DDIM steps, as one module with tensors in and
-    out, so that torch.jit.trace can record it as a single graph: Python then runs once per chunk instead of once
-    for each of the ~300 small operations of 10 denoising steps (bench/bench_sampling.py measures the difference;
-    the numbers are the same)."""
+    out, so that an engine (engines.py: ONNX Runtime or TorchScript) can run it as a single graph: Python then runs
+    once per chunk instead of once for each of the ~300 small operations of 10 denoising steps
+    (bench/bench_sampling.py measures the difference; the numbers are the same)."""
 
     def __init__(self, policy: VLAPolicy, inference_steps: int):
         super().__init__()
@@ -126,24 +129,26 @@ class InpaintingSampler(ChunkSampler):
         return normalizer.unnormalize(chunk)
 
 
-def trace_sampler(policy: VLAPolicy, inference_steps: int, images: torch.Tensor, states: torch.Tensor,
-                  text_token: torch.Tensor, noise: torch.Tensor, *inpainting: torch.Tensor) -> nn.Module:
-    """ChunkSampler traced on these example inputs, with its weights frozen in; the plain module if tracing fails.
+def sampler_for(policy: VLAPolicy, inference_steps: int, engine: str, inpainting: bool = False):
+    """The policy's ChunkSampler (InpaintingSampler with `inpainting`) for this many DDIM steps, as `engine` runs it
+    (minivla_core/model/engines.py); built at the first call, then kept with the policy. The weights must not change
+    after that: this is for a policy in use, not in training."""
+    key = (inference_steps, engine, inpainting)
+    if key not in policy.built_samplers:
+        module = (InpaintingSampler if inpainting else ChunkSampler)(policy, inference_steps)
+        policy.built_samplers[key] = engines.build(module, example_inputs(policy, inpainting), engine)
+    return policy.built_samplers[key]
 
-    torch.jit is deprecated in favour of torch.compile, which on a CPU needs a C++ compiler at run time (not every
-    robot computer has one); the torch pinned in requirements.txt traces, and a torch that no longer does still
-    samples, only slower."""
-    sampler = (InpaintingSampler if inpainting else ChunkSampler)(policy, inference_steps).eval()
-    with torch.no_grad(), warnings.catch_warnings():
-        # The noise levels and their coefficients become constants of the graph: that is the point.
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        try:
-            return torch.jit.freeze(torch.jit.trace(sampler, (images, states, text_token, noise, *inpainting),
-                                                    check_trace=False))
-        except (RuntimeError, AttributeError) as exc:
-            warnings.warn(f"sampling without torch.jit ({exc}): the same actions, more slowly")
-            return sampler
+
+def example_inputs(policy: VLAPolicy, inpainting: bool = False) -> tuple[torch.Tensor, ...]:
+    """Inputs of the sampler's shapes (zeros) to build it with: images, state, text token, noise, and with
+    `inpainting` the known actions and their mask."""
+    size, horizon = policy.image_size, policy.config.horizon
+    inputs = (torch.zeros(1, policy.cameras, 3, size, size), torch.zeros(1, policy.state_dim),
+              torch.zeros(1, policy.config.d_model), torch.zeros(1, horizon, policy.action_dim))
+    if inpainting:
+        inputs += (torch.zeros(1, horizon, policy.action_dim), torch.zeros(1, horizon, 1))
+    return inputs
 
 
 MAX_STATE_SIGMAS = 50.0  # a hand 50 standard deviations (about 5 m) from every training state is not real
@@ -161,8 +166,9 @@ class PolicyRunner:
     previous chunk's first `n_action_steps` actions have been used (LeRobot's select_action)."""
 
     def __init__(self, policy: VLAPolicy, instruction: str, n_action_steps: int | None = None,
-                 inference_steps: int | None = None, seed: int = 0):
+                 inference_steps: int | None = None, seed: int = 0, engine: str = "onnxruntime"):
         self.policy = policy.eval()
+        self.engine = engine  # what runs the sampler: minivla_core/model/engines.py
         self.n_action_steps = n_action_steps or policy.config.n_action_steps
         if not 1 <= self.n_action_steps <= policy.config.horizon:
             raise ValueError(f"n_action_steps must be in 1..{policy.config.horizon}, got {self.n_action_steps}")
@@ -182,19 +188,9 @@ class PolicyRunner:
 
     @inference_steps.setter
     def inference_steps(self, steps: int) -> None:
-        """DDIM steps per chunk; the sampler is traced for them now (a fraction of a second), not at a chunk."""
-        self.sampler, self.sampler_steps = trace_sampler(self.policy, steps, *self.example_inputs()), steps
-        self.inpainting_sampler = None  # traced when first needed (timed execution: sample_continuing)
-
-    def example_inputs(self, inpainting: bool = False) -> tuple[torch.Tensor, ...]:
-        """Inputs of the sampler's shapes (zeros) to trace it with: images, state, text token, noise, and with
-        `inpainting` the known actions and their mask."""
-        policy, size, horizon = self.policy, self.policy.image_size, self.policy.config.horizon
-        inputs = (torch.zeros(1, policy.cameras, 3, size, size), torch.zeros(1, policy.state_dim),
-                  torch.zeros(1, policy.config.d_model), torch.zeros(1, horizon, policy.action_dim))
-        if inpainting:
-            inputs += (torch.zeros(1, horizon, policy.action_dim), torch.zeros(1, horizon, 1))
-        return inputs
+        """DDIM steps per chunk; the sampler for them is built now (about a second, once per policy), not at a chunk."""
+        self.sampler, self.sampler_steps = sampler_for(self.policy, steps, self.engine), steps
+        self.inpainting_sampler = None  # built when first needed (timed execution: sample_continuing)
 
     def set_instruction(self, instruction: str) -> list[str]:
         """Switch instruction (clears queued actions); returns the words the model does not know."""
@@ -232,8 +228,8 @@ class PolicyRunner:
         return self._sample(images, state)
 
     def _sample(self, images: np.ndarray, state: np.ndarray) -> np.ndarray:
-        """What predict_action_chunk computes, through the traced sampler; the noise comes from this runner's
-        generator."""
+        """What predict_action_chunk computes, through the runner's sampler (its engine); the noise comes from this
+        runner's generator."""
         states = torch.from_numpy(np.asarray(state, dtype=np.float32))[None]
         noise = torch.randn((1, self.policy.config.horizon, self.policy.action_dim), generator=self.generator)
         with torch.no_grad():
@@ -257,9 +253,9 @@ class PolicyRunner:
         return chunk[0].numpy()
 
     def prepare_continuing(self) -> None:
-        """Trace the inpainting sampler now (a fraction of a second), not inside the first chunk that needs it."""
+        """Build the inpainting sampler now (about a second, once per policy), not in the first chunk that needs it."""
         if self.inpainting_sampler is None:
-            self.inpainting_sampler = trace_sampler(self.policy, self.inference_steps, *self.example_inputs(True))
+            self.inpainting_sampler = sampler_for(self.policy, self.inference_steps, self.engine, inpainting=True)
 
     def act(self, images: np.ndarray, state: np.ndarray) -> np.ndarray:
         """The next action for images (cameras, H, W, 3) and the state; every observation is checked,
