@@ -292,7 +292,7 @@ class PolicyNode(LifecycleNode):
             self.get_logger().error(self.problem)
             return False
         # The samplers are built now (a second or two), not when the first instruction arrives, where it would hold up
-        # the first answer: the runner built then finds them with the policy.
+        # the first answer: the runner built then, and its first sample_continuing, find them with the policy.
         steps = self.config.inference_steps or self.policy.config.inference_steps
         sampler_for(self.policy, steps, self.config.engine)
         if self.timed and self.config.seam == "inpaint":
@@ -403,8 +403,6 @@ class PolicyNode(LifecycleNode):
                                            self.config.inference_steps or None, self.config.seed,
                                            engine=self.config.engine)
                 self.runner.reset(self.episode)
-                if self.timed and self.config.seam == "inpaint":
-                    self.runner.prepare_continuing()
                 unknown = self.runner.unknown_words
             else:
                 unknown = self.runner.set_instruction(text)
