@@ -99,6 +99,7 @@ class PolicyNode(LifecycleNode):
         self.robot = declare_section(self, "robot", RobotConfig())
         timing = check_timing(self.config.timing, "policy_node.timing")
         self.lockstep, self.timed = timing == "lockstep", timing == "timed"
+        self.output = "timed action chunks" if self.timed else "action commands"  # what it publishes, for its log
         if self.timed and (self.robot.action_type != "ActionCommand" or self.robot.episode_topic):
             raise ValueError("policy_node.timing timed publishes minivla_ros/ActionChunk and reads episode_status: "
                              "use robot.action_type ActionCommand and no robot.episode_topic")
@@ -175,12 +176,14 @@ class PolicyNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.activated = True
         self.get_logger().info("active: commanding the robot")
+        self.ready_state(self.output)  # the status says at once what, if anything, still stops it (not at an input)
         return super().on_activate(state)  # activates the command publishers
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.hold()
         self.activated = False
         self.get_logger().info("inactive: holding")
+        self.ready_state(self.output)
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -494,7 +497,7 @@ class PolicyNode(LifecycleNode):
     def act(self, command_stamp, observation) -> None:
         """Publish the next action: stamped `command_stamp`; `observation` (lockstep) is the stamp of the
         observation it answers."""
-        state = self.ready_state("action commands")
+        state = self.ready_state(self.output)
         if state is None:
             return
         try:
@@ -548,7 +551,7 @@ class PolicyNode(LifecycleNode):
     def offer_observation(self, stamp, step: int) -> None:
         """A complete observation (images and state of one stamp): the newest one is what the sampling thread
         samples from when the schedule says the next chunk is due."""
-        state = self.ready_state("timed action chunks")
+        state = self.ready_state(self.output)
         if state is None:
             return
         with self.observation_ready:
