@@ -103,13 +103,15 @@ def run_graph(label: str, timing: str, episodes: int, checkpoint: str, extra_del
     return run
 
 
-def with_busy_loops(count: int, runs):
-    """Run the callables in `runs` with `count` busy loops (a process each, spinning) beside them."""
+def with_busy_loops(count: int, runs, finished) -> None:
+    """Run the callables in `runs` with `count` busy loops (a process each, spinning) beside them; hand each
+    result to `finished`."""
     busy = [multiprocessing.Process(target=spin_forever, daemon=True) for _ in range(count)]
     for process in busy:
         process.start()
     try:
-        return [run() for run in runs]
+        for run in runs:
+            finished(run())
     finally:
         for process in busy:
             process.terminate()
@@ -120,7 +122,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--offsets", type=float, nargs="*", default=[0.0, 12.5, 25.0, 37.5],
                         help="timed runs, one per forced phase offset (ms between an observation and its sampling)")
-    parser.add_argument("--delays", type=float, nargs="*", default=[100.0, 100.0, 300.0],
+    parser.add_argument("--delays", type=float, nargs="*", default=[100.0, 100.0, 100.0, 100.0, 300.0],
                         help="timed runs, one per injected extra inference delay (ms)")
     parser.add_argument("--busy", type=int, default=2, help="busy CPU loops for the runs of --busy-offsets")
     parser.add_argument("--busy-offsets", type=float, nargs="*", default=[0.0, 12.5, 25.0, 37.5],
@@ -140,20 +142,25 @@ def main() -> None:
     quiet += [lambda ms=ms: run_graph(f"timed, +{ms:g} ms inference", "timed", n, checkpoint, ms / 1e3)
               for ms in args.delays]
     quiet += [lambda: run_graph("free", "free", n, checkpoint) for _ in range(args.free_runs)]
-    runs = with_busy_loops(0, quiet)
-    runs += with_busy_loops(args.busy, [
-        lambda ms=ms: run_graph(f"timed, offset {ms:g} ms, {args.busy} busy loops", "timed", n, checkpoint, ms / 1e3,
-                                busy=args.busy) for ms in args.busy_offsets])
-    for run in runs:
-        run["same_outcome"] = sum(a["success"] == b["success"] for a, b in zip(run["per_episode"], offline.per_episode))
-        run["same_outcome_and_steps"] = sum((a["success"], a["steps"]) == (b["success"], b["steps"])
-                                            for a, b in zip(run["per_episode"], offline.per_episode))
+    busy = [lambda ms=ms: run_graph(f"timed, offset {ms:g} ms, {args.busy} busy loops", "timed", n, checkpoint,
+                                    ms / 1e3, busy=args.busy) for ms in args.busy_offsets]
     results = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": machine(),
                "commit": git_commit(), "checkpoint": checkpoint, "episodes": n,
                "offline": {"successes": offline.successes, "ci95": offline.ci95, "seconds": offline.seconds,
                            "steps": sum(e["steps"] for e in offline.per_episode), "per_episode": offline.per_episode},
-               "runs": runs, "groups": summarize_groups(runs, n, offline.successes)}
-    write_results(results, render_table(results), args.out)
+               "runs": [], "groups": []}
+
+    def finished(run: dict) -> None:
+        """Compare a run with offline eval and write the results so far (a long bench stopped early keeps them)."""
+        run["same_outcome"] = sum(a["success"] == b["success"] for a, b in zip(run["per_episode"], offline.per_episode))
+        run["same_outcome_and_steps"] = sum((a["success"], a["steps"]) == (b["success"], b["steps"])
+                                            for a, b in zip(run["per_episode"], offline.per_episode))
+        results["runs"].append(run)
+        results["groups"] = summarize_groups(results["runs"], n, offline.successes)
+        write_results(results, render_table(results), args.out)
+
+    with_busy_loops(0, quiet, finished)
+    with_busy_loops(args.busy, busy, finished)
 
 
 def summarize_groups(runs: list[dict], n: int, offline_successes: int) -> list[dict]:

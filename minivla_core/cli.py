@@ -188,10 +188,12 @@ COMMANDS = {
     "eval": (cmd_eval, "run closed-loop episodes on unseen layouts and report the success rate", {
         "--checkpoint": "eval.checkpoint", "--tasks": "eval.tasks", "--instruction": "eval.instruction",
         "--instructions": "eval.instructions", "--episodes": "eval.episodes", "--seed": "eval.seed",
-        "--inference-steps": "eval.inference_steps", "--n-action-steps": "eval.n_action_steps",
+        "--noise-seed": "eval.noise_seed", "--inference-steps": "eval.inference_steps",
+        "--n-action-steps": "eval.n_action_steps",
         "--max-episode-steps": "env.max_episode_steps", "--observation": "env.observation",
         "--image-ablation": "eval.image_ablation", "--threads": "eval.threads", "--video-dir": "eval.video_dir",
-        "--json": "eval.json"}),
+        "--json": "eval.json", "--latency": "eval.latency", "--step-rate": "eval.step_rate",
+        "--seam": "eval.seam"}),
     "info": (cmd_info, "print what a checkpoint holds", {"--checkpoint": "eval.checkpoint"}),
     "teleop": (cmd_teleop, "drive the arm from the keyboard (TwistStamped on cmd_vel, gripper on gripper_command) "
                "in a running graph: ROS_DOMAIN_ID=N minivla teleop", {"--speed": "teleop.speed"}),

@@ -208,6 +208,7 @@ class EvalConfig:
     checkpoint: str = "checkpoints/push_v3.pt"  # the policy to evaluate (or to describe: minivla info)
     episodes: int = 50  # per task
     seed: int = 1000  # variants for evaluation; differs from collection's seed on purpose
+    noise_seed: int = 0  # seed of the sampler's noise (as policy_node.seed); another seed: other chunks, same layouts
     tasks: list[str] = field(default_factory=list)  # empty: the task(s) the checkpoint was trained on
     instructions: str = "plain"  # "plain", "held_out" (paraphrases never trained on), "other_task"
     instruction: str = ""  # one instruction for every episode (empty: as `instructions` says)
@@ -218,6 +219,12 @@ class EvalConfig:
     json: str = ""  # when set, results are written there as JSON
     threads: int = 1  # torch CPU threads for the policy (1 = a laptop-like budget)
     engine: str = "onnxruntime"  # what runs the sampler: "onnxruntime" or "torch" (TorchScript); the same actions
+    # > 0: timed execution on a simulated robot clock (minivla_core/timed.py), as the graph's timed mode runs a real
+    # robot, with every sampling call taking exactly this many seconds, from observation to the chunk's arrival.
+    # 0: the classic loop (each chunk sampled at once, from the observation just before its first action)
+    latency: float = 0.0
+    step_rate: float = 20.0  # with latency: the robot's control steps per second
+    seam: str = "inpaint"  # with latency: how a new chunk meets the one before (as policy_node.seam)
 
 
 @dataclass
@@ -471,7 +478,7 @@ CHOICES = {"env.observation": tuple(OBSERVATIONS), "model.image_encoder": IMAGE_
            "eval.instructions": ("plain", "held_out", "other_task"),
            "eval.image_ablation": ("none", "black", "frozen", "shuffled"), "recorder.storage": ("mcap", "sqlite3"),
            "bridge.interface": ("minivla", "standard"), "bridge.timing": TIMINGS, "policy_node.timing": TIMINGS,
-           "policy_node.seam": SEAMS, "run.timing": TIMINGS,
+           "policy_node.seam": SEAMS, "eval.seam": SEAMS, "run.timing": TIMINGS,
            "eval.engine": ENGINES, "policy_node.engine": ENGINES,
            "robot.camera_type": ("Image", "CompressedImage"), "robot.state_type": ("RobotState", "PoseAndJoints"),
            "robot.action_type": ("ActionCommand", "TwistStamped", "JointTrajectory", "Float64MultiArray")}

@@ -30,11 +30,12 @@ from tqdm import tqdm
 
 from minivla_core.checkpoint import load_policy
 from minivla_core.checkpoint import check_observation_matches
-from minivla_core.config import EnvConfig, EvalConfig, observation_label
+from minivla_core.config import SEAMS, EnvConfig, EvalConfig, observation_label
 from minivla_core.envs import check_sim_task, make_env, make_sim_expert, sim_instruction
 from minivla_core.envs.metaworld_env import INSTRUCTIONS, instruction_for, paraphrases
 from minivla_core.errors import CheckpointError, ConfigError
 from minivla_core.model.policy import PolicyRunner
+from minivla_core.timed import ChunkSchedule, run_timed_episode
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -63,6 +64,9 @@ class EvalResult:
     n_action_steps: int
     seconds: float
     per_episode: list[dict] = field(default_factory=list)
+    # "classic" (each chunk sampled at once), or timed execution on a simulated clock: "timed: latency 115 ms, 20 Hz,
+    # seam inpaint"
+    timing: str = "classic"
 
     @property
     def refused(self) -> int:
@@ -74,9 +78,14 @@ class EvalResult:
         low, high = self.ci95
         steps = f"{self.mean_steps_to_success:.1f}" if self.mean_steps_to_success is not None else "-"
         refused = f"; {self.refused} ended failed on a refused observation" if self.refused else ""
+        timed = ""
+        if self.timing != "classic":
+            held = sum(e["executor"]["held"] for e in self.per_episode)
+            late = sum(e["executor"]["late"] for e in self.per_episode)
+            timed = f"; {self.timing}: {held} steps held still, {late} actions late (the chunk before ran them)"
         return (f"{self.task}: {self.successes}/{self.episodes} = {100 * self.success_rate:.1f}% "
                 f"(95% CI {100 * low:.1f}-{100 * high:.1f}%), mean steps to success {steps}; "
-                f"observation {self.observation}, images {self.image_ablation}{refused}")
+                f"observation {self.observation}, images {self.image_ablation}{refused}{timed}")
 
 
 def env_config_for(checkpoint_env: dict, base: EnvConfig, task: str | None = None) -> EnvConfig:
@@ -170,7 +179,11 @@ def evaluate_task(policy, payload: dict, task: str, eval_config: EvalConfig, env
         raise CheckpointError(f"checkpoint {eval_config.checkpoint} expects state/action sizes "
                               f"{payload['state_dim']}/{payload['action_dim']}, task {env.task} has "
                               f"{env.state_dim}/{env.action_dim}")
-    runner = PolicyRunner(policy, instructions[0], n_action_steps, inference_steps, engine=eval_config.engine)
+    runner = PolicyRunner(policy, instructions[0], n_action_steps, inference_steps, seed=eval_config.noise_seed,
+                          engine=eval_config.engine)
+    schedule = None  # the classic loop; with a latency, timed execution on a simulated clock
+    if eval_config.latency > 0:
+        schedule = ChunkSchedule(1.0 / eval_config.step_rate, policy.config.horizon, runner.n_action_steps)
     video_dir = Path(eval_config.video_dir) if eval_config.video_dir else None
     if video_dir:
         video_dir.mkdir(parents=True, exist_ok=True)
@@ -187,8 +200,12 @@ def evaluate_task(policy, payload: dict, task: str, eval_config: EvalConfig, env
             runner.reset(episode)  # the episode's own noise: the graph in lockstep draws the same
             ablation.reset(episode, obs.images)
             frames = [obs.image]
-            refused = None
-            while not obs.success and not env.done:
+            refused, executor = None, {}
+            if schedule is not None:  # timed execution on a simulated clock
+                obs, counts, refused = run_timed_episode(env, runner, schedule, obs, ablation, eval_config.latency,
+                                                         eval_config.seam, frames if video_dir else None)
+                executor = {"executor": dataclasses.asdict(counts)}
+            while schedule is None and not obs.success and not env.done:
                 try:
                     action = runner.act(ablation(obs.images), obs.state)
                 except ValueError as exc:  # a state far outside everything the checkpoint was trained on:
@@ -198,7 +215,7 @@ def evaluate_task(policy, payload: dict, task: str, eval_config: EvalConfig, env
                 if video_dir:
                     frames.append(obs.image)
             per_episode.append({"episode": episode, "success": obs.success, "steps": env.step_count,
-                                "instruction": instruction, **({"refused": refused} if refused else {})})
+                                "instruction": instruction, **({"refused": refused} if refused else {}), **executor})
             if video_dir:
                 write_video(video_dir / f"{env.task}_ep{episode:03d}_{'success' if obs.success else 'fail'}.mp4",
                             frames)
@@ -217,7 +234,8 @@ def evaluate_task(policy, payload: dict, task: str, eval_config: EvalConfig, env
                       success_rate=successes / n if n else 0.0, ci95=wilson_interval(successes, n),
                       mean_steps_to_success=float(np.mean(steps)) if steps else None, seed=eval_config.seed,
                       inference_steps=runner.inference_steps, n_action_steps=runner.n_action_steps,
-                      seconds=time.perf_counter() - started, per_episode=per_episode)
+                      seconds=time.perf_counter() - started, per_episode=per_episode,
+                      timing=timing_label(eval_config))
 
 
 @dataclass
@@ -272,10 +290,27 @@ def result_dict(result: EvalResult) -> dict:
     return data
 
 
+def timing_label(eval_config: EvalConfig) -> str:
+    if eval_config.latency <= 0:
+        return "classic"
+    return (f"timed: latency {eval_config.latency * 1e3:g} ms, {eval_config.step_rate:g} Hz, "
+            f"seam {eval_config.seam}")
+
+
+def check_timed_settings(eval_config: EvalConfig) -> None:
+    if not (math.isfinite(eval_config.latency) and eval_config.latency >= 0):
+        raise ConfigError(f"eval.latency must be >= 0 seconds (0: the classic loop), got {eval_config.latency}")
+    if not (math.isfinite(eval_config.step_rate) and eval_config.step_rate > 0):
+        raise ConfigError(f"eval.step_rate must be > 0 steps per second, got {eval_config.step_rate}")
+    if eval_config.seam not in SEAMS:
+        raise ConfigError(f"eval.seam must be one of {', '.join(SEAMS)}, got {eval_config.seam!r}")
+
+
 def evaluate(eval_config: EvalConfig, env_base: EnvConfig, progress: bool = True) -> MultiEvalResult:
     """Closed-loop evaluation of eval.checkpoint on each of eval.tasks (empty: the checkpoint's own), with
     eval.instruction for every episode or else those of eval.instructions. The sampler settings
     (eval.inference_steps, eval.n_action_steps) default to the checkpoint's."""
+    check_timed_settings(eval_config)
     if eval_config.threads > 0:
         torch.set_num_threads(eval_config.threads)
     policy, payload = load_policy(eval_config.checkpoint)

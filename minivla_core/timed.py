@@ -185,6 +185,25 @@ class ChunkSchedule:
         offset = max(round((observation_time - self.chunk_time) / span), 0)  # new action 0 = old action `offset`
         return self.chunk[offset: offset + steps]
 
+    def plan(self, observation_time: float, episode: int, step: int, inpaint: bool) -> tuple[int, np.ndarray] | None:
+        """What the sampling side does with the observation of `observation_time` (the `step`-th of `episode`): None
+        when no chunk is due yet; else (stretch, frozen): the steps per action of the chunk to sample now and the
+        actions it must keep (empty unless `inpaint`: policy_node.seam)."""
+        if episode == self.episode and self.chunks == 1 and step >= 1 and not self.aligned:
+            self.robot_started(observation_time)  # the robot applied the first chunk's action 0 at this step
+        if not self.due(observation_time, episode, step):
+            return None
+        stretch = self.stretch()
+        frozen = self.frozen_prefix(observation_time, episode, stretch)
+        return stretch, frozen if inpaint else frozen[:0]
+
+    def record(self, observation_time: float, episode: int, chunk: np.ndarray, stretch: int,
+               latency: float) -> tuple[int, np.ndarray]:
+        """The chunk planned for that observation was sampled (as it is sent, `latency` seconds after the
+        observation): returns its number in the episode and its actions as the robot gets them (stretched)."""
+        self.measured(latency)
+        return self.sent(observation_time, episode, chunk, stretch), stretch_chunk(chunk, stretch)
+
     def robot_started(self, observation_time: float) -> None:
         """The observation after the robot's first step came, of `observation_time`: the episode's first chunk's
         action 0 was applied at that step (the robot starts an episode's first chunk at its next step, however long
@@ -199,3 +218,64 @@ class ChunkSchedule:
         self.chunk_time, self.chunk, self.chunk_stretch = observation_time, chunk, stretch
         self.chunks += 1
         return self.chunks - 1
+
+
+def run_timed_episode(env, runner, schedule: ChunkSchedule, obs, see, latency: float, seam: str = "inpaint",
+                      frames: list | None = None) -> tuple:
+    """One episode of timed execution on a simulated clock, without ROS: what the graph in timed mode does, with a
+    sampling time that is exactly `latency` seconds every time (`minivla eval --latency`). Deterministic, so its
+    figures cannot be lucky; the graph's own timing varies around them.
+
+    The robot steps every `schedule.period` seconds; the observation after step k has time k * period. The policy
+    side is `schedule` (when to sample, what to keep; one for all episodes of a run, so that its latency estimate
+    carries over, as in the policy node), the robot side an ActionBuffer (what is due at each step), as in the
+    simulator bridge. One sampling call runs at a time: a call started at time s delivers its
+    chunk at s + latency; as in the node's sampling thread, the observations that come while it runs are not used
+    (taking the newest of them at once would add its age, up to a step, to every chunk's latency: at 145 ms that
+    made the schedule slow the arm to half speed, 24 of 50 episodes instead of 46), the next one is. The
+    episode's first chunk is sampled from its first observation and the robot starts it at its next step, however
+    long it took (the robot waits). `obs` is the episode's first observation (env reset);
+    `see(images)` is what the policy sees at each step (images, or an ablation of them); each step's image goes to
+    `frames` if given. Returns (final observation, ExecutorCounts, the error that stopped the policy or None)."""
+    period = schedule.period
+    buffer = ActionBuffer(period)
+    episode, gripper = env.episode, -1.0
+
+    def start_sampling(seen: np.ndarray, state: np.ndarray, observation_time: float, step: int, started: float):
+        """A sampling call from this observation at time `started`, if the schedule says a chunk is due."""
+        planned = schedule.plan(observation_time, episode, step, inpaint=seam == "inpaint")
+        if planned is None:
+            return None
+        stretch, frozen = planned
+        chunk = runner.sample_continuing(seen, state, frozen)
+        arrival = started + latency
+        index, chunk = schedule.record(observation_time, episode, chunk, stretch, arrival - observation_time)
+        return arrival, observation_time + period, chunk, index
+
+    try:
+        first = start_sampling(see(obs.images), obs.state, 0.0, 0, 0.0)
+        buffer.add(episode, first[1], period, first[2], first[3], episode, now=0.0, next_step=period)
+        sampling, step = None, 0
+        while not obs.success and not env.done:
+            step += 1
+            now = step * period
+            if sampling is not None and sampling[0] <= now:  # the chunk arrived since the step before
+                arrival, first_due, chunk, index = sampling
+                buffer.add(episode, first_due, period, chunk, index, episode, now=arrival)
+                sampling = None
+            action = buffer.take(now, episode)
+            if action is None:
+                buffer.hold()
+                action = np.array([0.0] * (env.action_dim - 1) + [gripper], dtype=np.float32)
+            gripper = float(action[-1])
+            obs = env.step(action)
+            if frames is not None:
+                frames.append(obs.image)
+            seen = see(obs.images)
+            if obs.success or env.done:
+                break  # the policy never acts on an episode's final observation
+            if sampling is None:  # (an observation that comes while a chunk is sampled is not used)
+                sampling = start_sampling(seen, obs.state, now, step, now)
+    except ValueError as exc:  # a state far outside the training states: the policy stops acting, the episode fails
+        return obs, buffer.counts, f"step {env.step_count}: {exc}"
+    return obs, buffer.counts, None

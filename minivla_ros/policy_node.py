@@ -70,7 +70,7 @@ from minivla_core.actions import check_action
 from minivla_core.errors import InstructionError, MiniVLAError
 from minivla_core.model.policy import PolicyRunner, sampler_for
 from minivla_core.model.tokenizer import check_instruction
-from minivla_core.timed import ChunkSchedule, stretch_chunk
+from minivla_core.timed import ChunkSchedule
 from minivla_ros import graph, qos
 from minivla_ros.conversions import (
     COMMAND_TYPES, chunk_to_msg, command_msgs, stamp_from_seconds, stamp_to_seconds, state_from_msg)
@@ -559,7 +559,10 @@ class PolicyNode(LifecycleNode):
             self.observation_ready.notify()
 
     def sampling_loop(self) -> None:
-        """The sampling thread: wait for an observation; when the next chunk is due, sample it and publish it."""
+        """The sampling thread: wait for an observation; when the next chunk is due, sample it and publish it. An
+        observation that came while a chunk was sampled is not used: the next one, at most a control step away, is
+        fresher by almost a step, and sampling from the stale one would add its age to the latency (minivla_core/
+        timed.py: run_timed_episode)."""
         while True:
             with self.observation_ready:
                 while self.sampler_running and self.newest_observation is None:
@@ -568,9 +571,13 @@ class PolicyNode(LifecycleNode):
                     return
                 observation, self.newest_observation = self.newest_observation, None
             try:
-                self.sample_timed_chunk(*observation)
+                sampled = self.sample_timed_chunk(*observation)
             except Exception as exc:  # never let the thread die silently: the robot would hold forever
                 self.get_logger().error(f"sampling failed: {exc}", throttle_duration_sec=1.0)
+                continue
+            if sampled:
+                with self.observation_ready:
+                    self.newest_observation = None  # came while sampling: wait for the next
 
     def publish_stop_chunk(self) -> None:
         """Timed: standing still (gripper as it is) from the next step on, for the robot's current episode."""
@@ -580,22 +587,21 @@ class PolicyNode(LifecycleNode):
         self.command_pubs[0].publish(chunk_to_msg(stop, first_due, self.period, self.episode,
                                                   stamp_from_seconds(first_due), chunk=2**32 - 1, frozen=0))
 
-    def sample_timed_chunk(self, stamp, episode: int, step: int, images: np.ndarray, state: np.ndarray) -> None:
+    def sample_timed_chunk(self, stamp, episode: int, step: int, images: np.ndarray, state: np.ndarray) -> bool:
+        """Sample, check and publish a chunk from this observation if one is due; True if it sampled one."""
         observation_time = stamp_to_seconds(stamp)
         runner = self.runner
         horizon = self.policy.config.horizon
         if self.schedule is None or self.schedule.n_action_steps != runner.n_action_steps:
             self.schedule = ChunkSchedule(self.period, horizon, runner.n_action_steps)
         schedule = self.schedule
-        if schedule.episode == episode and schedule.chunks == 1 and step >= 1 and not schedule.aligned:
-            schedule.robot_started(observation_time)  # the robot applied action 0 at the step of this observation
-        if not schedule.due(observation_time, episode, step):
-            return
-        stretch = schedule.stretch()
-        frozen = schedule.frozen_prefix(observation_time, episode, stretch) if self.config.seam == "inpaint" else []
+        planned = schedule.plan(observation_time, episode, step, inpaint=self.config.seam == "inpaint")
+        if planned is None:
+            return False  # not due yet
+        stretch, frozen = planned
         with self.runner_lock:
             if episode != self.episode:
-                return  # an episode started while this waited
+                return False  # an episode started while this waited
             try:
                 chunk = runner.sample_continuing(images, state, frozen)
                 for action in chunk:
@@ -604,27 +610,26 @@ class PolicyNode(LifecycleNode):
             except ValueError as exc:  # e.g. a finite but absurd state (1e20) driving the network to NaN
                 self.get_logger().error(f"not acting: {exc}", throttle_duration_sec=1.0)
                 self.schedule_reset()
-                return
+                return True
         if self.config.extra_delay:
             time.sleep(self.config.extra_delay)  # benchmarks: as if inference took this much longer
         now = self.get_clock().now().nanoseconds * 1e-9
         self.latencies.append(now - observation_time)
-        schedule.measured(now - observation_time)
-        index = schedule.sent(observation_time, episode, chunk, stretch)
+        index, chunk = schedule.record(observation_time, episode, chunk, stretch, now - observation_time)
         if stretch > 1:
             self.get_logger().warning(f"sampling takes {schedule.latency * 1e3:.0f} ms, more than half a chunk: the "
                                       f"robot moves at 1/{stretch} speed", throttle_duration_sec=5.0)
-        chunk = stretch_chunk(chunk, stretch)
         msg = chunk_to_msg(chunk, observation_time + self.period, self.period, episode, stamp, index, len(frozen))
         self.tick_times.append(time.monotonic())
         self.ticks += 1
         if self.config.dry_run:
             self.get_logger().info(f"dry run, not sent: chunk {index} of episode {episode}", throttle_duration_sec=1.0)
-            return
+            return True
         if self.paused or not self.activated:
-            return  # paused or deactivated while this chunk was sampled: the robot holds
+            return True  # paused or deactivated while this chunk was sampled: the robot holds
         self.command_pubs[0].publish(msg)
         self.last_action = chunk[0]
+        return True
 
     def ready_state(self, what: str) -> np.ndarray | None:
         """The robot state to act on, or None while the node cannot act (the reason is logged when it changes, and

@@ -118,3 +118,45 @@ def test_sampling_slower_than_half_a_chunk_slows_the_robot_instead_of_stopping_i
     assert len(slow) == 16
     np.testing.assert_allclose(slow[0::2, 0], chunk(0.2)[:, 0] / 2)  # the same path, half a step at a time
     np.testing.assert_array_equal(slow[:, 3], -1.0)  # the gripper's command is kept
+
+
+def test_timed_on_a_simulated_clock_matches_the_classic_loop_when_sampling_takes_less_than_a_step():
+    """Latency under one period: every chunk arrives before its first action is due, so timed execution is the
+    classic loop, episode by episode, to the step."""
+    from minivla_core.config import EnvConfig, EvalConfig
+    from minivla_core.evaluate import evaluate
+
+    checkpoint = str(ROOT / "checkpoints" / "push_v3.pt")
+    classic = evaluate(EvalConfig(checkpoint=checkpoint, episodes=3), EnvConfig(), progress=False).only
+    timed = evaluate(EvalConfig(checkpoint=checkpoint, episodes=3, latency=0.03), EnvConfig(), progress=False).only
+    assert [(e["success"], e["steps"]) for e in timed.per_episode] == \
+        [(e["success"], e["steps"]) for e in classic.per_episode]
+    assert all(e["executor"]["late"] == 0 and e["executor"]["held"] == 0 for e in timed.per_episode)
+    assert timed.timing.startswith("timed: latency 30 ms")
+
+
+@pytest.mark.parametrize("latency", [0.115, 0.315])
+def test_sampling_ahead_keeps_the_arm_moving_however_slow_sampling_is(latency):
+    """+100 and +300 ms: the next chunk is sampled early enough (and at 315 ms the robot slowed) that no step of a
+    started episode finds the buffer empty; the actions due while a chunk was sampled came from the chunk before."""
+    from minivla_core.config import EnvConfig, EvalConfig
+    from minivla_core.evaluate import evaluate
+
+    config = EvalConfig(checkpoint=str(ROOT / "checkpoints" / "push_v3.pt"), episodes=2, latency=latency)
+    result = evaluate(config, EnvConfig(), progress=False).only
+    for episode in result.per_episode:
+        counts = episode["executor"]
+        assert counts["held"] == 0 and counts["expired"] == 0
+        assert counts["late"] > 0  # the latency was real: chunks came after their first actions' steps
+        assert counts["applied"] == episode["steps"]
+
+
+def test_bad_timed_settings_are_refused_with_the_setting_named():
+    from minivla_core.config import EnvConfig, EvalConfig
+    from minivla_core.errors import ConfigError
+    from minivla_core.evaluate import evaluate
+
+    for bad, name in ((dict(latency=-0.1), "eval.latency"), (dict(latency=float("nan")), "eval.latency"),
+                      (dict(latency=0.1, step_rate=0.0), "eval.step_rate"), (dict(seam="blend"), "eval.seam")):
+        with pytest.raises(ConfigError, match=name):
+            evaluate(EvalConfig(checkpoint=str(ROOT / "checkpoints" / "push_v3.pt"), **bad), EnvConfig())
