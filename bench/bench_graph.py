@@ -1,7 +1,7 @@
 """Benchmark of the ROS graph: closed-loop success through real nodes versus offline `minivla eval` on the same
 layouts (seed 1000, episodes 0..N-1), in each timing of the graph, on a quiet machine and under load.
 
-    .venv/bin/python bench/bench_graph.py                 # the whole protocol below, 50 episodes a run (~45 min)
+    .venv/bin/python bench/bench_graph.py                 # the whole protocol below, 50 episodes a run (~75 min)
     .venv/bin/python bench/bench_graph.py --episodes 10 --offsets 0 --delays --busy-offsets   # a quick look
 
 The graph runs as `minivla run` does (simulator bridge and policy node as two processes over DDS on loopback).
@@ -11,8 +11,9 @@ The graph runs as `minivla run` does (simulator bridge and policy node as two pr
   sampled ahead of need (minivla_core/timed.py). A run cannot be lucky in its timer phase: the policy has no
   timer, it samples when its schedule says so, and each run forces a phase instead: `--offsets` adds that many
   milliseconds between each observation and the start of its sampling (policy_node.extra_delay; 0, 12.5, 25 and
-  37.5 ms cover a 50 ms period). `--delays` adds 100 and 300 ms to every sampling call, as a slow computer or a
-  remote GPU would (+300 ms is most of a chunk's 400 ms). The offsets run again under `--busy` busy CPU loops.
+  37.5 ms cover a 50 ms period). `--delays` adds 100 ms (four runs) and 300 ms to every sampling call, as a slow
+  computer or a remote GPU would (+300 ms is most of a chunk's 400 ms).
+  The offsets run again under `--busy` busy CPU loops.
 - free (`--free-runs`): each node on its own 20 Hz timer, the newest command applied; phase and load decide.
 
 Each run reports: success, agreement with offline per episode, and from the bridge's executor (timed): steps held

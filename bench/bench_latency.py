@@ -2,7 +2,7 @@
 run_timed_episode) on the same unseen layouts as the classic loop, for several sampling latencies, seam rules and
 numbers of executed actions per chunk.
 
-    .venv/bin/python bench/bench_latency.py                          # latencies 0-315 ms, both seams (~25 min)
+    .venv/bin/python bench/bench_latency.py                # latencies 30-315 ms, both seams, 4 noise seeds (~1 h)
     .venv/bin/python bench/bench_latency.py --latencies 0.115 --seams inpaint replace --episodes 20
 
 The clock is simulated and every sampling call takes exactly the latency given, so each figure is deterministic:
@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import multiprocessing
+import os
 import sys
 from pathlib import Path
 
@@ -31,22 +33,28 @@ from minivla_core.config import EnvConfig, EvalConfig  # noqa: E402
 from minivla_core.evaluate import evaluate, wilson_interval  # noqa: E402
 
 
-def run(checkpoint: str, episodes: int, latency: float, seam: str, n_action_steps: int, noise_seeds: list[int]) -> dict:
-    """One setting, over the same layouts once per noise seed (pooled)."""
-    per_episode, executor = [], []
-    for noise_seed in noise_seeds:
-        config = EvalConfig(checkpoint=checkpoint, episodes=episodes, latency=latency, seam=seam,
-                            n_action_steps=n_action_steps, noise_seed=noise_seed)
-        result = evaluate(config, EnvConfig(), progress=False).only
-        per_episode += [(e["success"], e["steps"]) for e in result.per_episode]
-        executor += [e.get("executor", {}) for e in result.per_episode]
+def run_once(job: tuple) -> dict:
+    """One setting on the layouts with one noise seed: (success, steps) and the executor's counts per episode."""
+    checkpoint, episodes, latency, seam, n_action_steps, noise_seed = job
+    config = EvalConfig(checkpoint=checkpoint, episodes=episodes, latency=latency, seam=seam,
+                        n_action_steps=n_action_steps, noise_seed=noise_seed)
+    result = evaluate(config, EnvConfig(), progress=False).only
+    return {"n_action_steps": result.n_action_steps,
+            "per_episode": [(e["success"], e["steps"]) for e in result.per_episode],
+            "executor": [e.get("executor", {}) for e in result.per_episode]}
+
+
+def pooled(setting: tuple, noise_seeds: list[int], parts: list[dict]) -> dict:
+    """One setting's runs (one per noise seed) as one row."""
+    latency, seam, _ = setting
+    per_episode = [episode for part in parts for episode in part["per_episode"]]
+    executor = [counts for part in parts for counts in part["executor"]]
     total = {key: sum(counts.get(key, 0) for counts in executor) for key in ("held", "late", "expired")}
     total["max_seam_jump"] = max((counts.get("max_seam_jump", 0.0) for counts in executor), default=0.0)
     successes = sum(success for success, _ in per_episode)
-    return {"latency": latency, "seam": seam, "n_action_steps": result.n_action_steps, "noise_seeds": noise_seeds,
+    return {"latency": latency, "seam": seam, "n_action_steps": parts[0]["n_action_steps"], "noise_seeds": noise_seeds,
             "successes": successes, "episodes": len(per_episode),
-            "ci95": list(wilson_interval(successes, len(per_episode))),
-            "per_episode": per_episode, **total}
+            "ci95": list(wilson_interval(successes, len(per_episode))), "per_episode": per_episode, **total}
 
 
 def render(results: dict) -> str:
@@ -83,25 +91,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "push_v3.pt"))
     parser.add_argument("--episodes", type=int, default=50)
-    parser.add_argument("--latencies", type=float, nargs="*", default=[0.03, 0.06, 0.09, 0.115, 0.165, 0.315],
+    parser.add_argument("--latencies", type=float, nargs="*", default=[0.03, 0.06, 0.09, 0.115, 0.145, 0.18, 0.315],
                         help="seconds from observation to chunk")
     parser.add_argument("--seams", nargs="*", default=["inpaint", "replace"])
     parser.add_argument("--n-action-steps", type=int, nargs="*", default=[0], help="0: the checkpoint's")
     parser.add_argument("--noise-seeds", type=int, nargs="*", default=[0, 1, 2, 3],
                         help="each setting runs the layouts once per sampler noise seed")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="evaluations run in parallel")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latency"))
     args = parser.parse_args()
 
-    classic = run(args.checkpoint, args.episodes, 0.0, "inpaint", 0, args.noise_seeds)
+    settings = [(0.0, "inpaint", 0)]  # the classic loop first
+    settings += [(latency, seam, n) for n in args.n_action_steps for latency in args.latencies for seam in args.seams]
+    jobs = [(args.checkpoint, args.episodes, latency, seam, n, seed) for latency, seam, n in settings
+            for seed in args.noise_seeds]
+    with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:  # each eval on one thread, in parallel
+        parts = pool.map(run_once, jobs)
+    k = len(args.noise_seeds)
+    rows = [pooled(setting, args.noise_seeds, parts[i * k:(i + 1) * k]) for i, setting in enumerate(settings)]
     results = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "commit": git_commit(),
                "machine": machine(), "checkpoint": args.checkpoint, "episodes": args.episodes,
-               "classic": classic, "runs": []}
-    for n_action_steps in args.n_action_steps:
-        for latency in args.latencies:
-            for seam in args.seams:
-                results["runs"].append(run(args.checkpoint, args.episodes, latency, seam, n_action_steps,
-                                           args.noise_seeds))
-                print(render(results).splitlines()[-3], flush=True)
+               "classic": rows[0], "runs": rows[1:]}
     write_results(results, render(results), args.out)
 
 
