@@ -22,6 +22,9 @@ def outside_limits(values: np.ndarray) -> np.ndarray:
 def check_action(action) -> np.ndarray:
     """The action as float32 if it is ACTION_DIM finite numbers within [-ACTION_LIMIT, ACTION_LIMIT], else
     ValueError. Never clipped: a command of 1e9 is a bug upstream, not a request for full speed."""
+    if not isinstance(action, np.ndarray) and hasattr(action, "__len__") and len(action) != ACTION_DIM:
+        # (a message's sequence: its length is known before a million numbers of it are read)
+        raise ValueError(f"action has {len(action)} numbers, expected {ACTION_DIM}")
     values = np.asarray(action, dtype=np.float64)
     if values.shape != (ACTION_DIM,):
         raise ValueError(f"action has {values.size} numbers, expected {ACTION_DIM}")

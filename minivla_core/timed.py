@@ -29,6 +29,21 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+# A chunk is at most this many actions (a policy's horizon times the largest stretch is 64 here): a longer one is
+# refused before any per-action work (a valid chunk of 10^5 actions once froze the bridge for 10 s).
+MAX_CHUNK_ACTIONS = 1024
+PERIOD_RANGE = (1e-3, 10.0)  # seconds per action a chunk may be planned with
+
+
+def check_chunk(n_actions: int, period: float) -> None:
+    """ValueError unless a chunk of `n_actions` actions, `period` seconds apart, is of a size and period a robot
+    can execute: checked before its actions are read."""
+    if not 1 <= n_actions <= MAX_CHUNK_ACTIONS:
+        raise ValueError(f"chunk of {n_actions} actions; a chunk has 1..{MAX_CHUNK_ACTIONS}")
+    if not (math.isfinite(period) and PERIOD_RANGE[0] <= period <= PERIOD_RANGE[1]):
+        raise ValueError(f"chunk period {period} s is not within {PERIOD_RANGE[0]:g}..{PERIOD_RANGE[1]:g} s")
+
+
 @dataclass
 class ExecutorCounts:
     """What the robot side did, counted since it started."""
@@ -38,7 +53,7 @@ class ExecutorCounts:
     late: int = 0  # actions that arrived after their step (the chunk before supplied it: sampling latency)
     superseded: int = 0  # actions replaced by a newer chunk, or left at an episode's end, before their time
     held: int = 0  # control steps of a started episode with no action due: the arm held still
-    refused_chunks: int = 0  # chunks of an episode other than the current one (never applied)
+    refused_chunks: int = 0  # chunks of an episode other than the current one, or older than the newest (never applied)
     seams: int = 0  # control steps whose action came from a newer chunk than the step before
     max_seam_jump: float = 0.0  # largest change of a motion action from one step to the next, at a seam
     max_step_jump: float = 0.0  # the same inside a chunk (what the policy itself does from step to step)
@@ -54,17 +69,24 @@ class ActionBuffer:
     counts: ExecutorCounts = field(default_factory=ExecutorCounts)
     last_action: np.ndarray | None = None
     last_chunk: int | None = None
+    newest_chunk: int | None = None  # the number of the newest chunk taken in this episode
 
     def add(self, episode: int, first_due: float, period: float, actions: np.ndarray, chunk: int,
             current_episode: int, now: float, next_step: float | None = None) -> bool:
         """A chunk for `episode` whose actions[0] is due at `first_due`, arriving at `now`. `current_episode` is the
         robot's; with `next_step` (the episode has not started: the arm waits for its first action) actions[0] is
-        due then. Returns False (and counts it) for a chunk of another episode."""
+        due then. Returns False (and counts it) for a chunk of another episode, or one numbered no higher than the
+        newest taken in this episode (chunk numbers grow within an episode: a chunk sampled before a stop chunk can
+        never replace it)."""
         if episode != current_episode:
             self.counts.refused_chunks += 1
             return False
         if episode != self.episode:
             self.clear(episode)
+        if self.newest_chunk is not None and chunk <= self.newest_chunk:
+            self.counts.refused_chunks += 1
+            return False
+        self.newest_chunk = chunk
         if next_step is not None:
             first_due = next_step
         dues = first_due + period * np.arange(len(actions))
@@ -112,7 +134,7 @@ class ActionBuffer:
     def clear(self, episode: int) -> None:
         self.counts.superseded += len(self.entries)
         self.entries, self.episode = deque(), episode
-        self.last_action = self.last_chunk = None
+        self.last_action = self.last_chunk = self.newest_chunk = None
 
 
 def stretch_chunk(chunk: np.ndarray, stretch: int) -> np.ndarray:

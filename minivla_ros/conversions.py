@@ -20,6 +20,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from minivla_core.actions import check_action
 from minivla_core.config import RobotConfig, observation_label
+from minivla_core.timed import check_chunk
 from minivla_ros.images import decode_image
 from minivla_ros.msg import ActionChunk, ActionCommand, RobotState
 
@@ -101,11 +102,12 @@ def chunk_to_msg(actions: np.ndarray, first_due: float, period: float, episode: 
 
 
 def chunk_from_msg(msg: ActionChunk, action_dim: int) -> tuple[float, np.ndarray]:
-    """(the time actions[0] is due, the actions (n, action_dim)), each action within the arm's limits."""
-    if msg.action_dim != action_dim or not msg.actions or len(msg.actions) % msg.action_dim:
-        raise ValueError(f"{len(msg.actions)} numbers in rows of {msg.action_dim}; expected rows of {action_dim}")
-    if not msg.period > 0:
-        raise ValueError(f"period {msg.period} is not > 0")
+    """(the time actions[0] is due, the actions (n, action_dim)), each action within the arm's limits. Its size and
+    period are checked before any per-action work (minivla_core/timed.py: check_chunk)."""
+    numbers = len(msg.actions)
+    if msg.action_dim != action_dim or not numbers or numbers % action_dim:
+        raise ValueError(f"{numbers} numbers in rows of {msg.action_dim}; expected rows of {action_dim}")
+    check_chunk(numbers // action_dim, msg.period)
     actions = np.asarray(msg.actions, dtype=np.float32).reshape(-1, action_dim)
     for action in actions:
         check_action(action)

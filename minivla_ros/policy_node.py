@@ -1,47 +1,32 @@
-"""Policy node: the diffusion policy driving the arm at a fixed control rate.
+"""Policy node: the diffusion policy commanding a robot, as glue over ROS-free parts.
 
-It keeps the newest camera images (one per camera the checkpoint was trained with), robot state and
-instruction. On a timer at `policy_node.control_rate` it publishes one action command, taken from
-the current action chunk; a new chunk is sampled (DDIM, `policy_node.inference_steps` steps) when
-the executed part (`policy_node.n_action_steps` actions) is used up. It publishes nothing while it
-has no policy, no instruction, or stale inputs, and says why on `policy_status` (once a second) and
-in the log.
+The node subscribes to what the policy sees (one camera image per camera the checkpoint was trained with, the robot
+state, the instruction), converts each message, and hands it on; it publishes what the policy decides, its status
+and /diagnostics; it declares its parameters from the config schema and runs the lifecycle. The rules live in the
+core, each unit-tested without DDS:
+- minivla_core/sync.py (ObservationAssembler): which inputs belong together (the newest of each, or exact stamps)
+  and when an input is stale;
+- minivla_core/drivers.py: what each timing mode does with an observation, a tick, a hold and a transition
+  (policy_node.timing, minivla_core/timing.py): "free" publishes one command per control_rate tick from the newest
+  inputs; "lockstep" answers each observation with one command naming it; "timed" publishes whole chunks with due
+  times (minivla_ros/ActionChunk on action_chunk), sampled ahead on a thread of their own.
 
-Which topics and messages carry the images, the state and the commands is the robot interface, the
-`robot.*` parameters (RobotConfig; minivla_ros/interfaces.py): by default the simulator's own
-(camera/image_raw, robot_state, action_command); for any robot, sensor_msgs/Image or CompressedImage
-of any size, a PoseStamped and named JointState joints, and TwistStamped, JointTrajectory or
-Float64MultiArray commands with a std_msgs/Float64 gripper command. The interface is checked against
-the checkpoint when it loads: a mismatch (a state of the wrong length, too few camera topics) is named
-and nothing is commanded.
+Which topics and messages carry the images, the state and the commands is the robot interface, the `robot.*`
+parameters (RobotConfig; minivla_ros/interfaces.py): by default the simulator's own (camera/image_raw, robot_state,
+action_command); for any robot, sensor_msgs/Image or CompressedImage, a PoseStamped and named JointState joints,
+and TwistStamped, JointTrajectory or Float64MultiArray commands with a std_msgs/Float64 gripper command. The
+interface is checked against the checkpoint when it loads.
 
-It is a managed (lifecycle) node, as anything commanding hardware should be: `configure` loads the
-checkpoint and checks it against the robot interface (a failure names the reason and leaves the node
-unconfigured), `activate` starts commanding, `deactivate` holds (a zero velocity for TwistStamped,
-nothing more for the others), `cleanup` lets the checkpoint go. With `policy_node.autostart` (the
-default) it configures and activates itself; otherwise `ros2 lifecycle set /policy_node configure`
-and `activate`. Further safety, as users of real arms expect: `policy_node.dry_run` computes and
-logs actions but commands nothing; `robot.action_limits` and `robot.max_speed` bound what is
-published (an action beyond them is never sent: the node logs it and holds); the service
-`~/pause` (std_srvs/SetBool) pauses and resumes commanding; /diagnostics carries a
-diagnostic_msgs/DiagnosticArray with the node's health next to policy_status.
-
-With `policy_node.timing` lockstep (for a simulator bridge in lockstep: `minivla run`) there is no control timer:
-the node answers each observation, the camera images and the state of one stamp (with our own messages also the
-episode_status of that stamp, which says which episode it belongs to and whether it is its last), with one
-command stamped as that observation (ActionCommand: observation_stamp). It never acts on an episode's final
-observation, nor on one older than the newest episode's start. At each episode's start (episode_status, or a
-message on robot.episode_topic: the n-th is episode n-1) the chunk is dropped and the sampler's noise restarts
-at the episode's seed, as `minivla eval` does: in lockstep the graph then plays every episode as eval does.
-
-With `policy_node.timing` timed (a real robot's clock; the bridge with bridge.timing timed executes) there is no
-control timer either: it publishes whole chunks (minivla_ros/ActionChunk on action_chunk), each action with its due
-time, and a sampling thread of its own samples the next one ahead, as the current one runs out: the new chunk is
-ready when the robot has executed `n_action_steps` actions of the old one, however long sampling takes (its
-latency is measured as it goes). The actions due while a chunk is being sampled are the old chunk's; with
-`policy_node.seam` inpaint the new chunk keeps them and continues from them (real-time chunking), so the two meet
-without a jump. Inputs are synchronised by stamp as in lockstep; a chunk names its episode, and the robot applies
-no action of another (minivla_core/timed.py).
+A managed (lifecycle) node, as anything commanding hardware should be: `configure` loads and checks the checkpoint
+(a failure names the reason and leaves the node unconfigured), `activate` starts commanding, `deactivate` holds (a
+zero velocity for TwistStamped, a chunk of standing still in timed timing, and nothing sampled before it is
+published after it), `cleanup` lets the checkpoint go (from active it deactivates first). A transition that is not
+valid from the current state is refused (success=false), never fatal (minivla_ros/lifecycle.py). With
+`policy_node.autostart` (the default) it configures and activates itself. Further safety: `policy_node.dry_run`
+computes and logs actions but commands nothing; `robot.action_limits` and `robot.max_speed` bound what is
+published (an action beyond them is never sent: the node logs it and holds); the service `~/pause`
+(std_srvs/SetBool) pauses and resumes; it publishes nothing while it has no policy, no instruction, or stale
+inputs, and says why on `policy_status` (once a second), /diagnostics and in the log.
 
 Parameters: the fields of PolicyNodeConfig (`policy_node.*`) and RobotConfig (`robot.*`).
 """
@@ -49,12 +34,12 @@ Parameters: the fields of PolicyNodeConfig (`policy_node.*`) and RobotConfig (`r
 from __future__ import annotations
 
 import dataclasses
-import threading
 import time
 from collections import deque
 
 import numpy as np
 import torch
+from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import SetParametersResult
@@ -65,18 +50,19 @@ from std_msgs.msg import Float64, Header, String
 from std_srvs.srv import SetBool
 
 from minivla_core.checkpoint import load_policy
-from minivla_core.config import CHOICES, PolicyNodeConfig, RobotConfig, check_timing, observation_label
-from minivla_core.actions import check_action
+from minivla_core.config import CHOICES, PolicyNodeConfig, RobotConfig, observation_label
+from minivla_core.drivers import DRIVERS, Chunk, Command, Stop, TimedDriver, why_not_ready
 from minivla_core.errors import InstructionError, MiniVLAError
 from minivla_core.model.policy import PolicyRunner, sampler_for
 from minivla_core.model.tokenizer import check_instruction
-from minivla_core.timed import ChunkSchedule
+from minivla_core.sync import EpisodeStatus as StatusPart
+from minivla_core.sync import ObservationAssembler
+from minivla_core.timing import check_timing
 from minivla_ros import graph, qos
-from minivla_ros.conversions import (
-    COMMAND_TYPES, chunk_to_msg, command_msgs, stamp_from_seconds, stamp_to_seconds, state_from_msg)
+from minivla_ros.conversions import COMMAND_TYPES, chunk_to_msg, command_msgs, state_from_msg
 from minivla_ros.images import image_from_msg
-from minivla_ros.interfaces import (
-    assemble_state, check_interface, check_limits, joint_positions, position_from_pose)
+from minivla_ros.interfaces import check_interface, check_limits, joint_positions, position_from_pose
+from minivla_ros.lifecycle import guard_transitions
 from minivla_ros.msg import ActionChunk, ActionCommand, EpisodeStatus, PolicyStatus, RobotState
 from minivla_ros.params import declare_section, resolve_path
 from minivla_ros.spin import run_node
@@ -84,11 +70,17 @@ from minivla_ros.spin import run_node
 # Every change of instruction is logged, up to this many a second; a flood of changes is summarised
 # (the current instruction is always on `policy_status`).
 INSTRUCTION_LOGS_PER_SECOND = 5
+UNCONFIGURED = "unconfigured (lifecycle: configure, then activate)"
 
 
 def stamp_key(stamp) -> tuple[int, int]:
     """A builtin_interfaces/Time as a comparable pair."""
     return stamp.sec, stamp.nanosec
+
+
+def stamp_msg(key: tuple[int, int] | None) -> Time:
+    """A (sec, nanosec) pair as a builtin_interfaces/Time (zero for None)."""
+    return Time() if key is None else Time(sec=key[0], nanosec=key[1])
 
 
 class PolicyNode(LifecycleNode):
@@ -97,35 +89,24 @@ class PolicyNode(LifecycleNode):
         self.config = declare_section(self, "policy_node", PolicyNodeConfig(),
                                       changeable=graph.CHANGEABLE["policy_node"])
         self.robot = declare_section(self, "robot", RobotConfig())
-        timing = check_timing(self.config.timing, "policy_node.timing")
-        self.lockstep, self.timed = timing == "lockstep", timing == "timed"
-        self.output = "timed action chunks" if self.timed else "action commands"  # what it publishes, for its log
-        if self.timed and (self.robot.action_type != "ActionCommand" or self.robot.episode_topic):
+        self.timing = check_timing(self.config.timing, "policy_node.timing")
+        if self.timing == "timed" and (self.robot.action_type != "ActionCommand" or self.robot.episode_topic):
             raise ValueError("policy_node.timing timed publishes minivla_ros/ActionChunk and reads episode_status: "
                              "use robot.action_type ActionCommand and no robot.episode_topic")
         if self.config.seam not in CHOICES["policy_node.seam"]:
             raise ValueError(f"policy_node.seam must be one of {', '.join(CHOICES['policy_node.seam'])}, got "
                              f"{self.config.seam!r}")
-        if self.config.extra_delay < 0:
-            raise ValueError(f"policy_node.extra_delay must be >= 0 seconds, got {self.config.extra_delay}")
-        self.runner_lock = threading.Lock()  # timed: the sampling thread and the callbacks share the runner
-        self.sampler_thread: threading.Thread | None = None
+        self.output = "timed action chunks" if self.timing == "timed" else "action commands"  # for its log
+        self.period = 1.0 / self.config.control_rate
         torch.set_num_threads(max(1, self.config.threads))
-        self.policy = None
-        self.runner: PolicyRunner | None = None
+        self.policy = self.driver = self.assembler = None
         self.instruction = ""  # the newest valid instruction, kept while unconfigured
-        self.problem = "unconfigured (lifecycle: configure, then activate)"
-        self.activated = self.paused = False
-        self.last_action: np.ndarray | None = None  # the newest published
-        self.episode = None  # the episode number: episode_status's, or messages on robot.episode_topic counted from 0
-        self.episode_start = (0, 0)  # stamp of the current episode's first observation
+        self.problem = UNCONFIGURED  # why it does not act (None: it does), as the status says
+        self.paused = False
+        self.episode_markers = 0  # robot.episode_topic: the n-th marker starts episode n-1
         self.cameras: list[str] = []
         self.command_pubs: list = []
-        self.resources: list = []  # subscriptions, publishers and the control timer made by configure
-        self.period = 1.0 / self.config.control_rate
-        self.tick_times: deque[float] = deque(maxlen=int(10 * self.config.control_rate))
-        self.latencies: deque[float] = deque(maxlen=200)
-        self.ticks = self.dropped_ticks = 0
+        self.resources: list = []  # what configure made: subscriptions, publishers, the control timer
         self.instruction_log_times: deque[float] = deque(maxlen=INSTRUCTION_LOGS_PER_SECOND)
         self.unlogged_instructions = 0
 
@@ -138,35 +119,33 @@ class PolicyNode(LifecycleNode):
         self.create_service(SetBool, "~/pause", self.on_pause)
         self.create_timer(1.0, self.publish_status)
         self.add_on_set_parameters_callback(self.on_set_parameters)
+        guard_transitions(self)
         if self.config.instruction:
             self.set_instruction(self.config.instruction)
-        self.schedule: ChunkSchedule | None = None  # timed: made with the runner (it needs the checkpoint's sizes)
-        self.newest_observation = None  # timed: (stamp, episode, step, images, state), for the sampling thread
-        self.observation_ready = threading.Condition()
         if self.config.autostart and self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
             self.trigger_activate()
 
     # --- lifecycle ----------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Load and check the checkpoint; subscribe to the robot's inputs; make the command publishers."""
+        """Load and check the checkpoint; make the driver, the inputs' subscriptions and the command publishers."""
         if not self.load(self.config.checkpoint):
             return TransitionCallbackReturn.FAILURE
-        self.images = [None] * len(self.cameras)  # newest image of each camera, scene camera first
-        self.image_times = [-float("inf")] * len(self.cameras)
-        self.state, self.state_time = None, -float("inf")
-        self.pose = self.joints = None  # robot.state_type PoseAndJoints: the newest of each, and when
-        self.pose_time = self.joints_time = -float("inf")
-        self.image_stamp = self.chunk_stamp = None  # of the scene camera's newest image / the current chunk's
-        # Lockstep: the stamp of the newest message of each input (and of episode_status: episode, final or not), and
-        # of the newest observation answered.
-        self.input_stamps: dict[str, tuple[int, int]] = {}
-        self.status_of_stamp: tuple[tuple[int, int], int, bool] | None = None
-        self.answered = None
+        exact = self.timing != "free"  # lockstep and timed: the parts of one observation share a stamp
+        state_parts, labels = self.state_parts()
+        self.assembler = ObservationAssembler(len(self.cameras), state_parts, exact and not self.robot.episode_topic,
+                                              self.config.stale_after, exact, labels)
+        driver_class = DRIVERS[self.timing]
+        common = dict(period=self.period, action_dim=self.policy.action_dim, publish=self.send, log=self.log,
+                      check_limits=lambda action: check_limits(action, self.robot))
+        if driver_class is TimedDriver:
+            self.driver = TimedDriver(**common, horizon=self.policy.config.horizon,
+                                      inpaint=self.config.seam == "inpaint",
+                                      clock=lambda: self.get_clock().now().nanoseconds * 1e-9)
+        else:
+            self.driver = driver_class(**common)
         self.create_command_publishers()
         self.create_input_subscriptions()
-        if self.timed:
-            self.start_sampler_thread()
-        elif not self.lockstep:
+        if self.timing == "free":
             self.resources.append(self.create_timer(self.period, self.tick))
         self.problem = "configured, not active (lifecycle: activate)"
         if self.instruction:
@@ -174,62 +153,45 @@ class PolicyNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.activated = True
+        self.driver.activate()
         self.get_logger().info("active: commanding the robot")
-        self.ready_state(self.output)  # the status says at once what, if anything, still stops it (not at an input)
+        self.ready_state()  # the status says at once what, if anything, still stops it (not at an input)
         return super().on_activate(state)  # activates the command publishers
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.hold()
-        self.activated = False
+        self.driver.deactivate()  # holds; nothing sampled before this is published after it
         self.get_logger().info("inactive: holding")
-        self.ready_state(self.output)
+        self.ready_state()
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.release()
-        self.problem = "unconfigured (lifecycle: configure, then activate)"
+        self.problem = UNCONFIGURED
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        if self.activated:
-            self.hold()
+        if self.driver is not None and self.driver.active:
+            self.driver.deactivate()
         self.release()
         return TransitionCallbackReturn.SUCCESS
 
     def release(self) -> None:
-        self.stop_sampler_thread()
+        if self.driver is not None:
+            self.driver.close()
         for resource in self.resources:
-            if isinstance(resource, Timer):
-                self.destroy_timer(resource)
-            elif resource in self.command_pubs:
+            if resource in self.command_pubs:
                 self.destroy_lifecycle_publisher(resource)
+            elif isinstance(resource, Timer):
+                self.destroy_timer(resource)
             else:
                 self.destroy_subscription(resource)
         self.resources, self.command_pubs = [], []
-        self.policy = self.runner = None
-        self.activated = False
-
-    def hold(self) -> None:
-        """Stop the robot where it is: a zero velocity for a TwistStamped robot, a chunk of standing still in timed
-        timing (it replaces the actions the robot still holds); a trajectory or forward command controller holds its
-        last target by itself, and the simulator holds when commands stop."""
-        if self.timed and self.command_pubs and self.policy is not None and self.episode is not None:
-            self.publish_stop_chunk()
-        elif self.robot.action_type == "TwistStamped" and self.command_pubs and self.policy is not None:
-            stop = np.zeros(self.policy.action_dim)
-            stop[-1] = self.last_action[-1] if self.last_action is not None else -1.0  # the gripper stays as it is
-            self.command_pubs[0].publish(command_msgs(stop, self.robot, self.get_clock().now().to_msg(),
-                                                      self.period)[0])
-        if self.runner is not None:
-            with self.runner_lock:
-                self.runner.reset()
-            self.schedule_reset()
+        self.policy = self.driver = self.assembler = None
 
     def on_pause(self, request, response):
         """~/pause (std_srvs/SetBool): true pauses commanding (the robot holds), false resumes."""
-        if request.data and not self.paused and self.activated:
-            self.hold()
+        if request.data and not self.paused and self.driver is not None and self.driver.active:
+            self.driver.hold()
         self.paused = request.data
         response.success, response.message = True, "paused" if self.paused else "resumed"
         self.get_logger().info(response.message)
@@ -237,7 +199,7 @@ class PolicyNode(LifecycleNode):
 
     def create_command_publishers(self) -> None:
         robot = self.robot
-        if self.timed:
+        if self.timing == "timed":
             self.command_pubs = [self.create_lifecycle_publisher(ActionChunk, graph.ACTION_CHUNK.name,
                                                                  qos.profile(graph.ACTION_CHUNK))]
         elif robot.action_type == "ActionCommand":
@@ -275,6 +237,15 @@ class PolicyNode(LifecycleNode):
                                                               qos.SENSOR_QOS))
         self.resources += subscriptions
 
+    def state_parts(self) -> tuple[list[str], dict[str, str]]:
+        """The inputs whose numbers make the state, in order, and how the log names each input."""
+        labels = {f"camera {i}": f"{camera} camera image" for i, camera in enumerate(self.cameras)}
+        if self.robot.state_type == "RobotState":
+            return ["state"], labels | {"state": "robot state"}
+        parts = [part for part, topic in (("pose", self.robot.state_pose_topic),
+                                          ("joints", self.robot.state_joint_topic)) if topic]
+        return parts, labels | {"pose": self.robot.state_pose_topic, "joints": self.robot.state_joint_topic}
+
     # --- inputs -------------------------------------------------------------------------------
     def load(self, checkpoint: str) -> bool:
         """Load the checkpoint and check the robot interface against it; False (and the reason logged) if not."""
@@ -298,7 +269,7 @@ class PolicyNode(LifecycleNode):
         # the first answer: the runner built then, and its first sample_continuing, find them with the policy.
         steps = self.config.inference_steps or self.policy.config.inference_steps
         sampler_for(self.policy, steps, self.config.engine)
-        if self.timed and self.config.seam == "inpaint":
+        if self.timing == "timed" and self.config.seam == "inpaint":
             sampler_for(self.policy, steps, self.config.engine, inpainting=True)
         tasks = payload["env"].get("tasks") or [payload["env"]["task"]]
         self.get_logger().info(f"loaded {path} (trained on {', '.join(tasks)}, "
@@ -307,51 +278,116 @@ class PolicyNode(LifecycleNode):
         return True
 
     def on_image(self, msg: Image, index: int) -> None:
-        if self.policy is None:
-            return
-        try:
-            self.images[index] = image_from_msg(msg, self.image_size)
-        except ValueError as exc:
-            self.get_logger().error(f"dropping {self.cameras[index]} camera image: {exc}", throttle_duration_sec=1.0)
-            return
-        self.image_times[index] = time.monotonic()
-        if index == 0:
-            self.image_stamp = msg.header.stamp
-        self.have_input(f"camera {index}", msg.header.stamp)
+        if self.assembler is not None:
+            self.take(f"camera {index}", msg, lambda: image_from_msg(msg, self.image_size),
+                      f"{self.cameras[index]} camera image")
 
     def on_state(self, msg: RobotState) -> None:
-        if self.policy is None:
-            return
-        try:
-            self.state = state_from_msg(msg, self.state_dim, self.observation)
-        except ValueError as exc:
-            self.get_logger().error(f"dropping robot state: {exc}", throttle_duration_sec=1.0)
-            return
-        self.state_time = time.monotonic()
-        self.have_input("state", msg.header.stamp)
+        if self.assembler is not None:
+            self.take("state", msg, lambda: state_from_msg(msg, self.state_dim, self.observation), "robot state")
 
     def on_pose(self, msg: PoseStamped) -> None:
-        if self.policy is None:
-            return
-        try:
-            self.pose = position_from_pose(msg)
-        except ValueError as exc:
-            self.get_logger().error(f"dropping {self.robot.state_pose_topic}: {exc}", throttle_duration_sec=1.0)
-            return
-        self.pose_time = time.monotonic()
-        self.have_input("pose", msg.header.stamp)
+        if self.assembler is not None:
+            self.take("pose", msg, lambda: position_from_pose(msg), self.robot.state_pose_topic)
 
     def on_joints(self, msg: JointState) -> None:
-        if self.policy is None:
-            return
-        try:
-            self.joints = joint_positions(msg, self.robot.state_joints)
-        except ValueError as exc:
-            self.get_logger().error(f"dropping {self.robot.state_joint_topic}: {exc}", throttle_duration_sec=1.0)
-            return
-        self.joints_time = time.monotonic()
-        self.have_input("joints", msg.header.stamp)
+        if self.assembler is not None:
+            self.take("joints", msg, lambda: joint_positions(msg, self.robot.state_joints),
+                      self.robot.state_joint_topic)
 
+    def on_episode_status(self, msg: EpisodeStatus) -> None:
+        if self.robot.episode_topic or self.assembler is None:
+            return  # the episodes come from robot.episode_topic
+        if self.timing == "free":
+            self.new_episode(msg.episode, stamp_key(msg.header.stamp))
+        else:  # the status is part of the observation of its stamp; the episode starts when that one is complete
+            self.take("status", msg, lambda: StatusPart(msg.episode, msg.step, msg.done), "episode status")
+
+    def on_episode_start(self, msg: Header) -> None:
+        """robot.episode_topic: an episode starts with the observation of this stamp."""
+        self.episode_markers += 1
+        self.new_episode(self.episode_markers - 1, stamp_key(msg.stamp))
+
+    def take(self, part: str, msg, convert, what: str) -> None:
+        """One input, converted (a bad one is dropped, and said); with exact stamps, the observation it completes is
+        handed to the driver."""
+        try:
+            value = convert()
+        except ValueError as exc:
+            self.get_logger().error(f"dropping {what}: {exc}", throttle_duration_sec=1.0)
+            return
+        observation = self.assembler.put(part, stamp_key(msg.header.stamp), value, time.monotonic())
+        if observation is None:
+            return
+        if observation.episode is not None:
+            self.new_episode(observation.episode, observation.stamp)
+        observation.episode = self.driver.episode
+        if self.ready_state() is not None:
+            self.driver.observe(observation)
+
+    def new_episode(self, episode: int, first_stamp: tuple[int, int]) -> None:
+        """Another episode started with the observation of `first_stamp`: the rest of the current chunk was planned for
+        the scene before it, and the noise restarts at the episode's seed."""
+        if self.driver.new_episode(episode):
+            self.assembler.start_episode(first_stamp)
+
+    def tick(self) -> None:
+        """Free timing: one command per control tick, from the newest inputs."""
+        if self.ready_state() is not None:
+            self.driver.tick(stamp_key(self.get_clock().now().to_msg()), self.assembler.newest())
+
+    def ready_state(self) -> str | None:
+        """"ready" if the node can act; else None (the reason is logged when it changes, and once it can again:
+        "publishing ...")."""
+        stale = self.assembler.why_stale(time.monotonic()) if self.assembler is not None else None
+        problem = why_not_ready((self.problem or "no policy loaded") if self.policy is None else None,
+                                self.driver is not None and self.driver.active, self.paused,
+                                self.driver is not None and self.driver.runner is not None, stale)
+        if problem != self.problem:  # log changes only (rclpy wants one severity per call site)
+            if problem is None:
+                self.get_logger().info(f"publishing {self.output}")
+            else:
+                self.get_logger().warning(f"not acting: {problem}")
+            self.problem = problem
+        return None if problem is not None else "ready"
+
+    # --- outputs ------------------------------------------------------------------------------
+    def send(self, output) -> None:
+        """What a driver decided, as messages (called on the sampling thread too: publishing is thread-safe)."""
+        if isinstance(output, Stop):
+            if self.robot.action_type != "TwistStamped" or not self.command_pubs:
+                return  # a trajectory or forward command controller holds its last target; the simulator holds too
+            messages = command_msgs(output.action, self.robot, self.get_clock().now().to_msg(), self.period)
+            what = "hold"
+        elif isinstance(output, Chunk):
+            messages = [chunk_to_msg(output.actions, output.first_due, output.period, output.episode,
+                                     stamp_msg(output.observation_stamp), output.number, output.frozen)]
+            what = f"chunk {output.number} of episode {output.episode}"
+        elif isinstance(output, Command) and self.robot.action_type == "ActionCommand":
+            msg = ActionCommand()
+            msg.header.stamp = self.get_clock().now().to_msg()
+            msg.action, msg.chunk, msg.step_in_chunk = output.action.tolist(), output.chunk, output.step_in_chunk
+            msg.observation_stamp = stamp_msg(output.observation_stamp)
+            messages, what = [msg], np.round(output.action, 3).tolist()
+        else:  # standard messages: in lockstep stamped as the observation they answer (the bridge steps on it)
+            stamp = (stamp_msg(output.observation_stamp) if self.timing == "lockstep"
+                     else self.get_clock().now().to_msg())
+            messages, what = command_msgs(output.action, self.robot, stamp, self.period), \
+                np.round(output.action, 3).tolist()
+        if self.config.dry_run:
+            self.get_logger().info(f"dry run, not sent: {what}", throttle_duration_sec=1.0)
+            return
+        for publisher, msg in zip(self.command_pubs[::-1], messages[::-1]):  # the gripper first: with the motion
+            publisher.publish(msg)  # that follows, a robot applying the newest command has both
+
+    def log(self, level: str, text: str) -> None:
+        logger = self.get_logger()
+        if level == "error":
+            logger.error(text, throttle_duration_sec=1.0)
+        else:
+            logger.warning(text, throttle_duration_sec=5.0)
+
+    # --- instruction and parameters -------------------------------------------------------------
     def on_instruction(self, msg: String) -> None:
         self.set_instruction(msg.data)
 
@@ -374,14 +410,17 @@ class PolicyNode(LifecycleNode):
             except InstructionError as exc:
                 return SetParametersResult(successful=False, reason=str(exc))
         self.config = dataclasses.replace(self.config, **changes)
-        if self.runner is not None:
-            self.runner.n_action_steps = self.config.n_action_steps or self.policy.config.n_action_steps
-            with self.runner_lock:
-                self.runner.inference_steps = self.config.inference_steps or self.policy.config.inference_steps
-                self.runner.reset()
-                if self.timed and self.config.seam == "inpaint":
-                    self.runner.prepare_continuing()
-            self.schedule_reset()
+        if self.assembler is not None:
+            self.assembler.stale_after = self.config.stale_after
+        if self.driver is not None and self.policy is not None:
+            defaults, config, timed = self.policy.config, self.config, self.timing == "timed"
+
+            def apply(runner):
+                runner.n_action_steps = config.n_action_steps or defaults.n_action_steps
+                runner.inference_steps = config.inference_steps or defaults.inference_steps
+                if timed and config.seam == "inpaint":
+                    runner.prepare_continuing()
+            self.driver.update_runner(apply)
         if changes.get("instruction"):
             self.set_instruction(changes["instruction"])
         return SetParametersResult(successful=True)
@@ -392,7 +431,8 @@ class PolicyNode(LifecycleNode):
         except InstructionError as exc:
             self.get_logger().error(f"ignoring {exc}; keeping the previous one", throttle_duration_sec=1.0)
             return
-        if self.runner is not None and text == self.runner.instruction:
+        runner = self.driver.runner if self.driver is not None else None
+        if runner is not None and text == runner.instruction:
             return  # the same instruction again (publishers repeat it): nothing changes, nothing to log
         if self.policy is None:  # kept for when the node is configured
             self.instruction = text
@@ -400,15 +440,15 @@ class PolicyNode(LifecycleNode):
                 self.get_logger().warning(f"instruction {text!r} received, but {self.problem}",
                                           throttle_duration_sec=1.0)
             return
+        unknown: list[str] = []
         try:
-            if self.runner is None:
-                self.runner = PolicyRunner(self.policy, text, self.config.n_action_steps or None,
-                                           self.config.inference_steps or None, self.config.seed,
-                                           engine=self.config.engine)
-                self.runner.reset(self.episode)
-                unknown = self.runner.unknown_words
+            if runner is None:
+                runner = PolicyRunner(self.policy, text, self.config.n_action_steps or None,
+                                      self.config.inference_steps or None, self.config.seed, engine=self.config.engine)
+                unknown = runner.unknown_words
+                self.driver.set_runner(runner)
             else:
-                unknown = self.runner.set_instruction(text)
+                self.driver.update_runner(lambda runner: unknown.extend(runner.set_instruction(text)))
         except (MiniVLAError, ValueError) as exc:
             self.get_logger().error(f"ignoring instruction: {exc}")
             return
@@ -428,263 +468,18 @@ class PolicyNode(LifecycleNode):
             self.unlogged_instructions = 0
         self.get_logger().info(f"instruction: {text!r}{note}")
 
-    def on_episode_status(self, msg: EpisodeStatus) -> None:
-        if self.robot.episode_topic or self.policy is None:
-            return  # the episodes come from robot.episode_topic
-        if not (self.lockstep or self.timed):
-            self.new_episode(msg.episode, msg.header.stamp)
-            return
-        # Lockstep and timed: the status is part of the observation of its stamp; the episode starts when that one is
-        # answered.
-        self.status_of_stamp = (stamp_key(msg.header.stamp), msg.episode, msg.done, msg.step)
-        self.have_input("status", msg.header.stamp)
-
-    def on_episode_start(self, msg: Header) -> None:
-        """robot.episode_topic: an episode starts with the observation of this stamp."""
-        self.new_episode(0 if self.episode is None else self.episode + 1, msg.stamp)
-
-    def new_episode(self, episode: int, first_stamp) -> None:
-        """Another episode started with the observation of `first_stamp`: the rest of the current chunk was planned for
-        the scene before it, and the noise restarts at the episode's seed."""
-        if episode != self.episode:
-            self.episode, self.episode_start = episode, stamp_key(first_stamp)
-            if self.runner is not None:
-                with self.runner_lock:
-                    self.runner.reset(episode)
-
-    # --- control loop -------------------------------------------------------------------------
-    def tick(self) -> None:
-        """Free timing: one command per control tick, from the newest inputs, stamped with the tick's time."""
-        now = time.monotonic()
-        if self.tick_times and now - self.tick_times[-1] > 1.5 * self.period:
-            self.dropped_ticks += int(round((now - self.tick_times[-1]) / self.period)) - 1
-        self.tick_times.append(now)
-        self.ticks += 1
-        self.act(self.get_clock().now().to_msg(), observation=None)
-
-    def have_input(self, name: str, stamp) -> None:
-        """Lockstep and timed: one more input of the observation of `stamp`; once it is complete, lockstep answers
-        it, timed hands it to the sampling thread."""
-        if not (self.lockstep or self.timed):
-            return
-        self.input_stamps[name] = stamp_key(stamp)
-        wanted = [f"camera {i}" for i in range(len(self.cameras))]
-        if self.robot.state_type == "RobotState":
-            wanted.append("state")
-        else:
-            wanted += [name for name, topic in (("pose", self.robot.state_pose_topic),
-                                                ("joints", self.robot.state_joint_topic)) if topic]
-        if not self.robot.episode_topic:
-            wanted.append("status")
-        stamps = {self.input_stamps.get(name) for name in wanted}
-        key = stamp_key(stamp)
-        if stamps != {key} or key == self.answered or key < self.episode_start:
-            return  # incomplete, answered already, or of an episode before the current one
-        self.answered = key
-        if not self.robot.episode_topic:
-            _, episode, done, step = self.status_of_stamp
-            if done:
-                return  # an episode's final observation: the simulator goes on with the next, whatever comes
-            self.new_episode(episode, stamp)
-        if self.timed:
-            self.offer_observation(stamp, step)
-            return
-        now = time.monotonic()
-        self.tick_times.append(now)
-        self.ticks += 1
-        self.act(stamp, observation=stamp)
-
-    def act(self, command_stamp, observation) -> None:
-        """Publish the next action: stamped `command_stamp`; `observation` (lockstep) is the stamp of the
-        observation it answers."""
-        state = self.ready_state(self.output)
-        if state is None:
-            return
-        try:
-            action = check_action(self.runner.act(np.stack(self.images), state))
-            check_limits(action, self.robot)
-        except ValueError as exc:  # e.g. a finite but absurd state (1e20) driving the network to NaN
-            self.get_logger().error(f"not acting: {exc}", throttle_duration_sec=1.0)
-            self.runner.reset()  # the rest of a bad chunk is bad too
-            self.hold()
-            return
-        if self.runner.step_in_chunk == 0:  # a new chunk was sampled from the current observation
-            self.latencies.append(self.runner.last_sample_seconds)
-            self.chunk_stamp = self.image_stamp
-        if self.robot.action_type == "ActionCommand":
-            msg = ActionCommand()
-            msg.header.stamp = self.get_clock().now().to_msg() if observation is not None else command_stamp
-            msg.action = action.tolist()
-            msg.chunk = max(self.runner.chunk_index, 0)
-            msg.step_in_chunk = self.runner.step_in_chunk
-            msg.observation_stamp = observation if observation is not None else self.chunk_stamp
-            messages = [msg]
-        else:
-            messages = command_msgs(action, self.robot, command_stamp, self.period)
-        if self.config.dry_run:
-            self.get_logger().info(f"dry run, not sent: {np.round(action, 3).tolist()}", throttle_duration_sec=1.0)
-            return
-        for publisher, msg in zip(self.command_pubs[::-1], messages[::-1]):  # the gripper first: with the motion
-            publisher.publish(msg)  # that follows, a robot applying the newest command has both
-        self.last_action = action
-
-    # --- timed: chunks sampled ahead on a thread of their own -----------------------------------
-    def start_sampler_thread(self) -> None:
-        self.sampler_running = True
-        self.sampler_thread = threading.Thread(target=self.sampling_loop, name="sampler", daemon=True)
-        self.sampler_thread.start()
-
-    def stop_sampler_thread(self) -> None:
-        if self.sampler_thread is None:
-            return
-        with self.observation_ready:
-            self.sampler_running = False
-            self.observation_ready.notify()
-        self.sampler_thread.join(timeout=5.0)
-        self.sampler_thread = None
-
-    def schedule_reset(self) -> None:
-        """The next chunk starts afresh (new instruction, sampler settings, hold, an error)."""
-        if self.schedule is not None:
-            self.schedule.episode = None
-
-    def offer_observation(self, stamp, step: int) -> None:
-        """A complete observation (images and state of one stamp): the newest one is what the sampling thread
-        samples from when the schedule says the next chunk is due."""
-        state = self.ready_state(self.output)
-        if state is None:
-            return
-        with self.observation_ready:
-            self.newest_observation = (stamp, self.episode, step, np.stack(self.images), state)
-            self.observation_ready.notify()
-
-    def sampling_loop(self) -> None:
-        """The sampling thread: wait for an observation; when the next chunk is due, sample it and publish it. An
-        observation that came while a chunk was sampled is not used: the next one, at most a control step away, is
-        fresher by almost a step, and sampling from the stale one would add its age to the latency (minivla_core/
-        timed.py: run_timed_episode)."""
-        while True:
-            with self.observation_ready:
-                while self.sampler_running and self.newest_observation is None:
-                    self.observation_ready.wait(timeout=0.5)
-                if not self.sampler_running:
-                    return
-                observation, self.newest_observation = self.newest_observation, None
-            try:
-                sampled = self.sample_timed_chunk(*observation)
-            except Exception as exc:  # never let the thread die silently: the robot would hold forever
-                self.get_logger().error(f"sampling failed: {exc}", throttle_duration_sec=1.0)
-                continue
-            if sampled:
-                with self.observation_ready:
-                    self.newest_observation = None  # came while sampling: wait for the next
-
-    def publish_stop_chunk(self) -> None:
-        """Timed: standing still (gripper as it is) from the next step on, for the robot's current episode."""
-        stop = np.zeros((self.policy.config.horizon, self.policy.action_dim), dtype=np.float32)
-        stop[:, -1] = self.last_action[-1] if self.last_action is not None else -1.0
-        first_due = self.get_clock().now().nanoseconds * 1e-9 + self.period
-        self.command_pubs[0].publish(chunk_to_msg(stop, first_due, self.period, self.episode,
-                                                  stamp_from_seconds(first_due), chunk=2**32 - 1, frozen=0))
-
-    def sample_timed_chunk(self, stamp, episode: int, step: int, images: np.ndarray, state: np.ndarray) -> bool:
-        """Sample, check and publish a chunk from this observation if one is due; True if it sampled one."""
-        observation_time = stamp_to_seconds(stamp)
-        runner = self.runner
-        horizon = self.policy.config.horizon
-        if self.schedule is None or self.schedule.n_action_steps != runner.n_action_steps:
-            self.schedule = ChunkSchedule(self.period, horizon, runner.n_action_steps)
-        schedule = self.schedule
-        planned = schedule.plan(observation_time, episode, step, inpaint=self.config.seam == "inpaint")
-        if planned is None:
-            return False  # not due yet
-        stretch, frozen = planned
-        with self.runner_lock:
-            if episode != self.episode:
-                return False  # an episode started while this waited
-            try:
-                chunk = runner.sample_continuing(images, state, frozen)
-                for action in chunk:
-                    check_action(action)
-                    check_limits(action, self.robot)
-            except ValueError as exc:  # e.g. a finite but absurd state (1e20) driving the network to NaN
-                self.get_logger().error(f"not acting: {exc}", throttle_duration_sec=1.0)
-                self.schedule_reset()
-                return True
-        if self.config.extra_delay:
-            time.sleep(self.config.extra_delay)  # benchmarks: as if inference took this much longer
-        now = self.get_clock().now().nanoseconds * 1e-9
-        self.latencies.append(now - observation_time)
-        index, chunk = schedule.record(observation_time, episode, chunk, stretch, now - observation_time)
-        if stretch > 1:
-            self.get_logger().warning(f"sampling takes {schedule.latency * 1e3:.0f} ms, more than half a chunk: the "
-                                      f"robot moves at 1/{stretch} speed", throttle_duration_sec=5.0)
-        msg = chunk_to_msg(chunk, observation_time + self.period, self.period, episode, stamp, index, len(frozen))
-        self.tick_times.append(time.monotonic())
-        self.ticks += 1
-        if self.config.dry_run:
-            self.get_logger().info(f"dry run, not sent: chunk {index} of episode {episode}", throttle_duration_sec=1.0)
-            return True
-        if self.paused or not self.activated:
-            return True  # paused or deactivated while this chunk was sampled: the robot holds
-        self.command_pubs[0].publish(msg)
-        self.last_action = chunk[0]
-        return True
-
-    def ready_state(self, what: str) -> np.ndarray | None:
-        """The robot state to act on, or None while the node cannot act (the reason is logged when it changes, and
-        once it can again: "publishing <what>")."""
-        problem = self.why_not_ready(time.monotonic())
-        if problem != self.problem:  # log changes only (rclpy wants one severity per call site)
-            if problem is None:
-                self.get_logger().info(f"publishing {what}")
-            else:
-                self.get_logger().warning(f"not acting: {problem}")
-            self.problem = problem
-        if problem is not None:
-            return None
-        if self.robot.state_type == "RobotState":
-            return self.state
-        return assemble_state(self.robot, self.pose, self.joints)
-
-    def why_not_ready(self, now: float) -> str | None:
-        if self.policy is None:
-            return self.problem if self.problem.startswith("no policy") else "no policy loaded"
-        if not self.activated:
-            return "configured, not active (lifecycle: activate)"
-        if self.paused:
-            return "paused (service ~/pause)"
-        if self.runner is None:
-            return "no instruction received yet"
-        stale = self.config.stale_after
-        for camera, image_time in zip(self.cameras, self.image_times):
-            if now - image_time > stale:
-                return f"{camera} camera image is stale (none newer than {stale} s)"
-        if self.robot.state_type == "RobotState":
-            inputs = [("robot state", self.state_time)]
-        else:
-            inputs = [(topic, when) for topic, when in ((self.robot.state_pose_topic, self.pose_time),
-                                                        (self.robot.state_joint_topic, self.joints_time)) if topic]
-        for what, when in inputs:
-            if now - when > stale:
-                return f"{what} is stale (none newer than {stale} s)"
-        return None
-
+    # --- status -----------------------------------------------------------------------------------
     def publish_status(self) -> None:
         msg = PolicyStatus()
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.active = self.problem is None and not self.config.dry_run
         msg.reason = self.problem or ("dry run: computing actions, commanding nothing" if self.config.dry_run else "")
         msg.control_rate = float(self.config.control_rate)
-        if len(self.tick_times) > 1:
-            periods = np.diff(self.tick_times)
-            msg.achieved_rate = float(1.0 / periods.mean())
-            msg.tick_jitter_p99_ms = float(np.percentile(np.abs(periods - self.period), 99) * 1e3)
-        if self.latencies:
-            msg.sampling_latency_p50_ms = float(np.percentile(self.latencies, 50) * 1e3)
-            msg.sampling_latency_p99_ms = float(np.percentile(self.latencies, 99) * 1e3)
-        msg.ticks, msg.dropped_ticks = self.ticks, self.dropped_ticks
-        msg.instruction = self.runner.instruction if self.runner else self.instruction
+        if self.driver is not None:
+            for name, value in self.driver.stats.summary().items():
+                setattr(msg, name, value)
+        runner = self.driver.runner if self.driver is not None else None
+        msg.instruction = runner.instruction if runner is not None else self.instruction
         self.status_pub.publish(msg)
         self.publish_diagnostics(msg)
 

@@ -66,11 +66,12 @@ from std_msgs.msg import Float64, Float64MultiArray, Header
 from std_srvs.srv import Trigger
 
 from minivla_core.actions import check_action
-from minivla_core.config import PRIVILEGED, BridgeConfig, EnvConfig, check_timing, observation_label
+from minivla_core.config import PRIVILEGED, BridgeConfig, EnvConfig, observation_label
 from minivla_core.envs import check_sim_task
 from minivla_core.episode_rules import EpisodeEnd, EpisodeRules, Holding, NewObservation, TaskSwitch
 from minivla_core.errors import TaskError
-from minivla_core.timed import ActionBuffer
+from minivla_core.stepping import ChunkRefused, Unanswered, make_stepping
+from minivla_core.timing import check_timing
 from minivla_ros import graph, qos
 from minivla_ros.conversions import (
     action_from_msg, chunk_from_msg, image_to_msg, joint_state_to_msg, pose_to_msg, stamp_from_seconds, state_to_msg)
@@ -95,6 +96,7 @@ class SimBridgeNode(Node):
                              "bridge.interface minivla")
         self.rules = EpisodeRules(self.env_config, self.config.command_timeout, self.config.episodes,
                                   self.config.motion_noise)
+        self.stepping = make_stepping(timing, self.rules, self.config.step_rate, self.config.command_timeout)
         cameras = self.rules.env.cameras
         self.image_pubs = [self.create_publisher(Image, graph.image_topic(camera, i == 0), qos.profile(graph.IMAGE))
                            for i, camera in enumerate(cameras)]
@@ -116,12 +118,10 @@ class SimBridgeNode(Node):
             self.create_subscription(ActionCommand, graph.ACTION.name, self.on_command, qos.profile(graph.ACTION))
             self.ready_pubs = (self.state_pub, self.privileged_pub)
         if self.timed:
-            self.buffer = ActionBuffer(period=1.0 / self.config.step_rate)
             self.create_subscription(ActionChunk, graph.ACTION_CHUNK.name, self.on_chunk,
                                      qos.profile(graph.ACTION_CHUNK))
             self.diagnostics_pub = self.create_publisher(DiagnosticArray, graph.DIAGNOSTICS.absolute,
                                                          qos.profile(graph.DIAGNOSTICS))
-        self.tick_time = None  # timed: when the newest step was taken (ROS time, seconds)
         self.announced_episode = None  # the newest episode whose start was published on `episode` (standard)
         # The gripper's subscription first: messages ready together are taken in this order, and a policy publishes
         # the gripper's command before the motion it goes with (in lockstep the motion steps at once).
@@ -134,11 +134,6 @@ class SimBridgeNode(Node):
         self.timer = self.create_timer(1.0 / self.config.step_rate, self.step)
         self.ready_since = None
         self.obs_stamp = None  # stamp of the newest published observation
-        # Lockstep: the stamps under which the newest observation went out (an episode's first is re-sent until its
-        # first command), each a command may answer; emptied once one is answered. And when it last went out.
-        self.observation_key, self.answerable, self.published_at = None, set(), 0.0
-        self.answered_before: set = set()  # the previous observation's stamps (its late answers are no surprise)
-        self.unanswerable = 0  # lockstep: commands that answered no current observation
         pace = ("in lockstep with the policy" if self.lockstep else
                 f"at {self.config.step_rate} Hz{', executing timed chunks' if self.timed else ''}")
         self.get_logger().info(f"simulating {self.env_config.task} ({' and '.join(cameras)} camera, "
@@ -169,35 +164,24 @@ class SimBridgeNode(Node):
         action on). An episode's first chunk starts at the next step: the arm waits still until it comes."""
         try:
             first_due, actions = chunk_from_msg(msg, self.rules.env.action_dim)
+            events = self.stepping.chunk(msg.episode, first_due, msg.period, actions, msg.chunk, self.ros_now())
         except ValueError as exc:
             self.get_logger().error(f"refusing action chunk: {exc}", throttle_duration_sec=1.0)
             return
-        next_step = None
-        if not self.rules.started and self.tick_time is not None:
-            next_step = self.tick_time + 1.0 / self.config.step_rate
-        now = self.get_clock().now().nanoseconds * 1e-9
-        if not self.buffer.add(msg.episode, first_due, msg.period, actions, msg.chunk, self.rules.env.episode, now,
-                               next_step):
-            self.get_logger().info(f"chunk of episode {msg.episode} refused: the robot is in episode "
-                                   f"{self.rules.env.episode}", throttle_duration_sec=1.0)
+        self.publish(events)
 
     def take(self, action: np.ndarray, answers) -> None:
-        """A checked action. Free: the newest command, applied at the next step. Lockstep: applied now, if it answers
-        the newest observation (`answers`: the stamp of the observation it answers)."""
-        now = time.monotonic()
-        if not self.lockstep:
-            self.rules.command(action, now)
+        """A checked action, answering the observation of stamp `answers` (minivla_core/stepping.py: free applies
+        the newest at the next step, lockstep steps now if it answers the newest observation)."""
+        try:
+            events = self.stepping.command(action, (answers.sec, answers.nanosec), time.monotonic())
+        except ValueError as exc:  # timed: single commands are not taken
+            self.get_logger().error(f"refusing command: {exc}", throttle_duration_sec=5.0)
             return
-        if (answers.sec, answers.nanosec) not in self.answerable:
-            if (answers.sec, answers.nanosec) in self.answered_before:
-                return  # e.g. a policy's answer to an episode's final observation, which it cannot know is final
-            self.unanswerable += 1
-            self.get_logger().warning(
-                f"lockstep: {self.unanswerable} command(s) so far answered no current observation, not applied (late, "
-                f"or from a policy not in lockstep: set policy_node.timing lockstep)", throttle_duration_sec=5.0)
-            return
-        self.rules.command(action, now)
-        self.publish(self.rules.tick(now))  # the next observation: this one's stamps are answered_before now
+        self.publish(events)
+
+    def ros_now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
 
     def on_gripper(self, msg: Float64) -> None:
         try:
@@ -229,6 +213,8 @@ class SimBridgeNode(Node):
         bridge = {name.split(".", 1)[1]: value for name, value in changes.items() if name.startswith("bridge.")}
         self.config = dataclasses.replace(self.config, **bridge)
         self.rules.command_timeout, self.rules.episodes = self.config.command_timeout, self.config.episodes
+        if self.lockstep:
+            self.stepping.command_timeout = self.config.command_timeout
         return SetParametersResult(successful=True)
 
     def on_reset_request(self, request, response):
@@ -237,19 +223,7 @@ class SimBridgeNode(Node):
         return response
 
     def step(self) -> None:
-        now = time.monotonic()
-        if self.lockstep and now - self.published_at < self.config.command_timeout:
-            return  # the answer to the newest observation steps the simulation (take); none came yet
-        # (free; or lockstep after command_timeout without an answer: re-send an episode's first observation, or
-        # take a step holding still)
-        if self.timed:
-            self.tick_time = self.get_clock().now().nanoseconds * 1e-9
-            action = self.buffer.take(self.tick_time, self.rules.env.episode)
-            if action is not None:
-                self.rules.command(action, now)
-            elif self.rules.started:
-                self.buffer.hold()
-        self.publish(self.rules.tick(now, self.subscribers_ready()))
+        self.publish(self.stepping.tick(time.monotonic(), self.ros_now(), self.subscribers_ready()))
 
     def subscribers_ready(self) -> bool:
         """True once bridge.min_subscribers subscriptions to the two state topics (standard: joint_states and
@@ -285,20 +259,24 @@ class SimBridgeNode(Node):
                 self.get_logger().warning(f"no action command for {event.idle_seconds:.2f} s: holding still")
             elif isinstance(event, TaskSwitch):
                 self.get_logger().info(f"switching from {event.old} to {event.new}")
+            elif isinstance(event, Unanswered):
+                self.get_logger().warning(
+                    f"lockstep: {event.count} command(s) so far answered no current observation, not applied (late, "
+                    f"or from a policy not in lockstep: set policy_node.timing lockstep)", throttle_duration_sec=5.0)
+            elif isinstance(event, ChunkRefused):
+                self.get_logger().info(f"chunk {event.chunk} of episode {event.episode} refused: the robot is in "
+                                       f"episode {event.robot_episode}, or has a newer chunk",
+                                       throttle_duration_sec=1.0)
 
     def publish_observation(self, event: NewObservation) -> None:
         """Images, state and status of one observation share one stamp (recordings rely on it)."""
-        if self.timed and self.tick_time is not None:  # the time of its step: the due times of chunks count from it
-            stamp = stamp_from_seconds(self.tick_time)
+        if self.timed:  # the time of its step: the due times of chunks count from it
+            stamp = stamp_from_seconds(self.stepping.observation_time(self.ros_now()))
         else:
             stamp = self.get_clock().now().to_msg()
         self.obs_stamp = stamp
         observation = event.observation
-        if (event.episode, event.step) != self.observation_key:  # not a re-send of the same observation
-            self.observation_key, self.answered_before, self.answerable = (event.episode, event.step), \
-                self.answerable, set()
-        self.answerable.add((stamp.sec, stamp.nanosec))
-        self.published_at = time.monotonic()
+        self.stepping.published(event.episode, event.step, (stamp.sec, stamp.nanosec), time.monotonic())
         if self.standard and event.episode != self.announced_episode:  # with its first observation's stamp, so that
             self.announced_episode = event.episode  # a recording orders the start before that observation
             self.episode_pub.publish(Header(stamp=stamp))
@@ -318,7 +296,7 @@ class SimBridgeNode(Node):
 
     def publish_executor_counts(self) -> None:
         """Timed: what the executor did since the bridge started, a DiagnosticStatus `sim_bridge: executor`."""
-        counts = dataclasses.asdict(self.buffer.counts)
+        counts = dataclasses.asdict(self.stepping.buffer.counts)
         counts = {k: round(v, 4) if isinstance(v, float) else v for k, v in counts.items()}
         status = DiagnosticStatus(level=DiagnosticStatus.OK, name=f"{self.get_name()}: executor",
                                   hardware_id=self.get_name(), message=f"{counts['held']} steps held",

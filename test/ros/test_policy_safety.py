@@ -64,6 +64,44 @@ def test_lifecycle_configure_activate_deactivate_cleanup(policy_process):
         robot.destroy_node()
 
 
+def test_a_transition_not_valid_from_the_current_state_is_refused_and_the_node_stays_where_it_was(policy_process):
+    """Every invalid (state, transition) pair of the lifecycle answers success=false (rclpy would raise RCLError in
+    the service callback and end the node); cleanup while active deactivates (holds) first, then cleans up."""
+    from lifecycle_msgs.srv import GetState
+
+    process, output = policy_process(**{"policy_node.autostart": False})
+    robot = FakeRobot()
+    change = robot.create_client(ChangeState, "/policy_node/change_state")
+    get_state = robot.create_client(GetState, "/policy_node/get_state")
+    T = Transition
+    invalid = {"unconfigured": [T.TRANSITION_ACTIVATE, T.TRANSITION_DEACTIVATE, T.TRANSITION_CLEANUP],
+               "inactive": [T.TRANSITION_CONFIGURE, T.TRANSITION_DEACTIVATE],
+               "active": [T.TRANSITION_CONFIGURE, T.TRANSITION_ACTIVATE]}
+    to_next = {"unconfigured": T.TRANSITION_CONFIGURE, "inactive": T.TRANSITION_ACTIVATE}
+
+    def state() -> str:
+        return call(robot, get_state, GetState.Request()).current_state.label
+
+    try:
+        for current, transitions in invalid.items():
+            assert state() == current, output()
+            for transition in transitions:
+                assert not call(robot, change, ChangeState.Request(transition=Transition(id=transition))).success
+                assert state() == current and process.poll() is None, output()
+            by_label = ChangeState.Request(transition=Transition(label="deactivate" if current != "active" else
+                                                                 "activate"))
+            assert not call(robot, change, by_label).success and state() == current
+            if current in to_next:
+                assert call(robot, change, ChangeState.Request(transition=Transition(id=to_next[current]))).success
+        assert "is not valid from state 'unconfigured'" in output()
+        assert call(robot, change, ChangeState.Request(transition=Transition(id=T.TRANSITION_CLEANUP))).success
+        assert state() == "unconfigured" and process.poll() is None
+        log = output()
+        assert log.index("deactivating first") < log.index("inactive: holding")
+    finally:
+        robot.destroy_node()
+
+
 def test_configure_fails_with_the_reason_when_the_checkpoint_cannot_load(policy_process, tmp_path):
     process, output = policy_process(**{"policy_node.autostart": False,
                                         "policy_node.checkpoint": str(tmp_path / "missing.pt")})
