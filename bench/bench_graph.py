@@ -10,9 +10,9 @@ The graph runs as `minivla run` does (simulator bridge and policy node as two pr
 - timed (a real robot's clock): the bridge steps at 20 Hz and executes the timed chunks the policy publishes,
   sampled ahead of need (minivla_core/timed.py). A run cannot be lucky in its timer phase: the policy has no
   timer, it samples when its schedule says so, and each run forces a phase instead: `--offsets` adds that many
-  milliseconds between each observation and the start of its sampling (policy_node.extra_delay; 0, 12.5, 25 and
-  37.5 ms cover a 50 ms period). `--delays` adds 100 ms (four runs) and 300 ms to every sampling call, as a slow
-  computer or a remote GPU would (+300 ms is most of a chunk's 400 ms).
+  milliseconds to every sampling call (bench/slow_policy_node.py, a policy node whose sampler is that much slower;
+  0, 12.5, 25 and 37.5 ms cover a 50 ms period). `--delays` adds 100 ms (four runs) and 300 ms to every sampling
+  call, as a slow computer or a remote GPU would (+300 ms is most of a chunk's 400 ms).
   The offsets run again under `--busy` busy CPU loops.
 - free (`--free-runs`): each node on its own 20 Hz timer, the newest command applied; phase and load decide.
 
@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_core import git_commit, machine, write_results  # noqa: E402
+from bench.slow_policy_node import DELAY_VARIABLE  # noqa: E402
 from minivla_core.config import EnvConfig, EvalConfig  # noqa: E402
 from minivla_core.evaluate import evaluate, wilson_interval  # noqa: E402
 from minivla_ros import bringup  # noqa: E402
@@ -84,11 +85,11 @@ def run_graph(label: str, timing: str, episodes: int, checkpoint: str, extra_del
     recorder.start()
     time.sleep(1.0)
     overrides = {"policy_node.checkpoint": checkpoint, "bridge.timing": timing, "policy_node.timing": timing}
-    if extra_delay:
-        overrides["policy_node.extra_delay"] = extra_delay
+    os.environ[DELAY_VARIABLE] = str(extra_delay)  # read by the slowed node the run starts (bench/slow_policy_node.py)
     started = time.monotonic()
     try:
-        result = bringup.run(episodes, "push-v3", "push the puck to the goal", overrides=overrides)
+        result = bringup.run(episodes, "push-v3", "push the puck to the goal", overrides=overrides,
+                             policy_module="bench.slow_policy_node" if extra_delay else None)
     finally:
         stop.set()
         recorder.join()

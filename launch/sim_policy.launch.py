@@ -15,13 +15,14 @@ below override single values, and an argument left out keeps the files' value.
 `minivla run` starts the same nodes with the same file where `ros2 launch` is not available.
 """
 
+from pathlib import Path
+
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
-from minivla_core.config import field_docs
 from minivla_ros import graph
 
 
@@ -50,9 +51,9 @@ def generate_launch_description():
                                       "bridge, policy_node and robot sections override params_file's (e.g. "
                                       "config/fetch.yaml)")]
     # The arguments default to "" (no override), not to the values in config/sim_policy.yaml: a default would
-    # override every file given as params_file. Each one's description is its config field's.
-    docs = field_docs()
-    for argument, parameter in graph.SIM_POLICY_ARGUMENTS.items():
-        description = f"{docs[parameter]} (sets {parameter}; empty: params_file's)"
+    # override every file given as params_file. Each one's description is its config field's, and says the value
+    # the package's parameter file holds (the installed copy, beside this file's launch/ folder).
+    package_params = Path(__file__).resolve().parents[1] / "config" / "sim_policy.yaml"
+    for argument, description in graph.sim_policy_argument_help(package_params).items():
         declared.append(DeclareLaunchArgument(argument, default_value="", description=description))
     return LaunchDescription(loopback_only() + declared + [OpaqueFunction(function=typed_overrides)])

@@ -15,11 +15,24 @@ instead of a silently ignored setting.
     robot:        which standard ROS topics carry a robot's cameras, state and commands (policy node, bag2data)
 
 A count of 0 for a sampler setting (inference_steps, n_action_steps) means "the checkpoint's own".
+
+Checks live here too: every section's validate() checks each field's type, its choices (CHOICES), its range
+(RANGES) and the rules between fields, and raises a ConfigError naming the field. Config.from_dict (hence the CLI
+and every config file), the nodes' declare_section and validated_replace (`ros2 param set`) all run it. Text from
+a command line or a launch argument becomes a field's value in one place, value_from_text, and a value becomes
+`-p name:=TEXT` in its reverse, text_from_value. config/default.yaml is written from this file
+(`python -m minivla_core.config --write-defaults config/default.yaml`) and a test keeps the two equal.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import json
+import math
+import os
+import re
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +40,7 @@ from typing import Any
 import yaml
 
 from minivla_core.errors import ConfigError
+from minivla_core.timing import TIMINGS as TIMING_MODES
 
 
 FULL_STATE_DIM = 39  # Meta-World's observation vector (see msg/RobotState.msg for its layout)
@@ -44,17 +58,9 @@ def check_observation(observation: str) -> str:
     return observation
 
 
-TIMINGS = ("free", "lockstep", "timed")  # bridge.timing, policy_node.timing, run.timing
+TIMINGS = tuple(TIMING_MODES)  # bridge.timing, policy_node.timing, run.timing (minivla_core/timing.py)
 SEAMS = ("inpaint", "replace")  # policy_node.seam
 ENGINES = ("onnxruntime", "torch")  # what runs the chunk sampler (minivla_core/model/engines.py)
-
-
-def check_timing(timing: str, where: str) -> str:
-    if timing not in TIMINGS:
-        raise ConfigError(f"{where} must be 'free' (each node on its own clock, the newest command applied), "
-                          f"'lockstep' (the simulator steps when the policy answers its observation) or 'timed' "
-                          f"(whole chunks with due times, executed on the robot's clock), got {timing!r}")
-    return timing
 
 
 def state_dim_of(observation: str) -> int:
@@ -91,8 +97,27 @@ def observation_label(observation: str) -> str:
     return "full (privileged state)" if observation == PRIVILEGED else observation
 
 
+class Section:
+    """What every config section shares: validate()."""
+
+    def validate(self, where: str | None = None):
+        """This section, if each field has its type, one of its CHOICES and a value in its RANGES, and the fields
+        agree with each other (check_together); else a ConfigError naming the first field that does not. `where`
+        names the section in messages (default: its name in Config, e.g. "policy_node")."""
+        section = section_name(type(self))
+        where = where or section
+        for f in dataclasses.fields(self):
+            value = _typed(f.type, getattr(self, f.name), f"{where}.{f.name}")
+            check_value(f"{section}.{f.name}", value, f"{where}.{f.name}")
+        self.check_together(where)
+        return self
+
+    def check_together(self, where: str) -> None:
+        """The rules that tie this section's fields to each other (none, unless a section says otherwise)."""
+
+
 @dataclass
-class EnvConfig:
+class EnvConfig(Section):
     task: str = "push-v3"  # Meta-World v3 task name, or fetch-push (the Fetch arm: minivla_core/envs/fetch_env.py)
     # What the policy's state holds (see envs/metaworld_env.py):
     #   "proprio": what a robot knows about itself, hand x, y, z and gripper opening (4 numbers, LeRobot's
@@ -111,12 +136,20 @@ class EnvConfig:
     # the air lies anywhere along its ray). A checkpoint records the cameras it needs.
     extra_cameras: list[str] = field(default_factory=list)
     image_size: int = 128  # square images, pixels per side (64 / 96 / 128 compared in bench/results/ablation.md)
-    max_episode_steps: int = 500  # Meta-World's own limit
+    max_episode_steps: int = 500  # steps before an episode ends unfinished (500: Meta-World's own limit)
     seed: int = 0  # seeds the stream of goal/object variants (see envs/metaworld_env.py)
+
+    def check_together(self, where: str) -> None:
+        if len(self.camera_position) not in (0, 3):
+            raise ConfigError(f"{where}.camera_position must be 3 numbers (x, y, z) or empty, got "
+                              f"{self.camera_position}")
+        if not valid_extra_cameras(self.extra_cameras) or self.camera in self.extra_cameras:
+            raise ConfigError(f"{where}.extra_cameras must be at most {MAX_CAMERAS - 1} distinct camera names, "
+                              f"without {where}.camera ({self.camera!r}), got {self.extra_cameras}")
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(Section):
     d_model: int = 128  # width of every encoder output and of the fused token
     d_word: int = 64  # word embedding size of the text encoder
     max_tokens: int = 32  # longer instructions are cut to this many words
@@ -138,6 +171,14 @@ class ModelConfig:
     text_film: bool = False  # the instruction also modulates image and state features (FiLM)
     stem_words: bool = True  # "pushing" and "push" are one token (Snowball stems; see model/tokenizer.py)
 
+    def check_together(self, where: str) -> None:
+        if self.n_action_steps > self.horizon:
+            raise ConfigError(f"{where}.n_action_steps ({self.n_action_steps}) must not exceed horizon "
+                              f"({self.horizon})")
+        if self.inference_steps > self.diffusion_steps:
+            raise ConfigError(f"{where}.inference_steps ({self.inference_steps}) must not exceed diffusion_steps "
+                              f"({self.diffusion_steps})")
+
 
 # Bounds on every size in ModelConfig: far beyond anything this project trains, small enough that a
 # bad config or a hostile checkpoint cannot ask for terabytes before a single weight is read.
@@ -149,26 +190,13 @@ IMAGE_ENCODERS = ("keypoints", "flatten")
 
 
 def check_model_config(config: ModelConfig, where: str = "model") -> ModelConfig:
-    """ConfigError naming the first field out of its range."""
-    for name, limit in MODEL_LIMITS.items():
-        value = getattr(config, name)
-        if not 1 <= value <= limit:
-            raise ConfigError(f"{where}.{name} must be in 1..{limit}, got {value}")
-    if config.n_action_steps > config.horizon:
-        raise ConfigError(f"{where}.n_action_steps ({config.n_action_steps}) must not exceed horizon "
-                          f"({config.horizon})")
-    if config.inference_steps > config.diffusion_steps:
-        raise ConfigError(f"{where}.inference_steps ({config.inference_steps}) must not exceed diffusion_steps "
-                          f"({config.diffusion_steps})")
-    if config.prediction_type not in PREDICTION_TYPES:
-        raise ConfigError(f"{where}.prediction_type must be one of {PREDICTION_TYPES}, got {config.prediction_type!r}")
-    if config.image_encoder not in IMAGE_ENCODERS:
-        raise ConfigError(f"{where}.image_encoder must be one of {IMAGE_ENCODERS}, got {config.image_encoder!r}")
-    return config
+    """ConfigError naming the first field out of its range (MODEL_LIMITS) or choices: config.validate(where), for
+    a checkpoint's model_config as for the model section."""
+    return config.validate(where)
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Section):
     dataset: str = "data/push-v3"  # dataset folder (minivla collect or bag2data)
     out_dir: str = "runs/push-v3"  # run folder for best.pt, last.pt, loss.png, history.json
     epochs: int = 60  # passes over the training episodes
@@ -194,7 +222,7 @@ class TrainConfig:
 
 
 @dataclass
-class CollectConfig:
+class CollectConfig(Section):
     out: str = "data/push-v3"  # dataset folder; episodes are appended if it exists
     episodes: int = 100  # successful episodes to keep, per task
     max_attempts_factor: float = 2.0  # give up after episodes * factor attempts
@@ -204,12 +232,12 @@ class CollectConfig:
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(Section):
     checkpoint: str = "checkpoints/push_v3.pt"  # the policy to evaluate (or to describe: minivla info)
     episodes: int = 50  # per task
     seed: int = 1000  # variants for evaluation; differs from collection's seed on purpose
     noise_seed: int = 0  # seed of the sampler's noise (as policy_node.seed); another seed: other chunks, same layouts
-    tasks: list[str] = field(default_factory=list)  # empty: the task(s) the checkpoint was trained on
+    tasks: list[str] = field(default_factory=list)  # tasks to evaluate (empty: those the checkpoint was trained on)
     instructions: str = "plain"  # "plain", "held_out" (paraphrases never trained on), "other_task"
     instruction: str = ""  # one instruction for every episode (empty: as `instructions` says)
     image_ablation: str = "none"  # "black", "frozen" or "shuffled": what the policy sees instead (evaluate.py)
@@ -228,25 +256,26 @@ class EvalConfig:
 
 
 @dataclass
-class RunConfig:
+class RunConfig(Section):
     """`minivla run` and `minivla record`: the ROS graph started without ros2 launch (minivla_ros/bringup.py)."""
 
     episodes: int = 10  # episodes to run (or record) and report
     params_file: str = ""  # ROS parameter file of the nodes (empty: the package's config/sim_policy.yaml)
     json: str = ""  # when set, `minivla run` writes its results there as JSON
-    # bridge.timing and policy_node.timing of the graph it starts: "lockstep" (the default: an evaluation whose
-    # figures do not depend on timing), "timed" (the robot's clock executes whole timed chunks, sampled ahead: what
-    # a real robot runs) or "free" (both nodes on their own timers, the newest command applied)
+    # The timing mode of both nodes (bridge.timing and policy_node.timing): "lockstep" (the simulator steps when the
+    # policy answers: an evaluation whose figures do not depend on timing), "timed" (the robot's clock executes whole
+    # timed chunks, sampled ahead: what a real robot runs) or "free" (both nodes on their own timers, the newest
+    # command applied)
     timing: str = "lockstep"
 
 
 @dataclass
-class Bag2DataConfig:
+class Bag2DataConfig(Section):
     """`minivla bag2data`: demonstration bags -> a dataset (minivla_ros/bag2data.py)."""
 
     bags: list[str] = field(default_factory=list)  # rosbag2 folders (MCAP or sqlite3) or .mcap files
     out: str = "data/from-bags"  # dataset folder (created, or appended to)
-    keep_failed: bool = False  # keep episodes that did not succeed
+    keep_failed: bool = False  # keep episodes that did not succeed (bags of `minivla record`; robot bags keep all)
     # A config file whose `robot` section says which topics of the bags hold cameras, state and commands: any
     # robot's bags, read through the robot interface (minivla_ros/robot_bags.py). Empty: bags of `minivla record`.
     robot: str = ""
@@ -256,14 +285,14 @@ class Bag2DataConfig:
     # Robot bags: an episode ends after this many seconds without a command (0: one episode per bag), or at each
     # message on episode_topic when that is set.
     episode_gap: float = 1.0
-    episode_topic: str = ""
+    episode_topic: str = ""  # robot bags: each message on this topic starts an episode (empty: none)
     instruction_topic: str = "/instruction"  # robot bags: std_msgs/String with the episode's instruction
     instruction: str = ""  # robot bags: the instruction of episodes with none on instruction_topic
     task: str = "robot"  # robot bags: the task name the episodes get in the dataset
 
 
 @dataclass
-class BridgeConfig:
+class BridgeConfig(Section):
     """The simulator bridge node (minivla_ros/sim_bridge.py); the env itself comes from EnvConfig."""
 
     step_rate: float = 20.0  # simulator steps per second
@@ -285,13 +314,20 @@ class BridgeConfig:
     # drift it causes, from states a clean expert never visits (DART); 0 for evaluation
     motion_noise: float = 0.0
 
+    def check_together(self, where: str) -> None:
+        if self.timing == "timed" and self.interface != "minivla":
+            raise ConfigError(f"{where}.timing timed takes chunks on action_chunk (minivla_ros/ActionChunk): use "
+                              f"{where}.interface minivla")
+
 
 @dataclass
-class PolicyNodeConfig:
+class PolicyNodeConfig(Section):
     """The policy node (minivla_ros/policy_node.py)."""
 
     checkpoint: str = "checkpoints/push_v3.pt"  # the policy (relative: working directory, then package share)
-    control_rate: float = 20.0  # action commands per second
+    # free: action commands per second (the control timer); timed: actions per second within each chunk (their due
+    # times 1 / control_rate apart; must equal bridge.step_rate); lockstep: not used (one command per observation)
+    control_rate: float = 20.0
     inference_steps: int = 0  # DDIM steps per sampling call (0 = the checkpoint's)
     n_action_steps: int = 0  # actions executed per chunk (0 = the checkpoint's)
     stale_after: float = 0.25  # seconds after which an image or state counts as stale
@@ -312,13 +348,10 @@ class PolicyNodeConfig:
     # timed: how a new chunk meets the one before. "inpaint": the actions due while it is sampled are kept from the
     # chunk before and the rest inpainted to continue them (real-time chunking); "replace": sampled freely
     seam: str = "inpaint"
-    # timed: seconds added to every sampling call before its chunk is published, as if inference were that much
-    # slower (benchmarks: bench/bench_graph.py); 0 on a robot
-    extra_delay: float = 0.0
 
 
 @dataclass
-class RobotConfig:
+class RobotConfig(Section):
     """How a policy meets a robot: which topics carry its cameras, its state and its commands, in which messages.
     The policy node reads and writes them; `minivla bag2data --robot` reads them from any robot's bags
     (minivla_ros/interfaces.py turns each message into numbers). Topic names are relative, so a node's
@@ -360,7 +393,7 @@ class RobotConfig:
 
 
 @dataclass
-class TeleopConfig:
+class TeleopConfig(Section):
     """`minivla teleop`, the keyboard teleop node (minivla_ros/teleop.py)."""
 
     rate: float = 20.0  # commands per second
@@ -369,14 +402,14 @@ class TeleopConfig:
 
 
 @dataclass
-class ExpertNodeConfig:
+class ExpertNodeConfig(Section):
     """The expert node (minivla_ros/expert_node.py); it follows the task in episode_status."""
 
     task: str = "push-v3"  # task of the expert until episode_status names one
 
 
 @dataclass
-class RecorderConfig:
+class RecorderConfig(Section):
     """The recorder node (minivla_ros/recorder.py)."""
 
     out: str = "bags/demos"  # rosbag2 folder to create (must not exist yet)
@@ -407,43 +440,71 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def validate(self) -> "Config":
+        """Every section validated (Section.validate), then the rules between sections."""
+        for f in dataclasses.fields(self):
+            getattr(self, f.name).validate(f.name)
+        check_policy_node_robot(self.policy_node, self.robot)
+        return self
+
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "Config":
-        return _build(cls, data or {}, "config")
+        """Defaults, overridden by the sections in `data` (a YAML config file's), typed and validated."""
+        return _build(cls, data or {}, "").validate()
+
+
+def check_policy_node_robot(policy_node: PolicyNodeConfig, robot: RobotConfig) -> None:
+    """ConfigError unless the policy node's two sections work together: timed mode publishes minivla_ros/ActionChunk
+    and takes its episodes from episode_status, so its robot interface is this package's messages."""
+    if policy_node.timing == "timed" and (robot.action_type != "ActionCommand" or robot.episode_topic):
+        raise ConfigError("policy_node.timing timed publishes minivla_ros/ActionChunk and reads episode_status: use "
+                          "robot.action_type ActionCommand and no robot.episode_topic")
 
 
 def _build(cls, data: Any, where: str):
-    """Build dataclass `cls` from a mapping, recursing into nested dataclasses, rejecting unknown keys."""
+    """Dataclass `cls` from a mapping, recursing into nested dataclasses, rejecting unknown keys, each value typed as
+    its field is declared (_typed; not yet validated). `where` names it in messages ("" for a whole Config)."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(fields)}")
+        raise ConfigError(f"{where or 'config'}: unknown key(s) {unknown}; known keys are {sorted(fields)}")
     values = {}
     for name, value in data.items():
+        path = f"{where}.{name}" if where else name
         default = getattr(cls(), name)
         if dataclasses.is_dataclass(default):
-            values[name] = _build(type(default), value, f"{where}.{name}")
+            values[name] = _build(type(default), value, path)
         else:
-            values[name] = _coerce(value, type(default), f"{where}.{name}", str(fields[name].type))
+            values[name] = _typed(fields[name].type, value, path)
     return cls(**values)
 
 
-def _coerce(value: Any, kind: type, where: str, declared: str = "") -> Any:
-    if kind is list:
-        if "float" in declared:  # list[float]
-            if not isinstance(value, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                                      for v in value):
-                raise ConfigError(f"{where}: expected a list of numbers, got {value!r}")
-            return [float(v) for v in value]
-        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-            raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
-        return list(value)
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+# Scientific notation without a decimal point (1e9, 2E-3) is a number to Python and to YAML 1.2, but text to the
+# YAML 1.1 that PyYAML reads: a float field takes it as the number it is.
+SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+LIST_ITEMS = {"float": "numbers", "str": "strings"}
+
+
+def _typed(kind: str, value: Any, where: str) -> Any:
+    """`value` as a field declared `kind` ("int", "float", "bool", "str", "list[float]" or "list[str]") holds it:
+    an integer or scientific notation becomes a float for a float field, a path its text for a text field, and a
+    value of another type is a ConfigError naming `where`. Types only: choices and ranges are check_value's."""
+    if kind.startswith("list["):
+        item = kind[len("list["):-1]
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list of {LIST_ITEMS[item]}, got {value!r}")
+        return [_typed(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if kind == "float" and isinstance(value, str) and SCIENTIFIC.fullmatch(value.strip()):
         return float(value)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ConfigError(f"{where}: expected {kind.__name__}, got {value!r}")
+    if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind == "str" and isinstance(value, os.PathLike):
+        return os.fspath(value)
+    expected = {"int": int, "float": float, "bool": bool, "str": str}[kind]
+    if not isinstance(value, expected) or (kind == "int" and isinstance(value, bool)):
+        raise ConfigError(f"{where}: expected {kind}, got {value!r}")
     return value
 
 
@@ -484,6 +545,139 @@ CHOICES = {"env.observation": tuple(OBSERVATIONS), "model.image_encoder": IMAGE_
            "robot.action_type": ("ActionCommand", "TwistStamped", "JointTrajectory", "Float64MultiArray")}
 
 
+@dataclass(frozen=True)
+class Bounds:
+    """The values a number may take: from `low` to `high`, both included unless excluded."""
+
+    low: float
+    high: float = math.inf
+    low_excluded: bool = False
+    high_excluded: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        above = value > self.low if self.low_excluded else value >= self.low
+        below = value < self.high if self.high_excluded else value <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        if self.high == math.inf:
+            return f"{'>' if self.low_excluded else '>='} {self.low}"
+        if not (self.low_excluded or self.high_excluded):
+            return f"in {self.low}..{self.high}"
+        return f"in {'(' if self.low_excluded else '['}{self.low}, {self.high}{')' if self.high_excluded else ']'}"
+
+
+POSITIVE = Bounds(0, low_excluded=True)  # rates, periods, speeds, scales: "> 0"
+NOT_NEGATIVE = Bounds(0)  # counts where 0 means none, no limit or "the checkpoint's"; seconds where 0 turns it off
+AT_LEAST_ONE = Bounds(1)
+SHARE = Bounds(0, 1, high_excluded=True)  # a share of training samples
+SEED = Bounds(0, 2**32 - 1)  # what numpy takes as a seed
+
+# The range of every number field (of each number of a list[float] field), read from the field's comment and the
+# code that uses it; every float must also be finite. test/test_config.py checks that each number field has one,
+# except env.camera_position (a position: any finite numbers).
+RANGES = {
+    "env.image_size": Bounds(8, 1024), "env.max_episode_steps": AT_LEAST_ONE, "env.seed": SEED,
+    **{f"model.{name}": Bounds(1, limit) for name, limit in MODEL_LIMITS.items()},
+    "train.epochs": AT_LEAST_ONE, "train.batch_size": AT_LEAST_ONE, "train.noise_samples_per_obs": AT_LEAST_ONE,
+    "train.lr": POSITIVE, "train.weight_decay": NOT_NEGATIVE, "train.warmup_steps": NOT_NEGATIVE,
+    "train.ema_decay": Bounds(0, 1), "train.val_fraction": SHARE, "train.image_shift": NOT_NEGATIVE,
+    "train.word_dropout": SHARE, "train.foreign_instructions": SHARE, "train.threads": NOT_NEGATIVE,
+    "train.seed": SEED,
+    "collect.episodes": AT_LEAST_ONE, "collect.max_attempts_factor": Bounds(1),
+    "collect.steps_after_success": NOT_NEGATIVE,
+    "eval.episodes": AT_LEAST_ONE, "eval.seed": SEED, "eval.noise_seed": SEED, "eval.inference_steps": NOT_NEGATIVE,
+    "eval.n_action_steps": NOT_NEGATIVE, "eval.threads": NOT_NEGATIVE, "eval.latency": NOT_NEGATIVE,
+    "eval.step_rate": POSITIVE,
+    "run.episodes": NOT_NEGATIVE,
+    "bag2data.rate": NOT_NEGATIVE, "bag2data.episode_gap": NOT_NEGATIVE,
+    "bridge.step_rate": POSITIVE, "bridge.command_timeout": POSITIVE, "bridge.episodes": NOT_NEGATIVE,
+    "bridge.min_subscribers": NOT_NEGATIVE, "bridge.motion_noise": NOT_NEGATIVE,
+    "policy_node.control_rate": POSITIVE, "policy_node.inference_steps": NOT_NEGATIVE,
+    "policy_node.n_action_steps": NOT_NEGATIVE, "policy_node.stale_after": POSITIVE,
+    "policy_node.threads": NOT_NEGATIVE, "policy_node.seed": SEED,
+    "robot.velocity_scale": POSITIVE, "robot.action_limits": POSITIVE, "robot.max_speed": NOT_NEGATIVE,
+    "teleop.rate": POSITIVE, "teleop.speed": POSITIVE, "teleop.max_speed": POSITIVE,
+}
+
+
+def check_value(path: str, value: Any, where: str | None = None) -> Any:
+    """`value` if field `path` ("section.field") may hold it: one of its CHOICES, finite, within its RANGES (each
+    number of a list); else a ConfigError naming `where` (default: `path`). The one check of a single value: for
+    validate(), value_from_text, and functions that take a bare value (an engine's name, an ablation)."""
+    where = where or path
+    if path in CHOICES and value not in CHOICES[path]:
+        raise ConfigError(f"{where} must be one of {', '.join(CHOICES[path])}, got {value!r}")
+    for number in value if isinstance(value, list) else [value]:
+        if isinstance(number, float) and not math.isfinite(number):
+            raise ConfigError(f"{where} must be a finite number, got {number}")
+        if path in RANGES and number not in RANGES[path]:
+            raise ConfigError(f"{where} must be {RANGES[path]}, got {number}")
+    return value
+
+
+def _read_text(kind: str, text: str, where: str) -> Any:
+    """Text read as YAML, as a config file holds it; a text field takes text that YAML reads as something else
+    (yes, 123, ~, an empty text, a: b) as it is."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        if kind == "str":
+            return text
+        raise ConfigError(f"{where}: {text!r} is not valid YAML") from None
+    return text if kind == "str" and not isinstance(value, str) else value
+
+
+def value_from_text(path: str, text: str, where: str | None = None) -> Any:
+    """Text from a command line (`--set path=TEXT`) or a launch argument -> the value of field `path`, typed and
+    checked as a config file's would be: read as YAML, with scientific notation (1e9) a number for a float field,
+    an integer a float there, true/false only for a bool, lists typed by their items, choices and ranges checked.
+    A ConfigError names `where` (default: `path`)."""
+    field, _ = field_of(path)
+    where = where or path
+    return check_value(path, _typed(field.type, _read_text(field.type, text, where), where), where)
+
+
+def text_from_value(path: str, value: Any) -> str:
+    """The reverse of value_from_text: text that reads back as `value`, here and in ROS's `-p path:=TEXT` (also
+    YAML): YAML (JSON for all but floats) of the field's type, so that 20 for a float field goes as 20.0 (a double
+    parameter refuses an integer) and any text survives quoting. Text given for a field of another type
+    ("[gripperPOV]", "1e3") is read first. Types only: a value out of range still goes, for the node to refuse."""
+    field, _ = field_of(path)
+    if isinstance(value, str) and field.type != "str":
+        value = _read_text(field.type, value, path)
+    value = _typed(field.type, value, path)
+    if field.type == "float":
+        return _float_text(value)
+    if field.type == "list[float]":
+        return "[" + ", ".join(_float_text(number) for number in value) + "]"
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _float_text(number: float) -> str:
+    """A float as text that YAML 1.1 reads back as that float: 1e-06 (which it reads as text) as 1.0e-06."""
+    text = repr(number)
+    return text.replace("e", ".0e") if "e" in text and "." not in text else text
+
+
+def validated_replace(section: Section, where: str | None = None, **changes) -> Section:
+    """A copy of config section `section` with `changes` (field name -> value, e.g. what `ros2 param set` asks of a
+    node), typed and validated as a whole section: the copy, or a ConfigError naming the field (`section` itself
+    is left as it was). For the nodes' parameter callbacks."""
+    where = where or section_name(type(section))
+    fields = {f.name: f for f in dataclasses.fields(section)}
+    unknown = sorted(set(changes) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where} has no field(s) {', '.join(unknown)}; its fields are {sorted(fields)}")
+    typed = {name: _typed(fields[name].type, value, f"{where}.{name}") for name, value in changes.items()}
+    return dataclasses.replace(section, **typed).validate(where)
+
+
+def section_name(cls: type) -> str:
+    """The name of the Config field that holds a section of class `cls`: "policy_node" for PolicyNodeConfig."""
+    return {f.type: f.name for f in dataclasses.fields(Config)}[cls.__name__]
+
+
 def list_item_type(field: dataclasses.Field) -> type:
     """float for a list[float] field (camera_position), str for the other list fields."""
     return float if "float" in str(field.type) else str
@@ -505,15 +699,16 @@ def field_of(path: str) -> tuple[dataclasses.Field, Any]:
 def field_docs() -> dict[str, str]:
     """"section.field" -> the comment written beside (or just above) the field in this file: the help text of
     the command-line flags, so a field is documented once, where it is declared."""
-    section_of = {type(getattr(Config(), f.name)).__name__: f.name for f in dataclasses.fields(Config)}
+    section_of = {f.type: f.name for f in dataclasses.fields(Config)}
     docs, section, above = {}, None, []
     for line in Path(__file__).read_text().splitlines():
+        declared = re.match(r"    (\w+): [\w\[\]|. ]+ = ", line)  # a field, not a method's line
         if line.startswith("class "):
             section, above = section_of.get(line[6:].split("(")[0].split(":")[0]), []
         elif section and line.startswith("    # "):
             above.append(line.strip()[2:])
-        elif section and line.startswith("    ") and not line.startswith("     ") and ": " in line and " = " in line:
-            name = line.split(":")[0].strip()
+        elif section and declared:
+            name = declared.group(1)
             comment = line.split("  # ", 1)[1] if "  # " in line else " ".join(above)
             docs[f"{section}.{name}"] = " ".join(comment.split())
             above = []
@@ -531,3 +726,33 @@ def set_value(data: dict, path: str, value: Any) -> None:
         raise ConfigError(f"config section {section}: expected a mapping, got {data[section]!r}")
     data[section][name] = value
 
+
+# --- config/default.yaml: every field with its default, written from this file ------------------------------
+
+def defaults_yaml() -> str:
+    """The text of config/default.yaml: each section of Config with every field at its default, under the field's
+    comment in this file (field_docs); test/test_config.py checks that the file is this text."""
+    docs = field_docs()
+    lines = ["# Every setting of minivla with its default, each under its comment in minivla_core/config.py, where it",
+             "# is declared. Written by `python -m minivla_core.config --write-defaults config/default.yaml`; a test",
+             "# keeps the two equal. Pass any subset of it with --config; `minivla COMMAND --help` shows the same."]
+    for section, values in Config().to_dict().items():
+        lines.append(f"{section}:")
+        for name, value in values.items():
+            lines += [f"  # {text}" for text in textwrap.wrap(docs[f"{section}.{name}"], 114)]
+            flow = None if isinstance(value, list) else False  # lists on one line: [0.75, 0.075, 0.7]
+            lines.append("  " + yaml.safe_dump({name: value}, default_flow_style=flow, width=1000).rstrip("\n"))
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m minivla_core.config", description="The config schema's files.")
+    parser.add_argument("--write-defaults", metavar="FILE", required=True,
+                        help="write every field with its default and comment (config/default.yaml)")
+    args = parser.parse_args(argv)
+    Path(args.write_defaults).write_text(defaults_yaml())
+    print(f"wrote {args.write_defaults}")
+
+
+if __name__ == "__main__":
+    main()

@@ -33,7 +33,7 @@ import numpy as np
 
 from minivla_core.config import EnvConfig
 from minivla_core.envs import make_env
-from minivla_core.envs.metaworld_env import Observation
+from minivla_core.envs.base import Observation
 
 
 @dataclass
@@ -70,8 +70,6 @@ class TaskSwitch:
 class EpisodeRules:
     def __init__(self, env_config: EnvConfig, command_timeout: float = 0.5, episodes: int = 0,
                  motion_noise: float = 0.0):
-        if motion_noise < 0:
-            raise ValueError(f"bridge.motion_noise must be >= 0, got {motion_noise}")
         self.env_config = env_config
         self.motion_noise = motion_noise
         self.command_timeout = command_timeout  # may change while running (ros2 param set)

@@ -30,10 +30,10 @@ from tqdm import tqdm
 
 from minivla_core.checkpoint import load_policy
 from minivla_core.checkpoint import check_observation_matches
-from minivla_core.config import SEAMS, EnvConfig, EvalConfig, observation_label
+from minivla_core.config import CHOICES, EnvConfig, EvalConfig, check_value, observation_label
 from minivla_core.envs import check_sim_task, make_env, make_sim_expert, sim_instruction
 from minivla_core.envs.metaworld_env import INSTRUCTIONS, instruction_for, paraphrases
-from minivla_core.errors import CheckpointError, ConfigError
+from minivla_core.errors import CheckpointError
 from minivla_core.model.policy import PolicyRunner
 from minivla_core.timed import ChunkSchedule, run_timed_episode
 
@@ -97,16 +97,14 @@ def env_config_for(checkpoint_env: dict, base: EnvConfig, task: str | None = Non
                      seed=base.seed)
 
 
-IMAGE_ABLATIONS = ("none", "black", "frozen", "shuffled")
+IMAGE_ABLATIONS = CHOICES["eval.image_ablation"]
 
 
 class ImageAblation:
     """What the policy sees instead of the camera image (see the module docstring)."""
 
     def __init__(self, mode: str, env_config: EnvConfig):
-        if mode not in IMAGE_ABLATIONS:
-            raise ConfigError(f"eval.image_ablation must be one of {IMAGE_ABLATIONS}, got {mode!r}")
-        self.mode = mode
+        self.mode = check_value("eval.image_ablation", mode)
         self.other = self.expert = None
         if mode == "shuffled":  # another stream of layouts, played by the expert
             self.other = make_env(dataclasses.replace(env_config, seed=env_config.seed + 7919))
@@ -147,23 +145,19 @@ def write_video(path: Path, frames: list[np.ndarray], fps: int = 20, scale: int 
     writer.release()
 
 
-INSTRUCTION_MODES = ("plain", "held_out", "other_task")
-
-
 def eval_instructions(task: str, mode: str, all_tasks: list[str]) -> list[str]:
     """The instructions an evaluation of `task` cycles through.
 
     plain: the task's own instruction. held_out: its paraphrases that were never trained on.
     other_task: the plain instruction of the next task in the list (does language matter?)."""
+    check_value("eval.instructions", mode)  # a bare name: bench scripts give their own
     if mode == "plain":
         return [sim_instruction(task)]
     if mode == "held_out":
         return paraphrases(task, held_out=True) or [instruction_for(task)]
-    if mode == "other_task":
-        known = [t for t in (all_tasks if len(all_tasks) > 1 else list(INSTRUCTIONS)) if t != task] or [task]
-        following = [t for t in known if t > task] + [t for t in known if t < task]
-        return [instruction_for(following[0])]
-    raise ConfigError(f"eval.instructions must be one of {INSTRUCTION_MODES}, got {mode!r}")
+    known = [t for t in (all_tasks if len(all_tasks) > 1 else list(INSTRUCTIONS)) if t != task] or [task]
+    following = [t for t in known if t > task] + [t for t in known if t < task]
+    return [instruction_for(following[0])]
 
 
 def evaluate_task(policy, payload: dict, task: str, eval_config: EvalConfig, env_base: EnvConfig,
@@ -297,20 +291,12 @@ def timing_label(eval_config: EvalConfig) -> str:
             f"seam {eval_config.seam}")
 
 
-def check_timed_settings(eval_config: EvalConfig) -> None:
-    if not (math.isfinite(eval_config.latency) and eval_config.latency >= 0):
-        raise ConfigError(f"eval.latency must be >= 0 seconds (0: the classic loop), got {eval_config.latency}")
-    if not (math.isfinite(eval_config.step_rate) and eval_config.step_rate > 0):
-        raise ConfigError(f"eval.step_rate must be > 0 steps per second, got {eval_config.step_rate}")
-    if eval_config.seam not in SEAMS:
-        raise ConfigError(f"eval.seam must be one of {', '.join(SEAMS)}, got {eval_config.seam!r}")
-
-
 def evaluate(eval_config: EvalConfig, env_base: EnvConfig, progress: bool = True) -> MultiEvalResult:
     """Closed-loop evaluation of eval.checkpoint on each of eval.tasks (empty: the checkpoint's own), with
     eval.instruction for every episode or else those of eval.instructions. The sampler settings
     (eval.inference_steps, eval.n_action_steps) default to the checkpoint's."""
-    check_timed_settings(eval_config)
+    eval_config.validate()  # sections built in Python, not read by Config.from_dict, reach here unchecked
+    env_base.validate()
     if eval_config.threads > 0:
         torch.set_num_threads(eval_config.threads)
     policy, payload = load_policy(eval_config.checkpoint)

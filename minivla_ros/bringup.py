@@ -4,7 +4,8 @@ Starts the same two nodes as launch/sim_policy.launch.py, as two processes with 
 parameter file, then acts as the user: it publishes the task's instruction on `instruction`,
 waits for the policy to report itself active, follows `episode_status` for N episodes, prints
 each episode's result and the policy's measured timing, and stops both nodes (SIGINT, then
-SIGKILL after a grace period). Ctrl-C does the same.
+SIGKILL after a grace period). Ctrl-C does the same. A policy in dry run (policy_node.dry_run)
+commands nothing, so no episode would end: the run stops once it has sampled actions, and says so.
 
 DDS traffic stays on this machine: discovery on loopback (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST)
 and every socket bound to loopback or shared memory (config/fastdds_loopback.xml). Unless already
@@ -36,13 +37,14 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from std_msgs.msg import String
 
-from minivla_core.config import RobotConfig, field_of, list_item_type
+from minivla_core.config import RobotConfig, field_of, text_from_value
 from minivla_core.errors import GraphError
+from minivla_core.timing import check_agreement
 from minivla_ros import graph, qos
 from minivla_ros.msg import EpisodeStatus, PolicyStatus
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_PARAMS = ROOT / "config" / "sim_policy.yaml"
+DEFAULT_PARAMS = graph.PARAMS_FILE
 LOOPBACK_PROFILE = ROOT / "config" / "fastdds_loopback.xml"
 DOMAIN_LOCKS = Path(tempfile.gettempdir()) / "minivla-ros-domains"
 _held_domain_locks = []  # open lock files: a domain stays reserved until this process exits
@@ -89,36 +91,21 @@ def ros_environment(env: dict | None = None) -> dict:
     return env
 
 
-def parameter_text(name: str, value) -> str:
-    """A value as `-p name:=TEXT` wants it: YAML of the type the node declares for that config field, so
-    20 for a float field goes as 20.0 (an integer would be refused) and any string survives quoting. Text
-    for a field that is not a string (e.g. "[gripperPOV]") is passed as it is, as on a command line."""
-    field, default = field_of(name)
-    if isinstance(value, str) and not isinstance(default, str):
-        return value
-    if isinstance(default, float):
-        value = float(value)
-    elif isinstance(default, list):
-        value = [list_item_type(field)(v) for v in value]
-    elif isinstance(default, str):
-        value = str(value)  # e.g. a Path
-    return json.dumps(value, ensure_ascii=False)
-
-
-def node_command(node: str, params_file: Path, overrides: dict) -> list[str]:
+def node_command(node: str, params_file: Path, overrides: dict, module: str | None = None) -> list[str]:
     """The command line that runs one node (a name in graph.NODES) with a parameter file and single overrides
-    ("section.field": value)."""
-    command = [sys.executable, "-m", graph.NODES[node], "--ros-args", "--params-file", str(params_file)]
+    ("section.field": value, each written as the node declares that field: config.text_from_value). `module`: another
+    module that runs the node (benchmarks: bench/slow_policy_node.py)."""
+    command = [sys.executable, "-m", module or graph.NODES[node], "--ros-args", "--params-file", str(params_file)]
     for name, value in overrides.items():
-        command += ["-p", f"{name}:={parameter_text(name, value)}"]
+        command += ["-p", f"{name}:={text_from_value(name, value)}"]
     return command
 
 
-def start_node(node: str, params_file: Path, overrides: dict, env: dict) -> subprocess.Popen:
+def start_node(node: str, params_file: Path, overrides: dict, env: dict, module: str | None = None) -> subprocess.Popen:
     """One node in a process of its own. Its output is echoed line by line and its last lines are kept
     (process.tail), so that if it dies its reason can be named. It ends with this process, even if this
     one is killed outright (MINIVLA_PARENT_PID: see minivla_ros/spin.py)."""
-    process = subprocess.Popen(node_command(node, params_file, overrides), env={**env, "MINIVLA_PARENT_PID":
+    process = subprocess.Popen(node_command(node, params_file, overrides, module), env={**env, "MINIVLA_PARENT_PID":
                                str(os.getpid())}, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, errors="replace")
     process.name = node
@@ -169,6 +156,7 @@ class RunResult:
     policy_status: dict = field(default_factory=dict)
     timing: str = "free"  # the policy node's: free (its own clock), lockstep (one answer per observation) or timed
     executor: dict = field(default_factory=dict)  # timed: the bridge's executor counts (minivla_core/timed.py)
+    dry_run: bool = False  # the policy was in dry run: it sampled actions, commanded none, and no episode ran
 
     @property
     def successes(self) -> int:
@@ -272,21 +260,50 @@ def camera_for_checkpoint(params_file: Path, overrides: dict) -> dict:
     return settings
 
 
+def has_sampled_in_dry_run(status: PolicyStatus | None, instruction: str) -> bool:
+    """Whether a policy status says: dry run (so never active), ready, with this instruction, and it has sampled
+    actions (a sampling latency is measured only when a chunk was sampled)."""
+    return (status is not None and status.reason.startswith("dry run") and status.instruction == instruction
+            and status.sampling_latency_p50_ms > 0)
+
+
+def node_setting(params_file: Path, node: str, name: str, overrides: dict):
+    """The value a node started by this module gets for `name` ("section.field"): the override, else the parameter
+    file's, else the schema's default."""
+    if name in overrides:
+        return overrides[name]
+    section, key = name.split(".", 1)
+    given = ((yaml.safe_load(Path(params_file).read_text()) or {}).get(node) or {}).get("ros__parameters") or {}
+    return (given.get(section) or {}).get(key, field_of(name)[1])
+
+
+def check_graph_timing(params_file: Path, bridge_overrides: dict, policy_overrides: dict) -> None:
+    """ConfigError before anything starts if the bridge and the policy would not agree on timing
+    (minivla_core/timing.py)."""
+    check_agreement(node_setting(params_file, "sim_bridge", "bridge.timing", bridge_overrides),
+                    float(node_setting(params_file, "sim_bridge", "bridge.step_rate", bridge_overrides)),
+                    node_setting(params_file, "policy_node", "policy_node.timing", policy_overrides),
+                    float(node_setting(params_file, "policy_node", "policy_node.control_rate", policy_overrides)))
+
+
 def run(episodes: int, task: str, instruction: str, params_file: Path = DEFAULT_PARAMS,
         overrides: dict | None = None, startup_timeout: float = 120.0, duration: float | None = None,
-        observe=None) -> RunResult:
+        observe=None, policy_module: str | None = None) -> RunResult:
     """Bridge + policy for N episodes (0: no limit), or until `duration` seconds of acting have passed.
     The bridge renders what the policy's checkpoint was trained on (camera, placement, image size,
     observation protocol) unless `overrides` say otherwise. `observe(processes, monitor)`, if given, is
-    called about twice a second while the policy acts (bench/bench_soak.py samples memory there)."""
+    called about twice a second while the policy acts (bench/bench_soak.py samples memory there). `policy_module`
+    runs the policy node instead of minivla_ros.policy_node (benchmarks only: bench/slow_policy_node.py)."""
     overrides = overrides or {}
     bridge_overrides = {"env.task": task, "bridge.episodes": episodes, **camera_for_checkpoint(params_file, overrides),
                         **{k: v for k, v in overrides.items() if k.split(".")[0] in ("env", "bridge")}}
     policy_overrides = {k: v for k, v in overrides.items() if k.split(".")[0] in ("policy_node", "robot")}
+    check_graph_timing(params_file, bridge_overrides, policy_overrides)
     result = RunResult(task, timing=policy_overrides.get("policy_node.timing", "free"))
     with monitored("run") as (env, monitor, executor):
         processes = [start_node("sim_bridge", params_file, bridge_overrides, env),
-                     start_node("policy_node", params_file, policy_overrides, env)]
+                     start_node("policy_node", params_file, policy_overrides, env, policy_module)]
+        dry_run_status = None
         try:
             deadline = time.monotonic() + startup_timeout
             while not (monitor.policy_status and monitor.policy_status.active):
@@ -294,6 +311,9 @@ def run(episodes: int, task: str, instruction: str, params_file: Path = DEFAULT_
                 status = monitor.policy_status
                 if status is not None and status.reason.startswith("no policy loaded"):
                     raise GraphError(f"policy_node: {status.reason}")
+                if has_sampled_in_dry_run(status, instruction):
+                    dry_run_status = status
+                    break
                 if time.monotonic() > deadline:
                     reason = status.reason if status else "no policy status received"
                     raise GraphError(f"the graph did not start within {startup_timeout:.0f} s: {reason}")
@@ -302,6 +322,11 @@ def run(episodes: int, task: str, instruction: str, params_file: Path = DEFAULT_
                     monitor.instruction_pub.publish(String(data=instruction))
                     monitor.policy_status = None
                 executor.spin_once(timeout_sec=0.5)
+            if dry_run_status is not None:
+                result.dry_run = True
+                print(f"[minivla run] policy in dry run: it sampled actions for {instruction!r} and commands "
+                      f"nothing, so no episode can end; stopping", flush=True)
+                return result
             what = f"{episodes} episodes" if episodes else f"{duration:.0f} s"
             print(f"[minivla run] policy active; instruction {instruction!r}; running {what}", flush=True)
             end = time.monotonic() + duration if duration else float("inf")
@@ -312,7 +337,7 @@ def run(episodes: int, task: str, instruction: str, params_file: Path = DEFAULT_
                     observe(processes, monitor)
         finally:
             result.episodes = [monitor.finished[k] for k in sorted(monitor.finished)][:episodes or None]
-            result.policy_status = status_dict(monitor.active_status)
+            result.policy_status = status_dict(monitor.active_status or dry_run_status)
             stop_processes(processes)
             result.executor = monitor.executor_counts
     return result
@@ -379,11 +404,15 @@ def record(episodes: int, task: str, instruction: str, out: Path, storage: str =
 
 
 def summarize(result: RunResult) -> str:
+    s = result.policy_status
+    if result.dry_run:
+        return (f"{result.task}: dry run (policy_node.dry_run): the policy sampled actions from the simulator's "
+                f"observations and commanded nothing, so no episode was run\npolicy node: sampling latency p50 "
+                f"{s['sampling_latency_p50_ms']:.1f} ms / p99 {s['sampling_latency_p99_ms']:.1f} ms")
     n = len(result.episodes)
     steps = [e["steps"] for e in result.episodes if e["success"]]
     lines = [f"{result.task}: {result.successes}/{n} episodes succeeded through the ROS graph"
              + (f", mean steps to success {sum(steps) / len(steps):.1f}" if steps else "")]
-    s = result.policy_status
     if s and result.timing == "lockstep":
         lines.append(f"policy node (lockstep: the simulator stepped on each answer): {s['ticks']} observations "
                      f"answered, {s['achieved_rate']:.1f} a second; sampling latency p50 "
@@ -404,7 +433,8 @@ def summarize(result: RunResult) -> str:
 
 
 def write_json(result: RunResult, path: str | Path) -> None:
-    data = {"task": result.task, "episodes": len(result.episodes), "successes": result.successes,
+    data = {"task": result.task, "dry_run": result.dry_run, "episodes": len(result.episodes),
+            "successes": result.successes,
             "success_rate": result.successes / max(1, len(result.episodes)),
             "per_episode": result.episodes, "policy_status": result.policy_status, "executor": result.executor}
     Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,7 @@
 who subscribes, its QoS, which topics a demonstration bag holds, and the nodes each graph starts.
 
 No rclpy here: the launch files, `minivla run` / `minivla record`, the recorder, `minivla bag2data`
-(which runs on any machine), the tests and the README's topic table all read this module.
+(which runs on any machine), the tests and docs/topics.md (scripts/make_docs.py) all read this module.
 `qos.py` turns the QoS names below into rclpy profiles.
 
 QoS names:
@@ -18,10 +18,12 @@ QoS names:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import yaml
 
-from minivla_core.config import CHOICES, Config, field_docs, field_of, list_item_type, read_config_file
+from minivla_core.config import Config, field_docs, read_config_file, value_from_text
+from minivla_core.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,11 @@ class Topic:
     subscribers: str  # who subscribes, in words
     recorded: bool = False  # one of the topics of a demonstration bag
     required: bool = False  # `minivla bag2data` refuses a bag without it
+    # In which graphs it carries anything: the simulator bridge's interfaces (bridge.interface) and the timing modes
+    # (minivla_core/timing.py). Single commands go in free and lockstep timing, whole chunks in timed; timed takes
+    # this package's interface only.
+    interfaces: tuple[str, ...] = ("minivla", "standard")
+    timings: tuple[str, ...] = ("free", "lockstep", "timed")
 
     @property
     def absolute(self) -> str:
@@ -43,16 +50,18 @@ class Topic:
 IMAGE = Topic("camera/image_raw", "sensor_msgs/msg/Image", "sensor", "sim_bridge (scene camera)",
               "policy_node", recorded=True, required=True)
 STATE = Topic("robot_state", "minivla_ros/msg/RobotState", "sensor", "sim_bridge", "policy_node",
-              recorded=True, required=True)
+              recorded=True, required=True, interfaces=("minivla",))
 PRIVILEGED_STATE = Topic("sim/privileged_state", "minivla_ros/msg/RobotState", "sensor", "sim_bridge",
-                         "expert_node (Meta-World's full state, for the scripted expert; never a policy's input)")
+                         "expert_node (Meta-World's full state, for the scripted expert; never a policy's input)",
+                         interfaces=("minivla",))
 EPISODE_STATUS = Topic("episode_status", "minivla_ros/msg/EpisodeStatus", "reliable", "sim_bridge", "anyone",
-                       recorded=True, required=True)
+                       recorded=True, required=True, interfaces=("minivla",))
 ACTION = Topic("action_command", "minivla_ros/msg/ActionCommand", "reliable", "policy_node or expert_node",
-               "sim_bridge", recorded=True, required=True)
+               "sim_bridge", recorded=True, required=True, interfaces=("minivla",), timings=("free", "lockstep"))
 ACTION_CHUNK = Topic("action_chunk", "minivla_ros/msg/ActionChunk", "reliable",
                      "policy_node with policy_node.timing timed (whole chunks, each action with its due time)",
-                     "sim_bridge with bridge.timing timed (executes them on its clock)")
+                     "sim_bridge with bridge.timing timed (executes them on its clock)", interfaces=("minivla",),
+                     timings=("timed",))
 INSTRUCTION = Topic("instruction", "std_msgs/msg/String", "reliable", "anyone (`ros2 topic pub`)", "policy_node",
                     recorded=True)
 POLICY_STATUS = Topic("policy_status", "minivla_ros/msg/PolicyStatus", "reliable", "policy_node", "anyone")
@@ -64,16 +73,20 @@ JOINT_STATES = Topic("joint_states", "sensor_msgs/msg/JointState", "sensor",
                      "sim_bridge (arm joints, and `gripper`: opening 0..1)",
                      "policy_node when robot.state_type is PoseAndJoints")
 CMD_VEL = Topic("cmd_vel", "geometry_msgs/msg/TwistStamped", "reliable",
-                "anyone; policy_node when robot.action_type is TwistStamped", "sim_bridge (hand velocity, world frame)")
+                "anyone; policy_node when robot.action_type is TwistStamped", "sim_bridge (hand velocity, world frame)",
+                timings=("free", "lockstep"))
 GRIPPER_COMMAND = Topic("gripper_command", "std_msgs/msg/Float64", "reliable",
-                        "anyone; policy_node with a standard robot.action_type", "sim_bridge (-1 open .. 1 closed)")
+                        "anyone; policy_node with a standard robot.action_type", "sim_bridge (-1 open .. 1 closed)",
+                        timings=("free", "lockstep"))
 # Only with bridge.interface standard: what the simulator adds to a standard-message robot, in standard messages too.
 SCENE_STATE = Topic("sim/scene_state", "std_msgs/msg/Float64MultiArray", "sensor",
                     "sim_bridge with bridge.interface standard (the simulator's full state, as sim/privileged_state)",
-                    "expert_node (for the scripted expert; never a policy's input)")
+                    "expert_node (for the scripted expert; never a policy's input)", interfaces=("standard",),
+                    timings=("free", "lockstep"))
 EPISODE = Topic("episode", "std_msgs/msg/Header", "latched",
                 "sim_bridge with bridge.interface standard (an episode starts: the stamp of its first observation)",
-                "policy_node when robot.episode_topic names it; a bag's episode boundaries (bag2data.episode_topic)")
+                "policy_node when robot.episode_topic names it; a bag's episode boundaries (bag2data.episode_topic)",
+                interfaces=("standard",), timings=("free", "lockstep"))
 DIAGNOSTICS = Topic("diagnostics", "diagnostic_msgs/msg/DiagnosticArray", "reliable",
                     "policy_node (its health, once a second); sim_bridge with bridge.interface standard (each "
                     "episode's result, status `sim_bridge: episode`) or bridge.timing timed (what its executor did, "
@@ -83,6 +96,25 @@ TOPICS = (IMAGE, STATE, PRIVILEGED_STATE, EPISODE_STATUS, ACTION, ACTION_CHUNK, 
 RECORDED = tuple(topic for topic in TOPICS if topic.recorded)  # what a demonstration bag holds
 
 RESET_SERVICE = "reset_episode"  # std_srvs/srv/Trigger, served by sim_bridge: end the episode, start the next
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str  # as `ros2 service call /NAME` takes it
+    type: str  # ROS interface, package/srv/Name
+    server: str  # the node that serves it
+    what: str  # what a call does, in words
+
+
+SERVICES = (
+    Service(RESET_SERVICE, "std_srvs/srv/Trigger", "sim_bridge", "ends the current episode; the next layout follows"),
+    Service("policy_node/pause", "std_srvs/srv/SetBool", "policy_node",
+            "true pauses commanding (the robot holds), false resumes"),
+    Service("policy_node/change_state", "lifecycle_msgs/srv/ChangeState", "policy_node",
+            "a lifecycle transition (`ros2 lifecycle set`); one not valid from the current state answers "
+            "success=false (minivla_ros/lifecycle.py). rclpy serves get_state, get_available_states, "
+            "get_available_transitions and get_transition_graph beside it"),
+)
 
 
 def image_topic(camera: str, scene_camera: bool) -> str:
@@ -107,6 +139,18 @@ CHANGEABLE = {"sim_bridge": ("env.task", "bridge.command_timeout", "bridge.episo
               "policy_node": ("policy_node.instruction", "policy_node.inference_steps", "policy_node.n_action_steps",
                               "policy_node.stale_after", "policy_node.dry_run")}
 
+# The ROS parameter file of both graphs' nodes (launch/*.launch.py take the installed copy, `minivla run` and `record`
+# this one unless --params-file names another).
+PARAMS_FILE = Path(__file__).resolve().parents[1] / "config" / "sim_policy.yaml"
+
+
+def params_file_values(path: str | Path = PARAMS_FILE) -> dict[str, object]:
+    """Every parameter a ROS parameter file sets, as "section.field": value, over all its nodes."""
+    nodes = yaml.safe_load(Path(path).read_text()) or {}
+    return {f"{section}.{name}": value for node in nodes.values() for section, fields in node["ros__parameters"].items()
+            for name, value in fields.items()}
+
+
 # Recording demonstrations (launch/record_demos.launch.py, `minivla record`): layouts of the collection seed,
 # and the bridge holds its first episode until the expert and the recorder subscribe to robot state.
 RECORD_BRIDGE_OVERRIDES = {"env.seed": 0, "bridge.min_subscribers": 2}
@@ -122,29 +166,18 @@ SIM_POLICY_ARGUMENTS = {
 }
 
 
-def parameter_value(parameter: str, text: str):
-    """Launch-argument text -> a value of the type the node declares for `parameter`; ValueError if it is not one.
-
-    Untyped, `control_rate:=10` would reach the node as an integer, which a double parameter refuses."""
-    field, default = field_of(parameter)
-    if isinstance(default, bool):
-        value = yaml.safe_load(text)
-        if not isinstance(value, bool):
-            raise ValueError(f"expected true or false, got {text!r}")
-        return value
-    if isinstance(default, list):  # `[gripperPOV]`, `[a, b]`, `[0.75, 0.075, 0.7]`
-        value = yaml.safe_load(text)
-        kind = list_item_type(field)
-        if not isinstance(value, list) or not all(isinstance(v, (int, float) if kind is float else str) for v in value):
-            raise ValueError(f"expected a list of {'numbers' if kind is float else 'names'} like [a, b], got {text!r}")
-        return [kind(v) for v in value]
-    try:
-        value = type(default)(text)
-    except ValueError:
-        raise ValueError(f"expected {type(default).__name__}, got {text!r}") from None
-    if parameter in CHOICES and value not in CHOICES[parameter]:
-        raise ValueError(f"expected one of {', '.join(CHOICES[parameter])}, got {text!r}")
-    return value
+def sim_policy_argument_help(params_file: str | Path = PARAMS_FILE) -> dict[str, str]:
+    """The description of each launch argument of sim_policy.launch.py: its config field's comment, the parameters
+    it sets, and the value `params_file` holds, which an argument left empty keeps (timing: free in the package's
+    file, while `minivla run` gives both nodes run.timing, lockstep unless set)."""
+    docs, in_file = field_docs(), params_file_values(params_file)
+    descriptions = {}
+    for argument, parameter in SIM_POLICY_ARGUMENTS.items():
+        sets = ("bridge.timing", "policy_node.timing") if parameter == "run.timing" else (parameter,)
+        value = in_file.get(sets[0])
+        kept = f"params_file's, {value!r} in {Path(params_file).name}" if value is not None else "params_file's"
+        descriptions[argument] = f"{docs[parameter]} (sets {' and '.join(sets)}; empty: {kept})"
+    return descriptions
 
 
 def config_file_overrides(path: str) -> dict[str, dict]:
@@ -165,17 +198,17 @@ def config_file_overrides(path: str) -> dict[str, dict]:
 
 def sim_policy_overrides(texts: dict[str, str], config_file: str = "") -> dict[str, dict]:
     """The launch arguments given (argument -> text; empty: not given) -> {node: {parameter: typed value}}, over
-    the sections of `config_file` when one is given. Every argument is converted before any node starts, so a bad
-    one stops the launch with nothing left behind."""
+    the sections of `config_file` when one is given. Every argument is converted (config.value_from_text) before any
+    node starts, so a bad one stops the launch with a ConfigError and nothing left behind."""
     overrides = config_file_overrides(config_file) if config_file else {"sim_bridge": {}, "policy_node": {}}
     for argument, text in texts.items():
         if text == "":
             continue
         parameter = SIM_POLICY_ARGUMENTS[argument]
-        try:
-            value = parameter_value(parameter, text)
-        except ValueError as exc:
-            raise ValueError(f"launch argument {argument}:={text!r} ({parameter}): {exc}") from None
+        try:  # typed as the node declares it: untyped, `control_rate:=10` would be an integer a double refuses
+            value = value_from_text(parameter, text)
+        except ConfigError as exc:
+            raise ConfigError(f"launch argument {argument}:={text!r}: {exc}") from None
         if value == []:  # ROS cannot type an empty list; no extra cameras is the parameter file's own setting
             continue
         if parameter == "run.timing":

@@ -1,4 +1,5 @@
-"""ROS parameters declared from the config dataclasses, so nodes, CLI and YAML share one schema.
+"""ROS parameters declared from the config dataclasses, so nodes, CLI and YAML share one schema and its
+checks (each section's validate()).
 
 A field `task` of the `env` section becomes the parameter `env.task`; in a parameter file it
 nests as `env: {task: push-v3}`, the same shape as minivla's own YAML config. Parameters a node
@@ -23,7 +24,8 @@ EMPTY_LIST_TYPES = {"list[str]": Parameter.Type.STRING_ARRAY, "list[float]": Par
 
 def declare_section(node: Node, section: str, defaults, changeable: tuple[str, ...] = ()):
     """Declare one parameter per dataclass field (default = the field's value), read-only unless its name
-    is in `changeable`; return the filled dataclass."""
+    is in `changeable`; return the filled dataclass, validated against the schema (a ConfigError names the
+    first parameter out of its choices or range: the node says so in one line and exits, minivla_ros/spin.py)."""
     values = {}
     for field in dataclasses.fields(defaults):
         name = f"{section}.{field.name}"
@@ -34,8 +36,9 @@ def declare_section(node: Node, section: str, defaults, changeable: tuple[str, .
             values[field.name] = list(value) if value is not None else []
         else:
             node.declare_parameter(name, default, descriptor)
-            values[field.name] = node.get_parameter(name).value
-    return type(defaults)(**values)
+            value = node.get_parameter(name).value
+            values[field.name] = list(value) if isinstance(default, list) else value  # arrays come as array.array
+    return type(defaults)(**values).validate(section)
 
 
 def refuse_unknown_parameters(node: Node) -> None:

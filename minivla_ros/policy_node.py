@@ -33,7 +33,6 @@ Parameters: the fields of PolicyNodeConfig (`policy_node.*`) and RobotConfig (`r
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections import deque
 
@@ -50,14 +49,14 @@ from std_msgs.msg import Float64, Header, String
 from std_srvs.srv import SetBool
 
 from minivla_core.checkpoint import load_policy
-from minivla_core.config import CHOICES, PolicyNodeConfig, RobotConfig, observation_label
+from minivla_core.config import (
+    PolicyNodeConfig, RobotConfig, check_policy_node_robot, observation_label, validated_replace)
 from minivla_core.drivers import DRIVERS, Chunk, Command, Stop, TimedDriver, why_not_ready
-from minivla_core.errors import InstructionError, MiniVLAError
+from minivla_core.errors import ConfigError, InstructionError, MiniVLAError
 from minivla_core.model.policy import PolicyRunner, sampler_for
 from minivla_core.model.tokenizer import check_instruction
 from minivla_core.sync import EpisodeStatus as StatusPart
 from minivla_core.sync import ObservationAssembler
-from minivla_core.timing import check_timing
 from minivla_ros import graph, qos
 from minivla_ros.conversions import COMMAND_TYPES, chunk_to_msg, command_msgs, state_from_msg
 from minivla_ros.images import image_from_msg
@@ -88,14 +87,9 @@ class PolicyNode(LifecycleNode):
         super().__init__("policy_node")
         self.config = declare_section(self, "policy_node", PolicyNodeConfig(),
                                       changeable=graph.CHANGEABLE["policy_node"])
-        self.robot = declare_section(self, "robot", RobotConfig())
-        self.timing = check_timing(self.config.timing, "policy_node.timing")
-        if self.timing == "timed" and (self.robot.action_type != "ActionCommand" or self.robot.episode_topic):
-            raise ValueError("policy_node.timing timed publishes minivla_ros/ActionChunk and reads episode_status: "
-                             "use robot.action_type ActionCommand and no robot.episode_topic")
-        if self.config.seam not in CHOICES["policy_node.seam"]:
-            raise ValueError(f"policy_node.seam must be one of {', '.join(CHOICES['policy_node.seam'])}, got "
-                             f"{self.config.seam!r}")
+        self.robot = declare_section(self, "robot", RobotConfig())  # (each section validated by the schema)
+        check_policy_node_robot(self.config, self.robot)
+        self.timing = self.config.timing  # minivla_core/timing.py
         self.output = "timed action chunks" if self.timing == "timed" else "action commands"  # for its log
         self.period = 1.0 / self.config.control_rate
         torch.set_num_threads(max(1, self.config.threads))
@@ -154,7 +148,8 @@ class PolicyNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.driver.activate()
-        self.get_logger().info("active: commanding the robot")
+        self.get_logger().info("active: dry run, computing actions, commanding nothing" if self.config.dry_run else
+                               "active: commanding the robot")
         self.ready_state()  # the status says at once what, if anything, still stops it (not at an input)
         return super().on_activate(state)  # activates the command publishers
 
@@ -392,24 +387,23 @@ class PolicyNode(LifecycleNode):
         self.set_instruction(msg.data)
 
     def on_set_parameters(self, parameters):
-        """policy_node.instruction, inference_steps, n_action_steps and stale_after take effect at the next tick."""
+        """policy_node.instruction, inference_steps, n_action_steps and stale_after take effect at the next tick:
+        checked by the schema, then against the loaded checkpoint."""
         changes = {p.name.split(".", 1)[1]: p.value for p in parameters}
-        horizon = self.policy.config.horizon if self.policy else None
-        if "n_action_steps" in changes and horizon and not 0 <= changes["n_action_steps"] <= horizon:
-            return SetParametersResult(successful=False, reason=f"policy_node.n_action_steps must be in 0..{horizon} "
-                                                                  f"(0 = the checkpoint's)")
-        if "inference_steps" in changes and self.policy and not (
-                0 <= changes["inference_steps"] <= self.policy.config.diffusion_steps):
+        try:
+            config = validated_replace(self.config, "policy_node", **changes)
+            if "instruction" in changes:
+                check_instruction(config.instruction)
+        except (ConfigError, InstructionError) as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        model = self.policy.config if self.policy else None
+        if model and config.n_action_steps > model.horizon:
+            return SetParametersResult(successful=False, reason=f"policy_node.n_action_steps must be in "
+                                       f"0..{model.horizon} (0 = the checkpoint's)")
+        if model and config.inference_steps > model.diffusion_steps:
             return SetParametersResult(successful=False, reason=f"policy_node.inference_steps must be in "
-                                       f"0..{self.policy.config.diffusion_steps} (0 = the checkpoint's)")
-        if "stale_after" in changes and not changes["stale_after"] > 0:
-            return SetParametersResult(successful=False, reason="policy_node.stale_after must be > 0 seconds")
-        if "instruction" in changes:
-            try:
-                check_instruction(changes["instruction"])
-            except InstructionError as exc:
-                return SetParametersResult(successful=False, reason=str(exc))
-        self.config = dataclasses.replace(self.config, **changes)
+                                       f"0..{model.diffusion_steps} (0 = the checkpoint's)")
+        self.config = config
         if self.assembler is not None:
             self.assembler.stale_after = self.config.stale_after
         if self.driver is not None and self.policy is not None:

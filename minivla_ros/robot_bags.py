@@ -19,8 +19,9 @@ commands) have no such pairing: each topic runs at its own rate. So this convert
   hand's motion agreed with the action one step before its label, correlation 0.86 against 0.65;
   now 0.998 with its own).
   Ticks with no command in force are no step of any episode.
-- Episodes end at a message on `bag2data.episode_topic` when it is set (no command before it labels a frame
-  after it); otherwise after
+- Episodes end at a message on `bag2data.episode_topic` when it is set: the frames stamped before it are the old
+  episode's, even the last one when nothing else came between it and the marker, and no input or command before it
+  labels or fills an observation after it; otherwise after
   `bag2data.episode_gap` seconds without a command (0: one episode per bag), and at the bag's end.
 - The instruction is the newest std_msgs/String on `bag2data.instruction_topic` at an episode's first
   step, else `bag2data.instruction`; an episode with neither is an error naming the bag.
@@ -126,9 +127,7 @@ class Resampler:
 
     def add(self, t: float, topic: str, msg) -> None:
         first_camera = self.topics.cameras[0]
-        while self.next_tick is not None and self.next_tick < t:  # ticks the stream has passed: complete
-            self.observe(self.next_tick)
-            self.next_tick = None if self.per_frame else self.next_tick + self.period
+        self.observe_ticks_before(t)
         if topic == first_camera and (self.per_frame or self.next_tick is None):
             # Per frame: a tick at each frame's own stamp (observed once a later message shows that every input
             # of that stamp is in). At a fixed rate, ticks fall half a period after frames: a frame that comes a
@@ -144,6 +143,12 @@ class Resampler:
         self.newest[topic] = (t, msg)
         if topic in self.commands:
             self.commands[topic].append((t, msg))
+
+    def observe_ticks_before(self, t: float) -> None:
+        """The ticks the stream has passed (messages come in stamp order: every input of theirs is in)."""
+        while self.next_tick is not None and self.next_tick < t:
+            self.observe(self.next_tick)
+            self.next_tick = None if self.per_frame else self.next_tick + self.period
 
     def observe(self, tick: float) -> None:
         inputs = [*self.topics.cameras] + [t for t in (self.topics.pose, self.topics.joints) if t]
@@ -197,12 +202,19 @@ class Resampler:
         self.pending = []
         self.end_episode()
 
-    def new_episode(self) -> None:
-        """An episode marker: the open episode ends, and no command of it labels a frame of the next (the first
-        frames of an episode, re-sent until its first command, would take the last episode's final command)."""
+    def new_episode(self, t: float) -> None:
+        """An episode marker at time t: the open episode ends with its frames before t, and no input or command of it
+        fills or labels an observation of the next (the first frames of an episode, re-sent until its first command,
+        would take the last episode's final command; at a fixed rate, a tick after t would take its last frame).
+        A simulator publishes an episode's final frame and the next one's first within a few milliseconds: with no
+        message between the final frame and the marker, that frame's tick is still open here, so it is observed
+        now, in its own episode, not after the marker in the next."""
+        self.observe_ticks_before(t)
         self.finish()
         for history in self.commands.values():
             history.clear()
+        self.newest.clear()
+        self.next_tick = None
 
 
 def convert_robot_bags(bags: list[str | Path], out: str | Path, robot: RobotConfig, options: Bag2DataConfig,
@@ -252,7 +264,7 @@ def convert_one(bag, typestore, wanted, order, robot, topics, options, image_siz
             if topic == absolute(options.instruction_topic):
                 resampler.instruction = msg.data
             elif options.episode_topic and topic == absolute(options.episode_topic):
-                resampler.new_episode()  # the open episode ends here; the resampler goes on with the next
+                resampler.new_episode(t)  # the open episode ends here; the resampler goes on with the next
             else:
                 resampler.add(t, topic, msg)
     except BagTruncated as exc:

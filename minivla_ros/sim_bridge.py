@@ -66,12 +66,11 @@ from std_msgs.msg import Float64, Float64MultiArray, Header
 from std_srvs.srv import Trigger
 
 from minivla_core.actions import check_action
-from minivla_core.config import PRIVILEGED, BridgeConfig, EnvConfig, observation_label
+from minivla_core.config import PRIVILEGED, BridgeConfig, EnvConfig, observation_label, validated_replace
 from minivla_core.envs import check_sim_task
 from minivla_core.episode_rules import EpisodeEnd, EpisodeRules, Holding, NewObservation, TaskSwitch
-from minivla_core.errors import TaskError
+from minivla_core.errors import ConfigError, TaskError
 from minivla_core.stepping import ChunkRefused, Unanswered, make_stepping
-from minivla_core.timing import check_timing
 from minivla_ros import graph, qos
 from minivla_ros.conversions import (
     action_from_msg, chunk_from_msg, image_to_msg, joint_state_to_msg, pose_to_msg, stamp_from_seconds, state_to_msg)
@@ -86,14 +85,9 @@ class SimBridgeNode(Node):
         super().__init__("sim_bridge")
         self.env_config = declare_section(self, "env", EnvConfig(), changeable=graph.CHANGEABLE["sim_bridge"])
         self.config = declare_section(self, "bridge", BridgeConfig(), changeable=graph.CHANGEABLE["sim_bridge"])
-        if self.config.interface not in ("minivla", "standard"):
-            raise ValueError(f"bridge.interface must be 'minivla' or 'standard', got {self.config.interface!r}")
-        self.standard = self.config.interface == "standard"
-        timing = check_timing(self.config.timing, "bridge.timing")
+        self.standard = self.config.interface == "standard"  # (each section validated by the schema)
+        timing = self.config.timing  # minivla_core/timing.py
         self.lockstep, self.timed = timing == "lockstep", timing == "timed"
-        if self.timed and self.standard:
-            raise ValueError("bridge.timing timed takes chunks on action_chunk (minivla_ros/ActionChunk): use "
-                             "bridge.interface minivla")
         self.rules = EpisodeRules(self.env_config, self.config.command_timeout, self.config.episodes,
                                   self.config.motion_noise)
         self.stepping = make_stepping(timing, self.rules, self.config.step_rate, self.config.command_timeout)
@@ -196,22 +190,17 @@ class SimBridgeNode(Node):
         """The parameters that can change while running (the rest are read-only):
         `ros2 param set /sim_bridge env.task drawer-open-v3` switches task at the next step;
         bridge.command_timeout and bridge.episodes take effect at once."""
-        changes = {}
-        for parameter in parameters:
-            if parameter.name == "env.task":
-                try:
-                    check_sim_task(parameter.value)
-                except TaskError as exc:
-                    return SetParametersResult(successful=False, reason=str(exc))
-            elif parameter.name == "bridge.command_timeout" and not parameter.value > 0:
-                return SetParametersResult(successful=False, reason="bridge.command_timeout must be > 0 seconds")
-            elif parameter.name == "bridge.episodes" and parameter.value < 0:
-                return SetParametersResult(successful=False, reason="bridge.episodes must be >= 0 (0 = no limit)")
-            changes[parameter.name] = parameter.value
+        changes = {parameter.name: parameter.value for parameter in parameters}
+        bridge = {name.split(".", 1)[1]: value for name, value in changes.items() if name.startswith("bridge.")}
+        try:
+            if "env.task" in changes:
+                check_sim_task(changes["env.task"])
+            config = validated_replace(self.config, "bridge", **bridge)
+        except (TaskError, ConfigError) as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
         if "env.task" in changes:
             self.rules.request_task(changes["env.task"])
-        bridge = {name.split(".", 1)[1]: value for name, value in changes.items() if name.startswith("bridge.")}
-        self.config = dataclasses.replace(self.config, **bridge)
+        self.config = config
         self.rules.command_timeout, self.rules.episodes = self.config.command_timeout, self.config.episodes
         if self.lockstep:
             self.stepping.command_timeout = self.config.command_timeout

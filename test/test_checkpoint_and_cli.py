@@ -17,7 +17,7 @@ from minivla_core.model.tokenizer import WordTokenizer
 
 
 def minivla(*args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "minivla_core.cli", *map(str, args)], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "minivla", *map(str, args)], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -205,15 +205,18 @@ def test_other_task_instructions_name_another_task():
 
 def test_every_command_reads_the_one_schema_from_config_set_and_flags(tmp_path):
     """--config, then --set section.field=value, then named flags; run, record and bag2data included."""
-    from minivla_core.cli import COMMANDS, build_parser
+    from minivla import commands as all_commands
+    from minivla_core.cli import build_parser
     from minivla_core.config import field_docs
 
-    parser, docs = build_parser(), field_docs()
-    for name, (_, _, shortcuts) in COMMANDS.items():
+    commands = all_commands()
+    parser, docs = build_parser(commands), field_docs()
+    for name, command in commands.items():
         help_text = parser._subparsers._group_actions[0].choices[name].format_help()
         assert "--config" in help_text and "--set" in help_text, name
-        for path in shortcuts.values():  # each flag's help is its field's comment in config.py
-            assert path in help_text and docs[path].split()[0] in help_text, (name, path)
+        for path in command.shortcuts.values():  # each flag's help is its field's comment in config.py, or what
+            doc = command.field_help.get(path, docs[path])  # this command does with the field where that differs
+            assert path in help_text and doc.split()[0] in help_text, (name, path)
 
     config = tmp_path / "c.yaml"
     config.write_text("eval:\n  checkpoint: checkpoints/multitask.pt\n")
@@ -226,7 +229,7 @@ def test_every_command_reads_the_one_schema_from_config_set_and_flags(tmp_path):
     for args, message in [
         (("info", "--set", "eval.chekpoint=x.pt"), "unknown config field 'eval.chekpoint'"),
         (("info", "--set", "eval.checkpoint"), "expected SECTION.FIELD=VALUE"),
-        (("train", "--set", "train.epochs=many"), "config.train.epochs: expected int"),
+        (("train", "--set", "train.epochs=many"), "train.epochs: expected int"),
     ]:
         result = minivla(*args)
         assert result.returncode == 2 and message in result.stderr, (args, result.stderr)

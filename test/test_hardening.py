@@ -24,7 +24,7 @@ from minivla_core.model.tokenizer import WordTokenizer, check_instruction
 
 
 def minivla(*args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "minivla_core.cli", *map(str, args)], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "minivla", *map(str, args)], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout)
 
 

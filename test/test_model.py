@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from minivla_test_utils import tiny_model_config
+from minivla_core.config import ENGINES
 from minivla_core.errors import InstructionError
 from minivla_core.model.diffusion import DiffusionHead, cosine_alpha_bar, ddim_timesteps
-from minivla_core.model.engines import ENGINES, OnnxRuntimeSampler
+from minivla_core.model.engines import OnnxRuntimeSampler
 from minivla_core.model.normalizer import RangeNormalizer
 from minivla_core.model.policy import PolicyRunner, VLAPolicy
 from minivla_core.model.tokenizer import WordTokenizer

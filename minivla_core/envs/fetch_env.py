@@ -33,7 +33,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering, before mujoco i
 import mujoco  # noqa: E402
 
 from minivla_core.actions import check_action  # noqa: E402
-from minivla_core.envs.metaworld_env import Observation, joint_angles  # noqa: E402
+from minivla_core.envs.base import Observation, joint_angles  # noqa: E402
 
 TASK = "fetch-push"
 INSTRUCTION = "push the block to the red goal"

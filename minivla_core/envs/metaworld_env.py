@@ -26,7 +26,6 @@ from __future__ import annotations
 import difflib
 import os
 import warnings
-from dataclasses import dataclass
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless; must be set before mujoco is imported
 
@@ -35,6 +34,7 @@ import numpy as np  # noqa: E402
 
 from minivla_core.actions import ACTION_DIM, HAND_STEP, check_action  # noqa: E402
 from minivla_core.config import MAX_CAMERAS, EnvConfig, camera_names, state_dim_of  # noqa: E402
+from minivla_core.envs.base import Observation, joint_angles  # noqa: E402
 from minivla_core.errors import TaskError  # noqa: E402
 
 # Paraphrased instructions per task. The first is the task's plain instruction; the last
@@ -134,27 +134,6 @@ def make_expert(task: str):
 
 
 ARM_JOINTS = ("right_j0", "right_j1", "right_j2", "right_j3", "right_j4", "right_j5", "right_j6")
-
-
-def joint_angles(model, data, names) -> np.ndarray:
-    """The positions of MuJoCo joints `names` (hinge joints: radians), in that order."""
-    return np.array([data.qpos[model.jnt_qposadr[model.joint(name).id]] for name in names])
-
-
-@dataclass
-class Observation:
-    images: np.ndarray  # (cameras, H, W, 3) uint8, upright; the scene camera first, then env.extra_cameras
-    state: np.ndarray  # float32, what the policy gets: (4,) for "proprio", (39,) for "full"
-    privileged: np.ndarray  # (39,) float32, Meta-World's full state: for the scripted expert, never the policy
-    reward: float = 0.0
-    success: bool = False
-    step: int = 0
-    arm_joints: np.ndarray | None = None  # (7,) the arm's joint angles, radians (MetaWorldEnv.ARM_JOINTS)
-
-    @property
-    def image(self) -> np.ndarray:
-        """The scene camera's image, (H, W, 3)."""
-        return self.images[0]
 
 
 class MetaWorldEnv:

@@ -19,7 +19,7 @@ import warnings
 import torch
 from torch import nn
 
-from minivla_core.config import ENGINES
+from minivla_core.config import check_value
 
 
 def trace(sampler: nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> nn.Module:
@@ -66,8 +66,7 @@ class OnnxRuntimeSampler:
 def build(sampler: nn.Module, example_inputs: tuple[torch.Tensor, ...], engine: str) -> nn.Module | OnnxRuntimeSampler:
     """The sampler as `engine` runs it. ONNX Runtime not installed, or an export it cannot take: TorchScript, with a
     warning that says why (the same chunks, more slowly)."""
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    check_value("policy_node.engine", engine, "engine")  # a bare name: PolicyRunner(engine=...) may be given any
     sampler = sampler.eval()
     if engine == "onnxruntime":
         try:

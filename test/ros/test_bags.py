@@ -211,10 +211,10 @@ def test_bag2data_cli_reports_a_summary_and_errors(recorded_bag, tmp_path):
 
     from minivla_test_utils import ROOT
 
-    ok = subprocess.run([sys.executable, "-m", "minivla_core.cli", "bag2data", str(recorded_bag), "--out",
+    ok = subprocess.run([sys.executable, "-m", "minivla", "bag2data", str(recorded_bag), "--out",
                          str(tmp_path / "d")], capture_output=True, text=True, cwd=ROOT)
     assert ok.returncode == 0 and "2 episodes" in ok.stdout, ok.stderr
-    bad = subprocess.run([sys.executable, "-m", "minivla_core.cli", "bag2data", str(tmp_path / "nope"), "--out",
+    bad = subprocess.run([sys.executable, "-m", "minivla", "bag2data", str(tmp_path / "nope"), "--out",
                           str(tmp_path / "d")], capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: bag")
 

@@ -20,10 +20,69 @@ CHECKPOINT = ROOT / "checkpoints" / "fetch_push.pt"
 
 
 def minivla(*args, timeout=300):
-    process = subprocess.run([sys.executable, "-m", "minivla_core.cli", *args], cwd=ROOT, capture_output=True,
+    process = subprocess.run([sys.executable, "-m", "minivla", *args], cwd=ROOT, capture_output=True,
                              text=True, timeout=timeout, env=bringup.ros_environment())
     assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
     return process.stdout
+
+
+def nanoseconds(stamp) -> int:
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+def bag_episodes(bag: Path, velocity_scale: float) -> list[dict]:
+    """The bag read on its own (rosbags' reader): per /episode marker, what is stamped from it to the next marker, in
+    stamp order: its camera frames (stamp, hand position) and its cmd_vel commands (stamp, action x, y, z)."""
+    with AnyReader([bag]) as reader:
+        messages: dict[str, list] = {}
+        for connection, _, raw in reader.messages():
+            messages.setdefault(connection.topic, []).append(reader.deserialize(raw, connection.msgtype))
+    starts = sorted(nanoseconds(msg.stamp) for msg in messages["/episode"])
+    hand = {nanoseconds(msg.header.stamp): [msg.pose.position.x, msg.pose.position.y, msg.pose.position.z]
+            for msg in messages["/ee_pose"]}
+    frames = sorted((nanoseconds(msg.header.stamp), hand.get(nanoseconds(msg.header.stamp)))
+                    for msg in messages["/camera/image_raw"])
+    commands = sorted((nanoseconds(msg.header.stamp),
+                       [msg.twist.linear.x / velocity_scale, msg.twist.linear.y / velocity_scale,
+                        msg.twist.linear.z / velocity_scale]) for msg in messages["/cmd_vel"])
+    episodes = []
+    for start, end in zip(starts, [*starts[1:], float("inf")]):
+        episodes.append({"end": end, "frames": [f for f in frames if start <= f[0] < end],
+                         "commands": [c for c in commands if start <= c[0] < end]})
+    return episodes
+
+
+def label_times(frames: list, index: int, end: float) -> list[float]:
+    """When robot_bags takes frame `index`'s label: at the next frame (the command in force as it came), or one frame
+    period (0.1 s) on for an episode's last frame or one whose next frame is over two periods away; never at or after
+    the next episode's marker (`end`)."""
+    stamp, period = frames[index][0], 100_000_000
+    if index + 1 == len(frames):
+        return [min(stamp + period, end)]
+    following = frames[index + 1][0]
+    return [following] if following - stamp <= 2 * period else [following, stamp + period]
+
+
+def frame_of_each_step(states, actions, episode: dict) -> list[int]:
+    """The frame of the bag's `episode` that each step is: one frame per step, in order, each at most once, whose
+    hand position is the step's state and whose label (the newest command of this episode before the label time)
+    is the step's action. AssertionError naming the first step that is no such frame."""
+    frames, commands = episode["frames"], episode["commands"]
+    found, start = [], 0
+    for state, action in zip(states, actions):
+        for index in range(start, len(frames)):
+            position = frames[index][1]
+            if position is None or not np.allclose(state[:3], position, atol=1e-5):
+                continue
+            labels = [[c for when, c in commands if when < due] for due in label_times(frames, index, episode["end"])]
+            if any(in_force and np.allclose(action[:3], in_force[-1], atol=1e-5) for in_force in labels):
+                found.append(index)
+                start = index + 1
+                break
+        else:
+            raise AssertionError(f"step {len(found)} (hand {state[:3]}, action {action[:3]}) is no frame of its "
+                                 f"episode after frame {start - 1} labelled with the command then in force")
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +104,11 @@ def test_fetch_demonstrations_are_standard_messages_only(fetch_bag):
     assert sorted(types) == sorted(wanted)
     assert not [t for t in types.values() if t.startswith("minivla_ros/")], types
     assert types["/cmd_vel"] == "geometry_msgs/msg/TwistStamped" and types["/episode"] == "std_msgs/msg/Header"
-    assert counts["/episode"] == 3 and counts["/cmd_vel"] >= sum(steps)
+    # The expert answers each scene state it gets with one command. How many it gets, and how many steps the bridge
+    # takes meanwhile (holding still when no command came in time), depends on scheduling: only "every episode holds
+    # commands" does not.
+    assert counts["/episode"] == 3
+    assert all(len(e["commands"]) >= 2 for e in bag_episodes(bag, load_config(FETCH).robot.velocity_scale))
 
 
 def test_fetch_bag_converts_with_the_robot_section_and_splits_episodes(fetch_bag, tmp_path):
@@ -53,26 +116,22 @@ def test_fetch_bag_converts_with_the_robot_section_and_splits_episodes(fetch_bag
     out = tmp_path / "data"
     minivla("bag2data", str(bag), "--config", str(FETCH), "--out", str(out))
     _, episodes = load_episodes(out)
-    kept = [s for s in steps if s >= 2]  # a layout can start with the block at the goal: success in 1 step
+    recorded = bag_episodes(bag, load_config(FETCH).robot.velocity_scale)
+    kept = [e for e, s in zip(recorded, steps) if s >= 2]  # a layout can start with the block at the goal: 1 step
     assert len(episodes) == len(kept)  # one per /episode message, none merged
-    for episode, bridge_steps in zip(episodes, kept):
+    # How many steps an episode has is not the bridge's count: the bridge re-sends an episode's first frame at each
+    # tick until the expert's first command comes, and how many times depends on scheduling (under load the answer
+    # comes late, or the bridge's timer fires twice in a row): 98 steps for 95 bridge steps at load 5-12. Each
+    # re-sent frame is a frame of the bag, labelled with the expert's answer. And the bridge steps holding still when
+    # a command comes late. What does not depend on scheduling: each step is a frame of its own episode, in order,
+    # labelled with the newest command of that episode before the next frame.
+    for episode, frames in zip(episodes, kept):
         assert episode.images.shape[1:] == (1, 96, 96, 3)
-        # the resampled episode has the bridge's steps, plus the final observation the last command still covers
-        assert bridge_steps <= len(episode.actions) <= bridge_steps + 2
+        found = frame_of_each_step(episode.states, episode.actions, frames)
+        assert 2 <= len(found) <= len(frames["frames"])
         assert np.all(np.abs(episode.actions) <= 1.0) and np.all(episode.actions[:, 3] == -1.0)  # pushes closed
         assert 0.0 <= episode.states[:, 3].min() and episode.states[:, 3].max() <= 1.0  # gripper opening
         assert episode.task == "fetch-push" and episode.instruction == "push the block to the red goal"
-    # Each action is the command that moved the arm from its observation to the next: the hand's motion follows
-    # the action of the same step far better than the one before or after.
-    actions = [e.actions[1:-2, :3] for e in episodes if len(e.actions) > 6]
-    motion = [np.diff(e.states[:-1, :3], axis=0)[1:] for e in episodes if len(e.actions) > 6]
-
-    def agreement(lag):
-        pairs = [(a[1 + lag:len(a) - 1 + lag], m[1:-1]) for a, m in zip(actions, motion)]
-        a, m = (np.concatenate(column).ravel() for column in zip(*pairs))
-        return np.corrcoef(a, m)[0, 1]
-
-    assert agreement(0) > 0.8 and agreement(0) > agreement(-1) + 0.02 and agreement(0) > agreement(1) + 0.02
 
 
 def test_the_fetch_policy_drives_the_arm_through_standard_messages_only():

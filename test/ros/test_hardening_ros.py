@@ -115,7 +115,7 @@ def test_minivla_run_names_an_unloadable_checkpoint_at_once(tmp_path):
     """[9] It used to wait 120 s, printing over a hundred warnings, then show a traceback."""
     (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "minivla_core.cli", "run", "--episodes", "1", "--checkpoint",
+    result = subprocess.run([sys.executable, "-m", "minivla", "run", "--episodes", "1", "--checkpoint",
                              str(tmp_path / "broken.pt")], capture_output=True, text=True, timeout=120,
                             env=bringup.ros_environment(), cwd=ROOT)
     assert result.returncode == 2, result.stdout + result.stderr
@@ -128,7 +128,7 @@ def test_minivla_run_names_an_unloadable_checkpoint_at_once(tmp_path):
 
 def start_run(tmp_path, episodes=50):
     log = open(tmp_path / "run.log", "w+")
-    run = subprocess.Popen([sys.executable, "-m", "minivla_core.cli", "run", "--episodes", str(episodes)],
+    run = subprocess.Popen([sys.executable, "-m", "minivla", "run", "--episodes", str(episodes)],
                            stdout=log, stderr=subprocess.STDOUT, env=bringup.ros_environment(), cwd=ROOT)
     deadline = time.monotonic() + 90
     while "policy active" not in Path(log.name).read_text():

@@ -37,6 +37,7 @@ def test_launch_arguments_set_declared_parameters_typed_from_the_schema():
     """launch/sim_policy.launch.py hands its arguments to graph.sim_policy_overrides (ros2 launch cannot run here)."""
     import pytest
 
+    from minivla_core.errors import ConfigError
     from minivla_ros import graph
 
     source = (ROOT / "launch" / "sim_policy.launch.py").read_text()
@@ -55,9 +56,10 @@ def test_launch_arguments_set_declared_parameters_typed_from_the_schema():
                          "policy_node": {"policy_node.control_rate": 10.0, "policy_node.timing": "lockstep"}}
     assert type(overrides["policy_node"]["policy_node.control_rate"]) is float  # a double parameter refuses an int
     assert graph.sim_policy_overrides({"extra_cameras": "[]"}) == {"sim_bridge": {}, "policy_node": {}}
+    assert graph.sim_policy_overrides({"control_rate": "1e9"})["policy_node"] == {"policy_node.control_rate": 1e9}
     for argument, text in (("control_rate", "fast"), ("seed", "1.5"), ("extra_cameras", "gripperPOV: 1"),
-                           ("timing", "sometimes")):
-        with pytest.raises(ValueError, match=f"launch argument {argument}:="):
+                           ("timing", "sometimes"), ("control_rate", "0"), ("image_size", "4")):
+        with pytest.raises(ConfigError, match=f"launch argument {argument}:="):
             graph.sim_policy_overrides({argument: text})
 
 
@@ -83,7 +85,8 @@ def test_a_config_file_sets_the_launch_parameters_of_its_sections(tmp_path):
 
 def test_minivla_run_sets_the_simulator_up_as_the_checkpoint_was_trained():
     from minivla_core.checkpoint import read_checkpoint
-    from minivla_ros.bringup import DEFAULT_PARAMS, camera_for_checkpoint, parameter_text
+    from minivla_core.config import text_from_value
+    from minivla_ros.bringup import DEFAULT_PARAMS, camera_for_checkpoint
 
     for checkpoint in ("checkpoints/push_v3.pt", "checkpoints/multitask.pt"):
         env = read_checkpoint(ROOT / checkpoint)["env"]
@@ -92,7 +95,7 @@ def test_minivla_run_sets_the_simulator_up_as_the_checkpoint_was_trained():
         assert settings["env.camera_position"] == env["camera_position"]
         assert settings.get("env.extra_cameras", []) == env["extra_cameras"]
         for name, value in settings.items():  # as the node reads `-p name:=TEXT`
-            assert yaml.safe_load(parameter_text(name, value)) == value
+            assert yaml.safe_load(text_from_value(name, value)) == value
     # the parameter file's checkpoint
     assert camera_for_checkpoint(DEFAULT_PARAMS, {})["env.image_size"] == EnvConfig().image_size
     # a checkpoint that cannot be read: the policy node will say why
@@ -111,3 +114,22 @@ def test_launch_files_keep_dds_on_loopback_and_the_recording_ends_with_its_recor
     assert "shutil.which(\"ros2\") is None" in record  # a recorder that cannot start shuts the launch down too
     assert "push the puck to the goal" not in record and "sim_instruction(task)" in record
     assert (ROOT / "config" / "fastdds_loopback.xml").is_file()
+
+
+def test_a_node_checks_its_parameters_against_the_schema_before_it_starts():
+    """declare_section validates each section: a value the schema refuses stops the node with one line naming it,
+    before any simulator or checkpoint is loaded; the same check as a config file's (test/test_config.py)."""
+    import subprocess
+
+    from minivla_ros import bringup
+
+    for node, overrides, message in (
+            ("sim_bridge", {"bridge.step_rate": -20.0}, "bridge.step_rate must be > 0, got -20.0"),
+            ("sim_bridge", {"bridge.timing": "timed", "bridge.interface": "standard"},
+             "bridge.timing timed takes chunks on action_chunk"),
+            ("expert_node", {"robot.action_type": "Pose"}, "robot.action_type must be one of ActionCommand")):
+        result = subprocess.run(bringup.node_command(node, bringup.DEFAULT_PARAMS, overrides), capture_output=True,
+                                text=True, timeout=120, env=bringup.ros_environment(), cwd=ROOT)
+        assert result.returncode == 2, result.stdout + result.stderr
+        last = result.stdout.strip().splitlines()[-1]
+        assert last.startswith("error: ") and message in last, result.stdout + result.stderr

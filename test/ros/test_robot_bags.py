@@ -77,6 +77,23 @@ def write_bag(path: Path, drop: str = "") -> Path:
     return path
 
 
+def write_events(path: Path, events: list) -> Path:
+    """(seconds from T0, topic, message) events, in time order, as an MCAP file (log time = the event's time)."""
+    from mcap_ros2.writer import Writer
+
+    typestore = make_typestore()
+    types = {**TYPES, "/episode": "std_msgs/msg/Header"}
+    with open(path, "wb") as stream:
+        writer = Writer(stream)
+        schemas = {topic: writer.register_msgdef(msgtype, typestore.generate_msgdef(msgtype, ros_version=2)[0])
+                   for topic, msgtype in types.items()}
+        for t, topic, message in sorted(events, key=lambda e: e[0]):
+            ns = int(round((T0 + t) * 1e9))
+            writer.write_message(topic, schemas[topic], message, log_time=ns, publish_time=ns)
+        writer.finish()
+    return path
+
+
 def test_a_robot_bag_of_standard_messages_becomes_two_episodes(tmp_path):
     bag = write_bag(tmp_path / "arm.mcap")
     summary = convert_robot_bags([bag], tmp_path / "data", ROBOT, Bag2DataConfig(rate=20.0), image_size=32)
@@ -127,7 +144,7 @@ def test_a_robot_state_of_any_size_trains_and_drives_the_policy(tmp_path):
     meta, episodes = load_episodes(tmp_path / "data")
     assert (meta["observation"], meta["state_dim"]) == ("robot", 3)
     np.testing.assert_allclose(episodes[0].states[0], [0.1, 0.5, 0.2], atol=1e-6)
-    train = [sys.executable, "-m", "minivla_core.cli", "train", "--dataset", str(tmp_path / "data"), "--out",
+    train = [sys.executable, "-m", "minivla", "train", "--dataset", str(tmp_path / "data"), "--out",
              str(tmp_path / "run"), "--image-size", "32", "--epochs", "2", "--set", "model.d_model=32", "--set",
              "model.denoiser_hidden=64", "--set", "train.val_fraction=0.5"]
     refused = subprocess.run(train, capture_output=True, text=True, cwd=ROOT)
@@ -144,7 +161,7 @@ def test_a_robot_state_of_any_size_trains_and_drives_the_policy(tmp_path):
 def test_minivla_bag2data_reads_a_robot_yaml(tmp_path):
     bag = write_bag(tmp_path / "arm.mcap")
     (tmp_path / "robot.yaml").write_text(yaml.safe_dump({"robot": ROBOT.__dict__}))
-    done = subprocess.run([sys.executable, "-m", "minivla_core.cli", "bag2data", str(bag), "--robot",
+    done = subprocess.run([sys.executable, "-m", "minivla", "bag2data", str(bag), "--robot",
                            str(tmp_path / "robot.yaml"), "--out", str(tmp_path / "data"), "--image-size", "32",
                            "--set", "bag2data.episode_gap=0"], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
@@ -154,9 +171,6 @@ def test_minivla_bag2data_reads_a_robot_yaml(tmp_path):
 def test_no_command_of_an_episode_labels_a_frame_of_the_next(tmp_path):
     """A simulator re-sends an episode's first frame until its first command comes. At the episode marker the last
     episode's commands are over: those frames are no steps, though its final command is younger than `stale`."""
-    from mcap_ros2.writer import Writer
-
-    types = {**TYPES, "/episode": "std_msgs/msg/Header"}
     events = [(0.0, "/instruction", {"data": "push the block"}),
               (0.0, "/episode", {"stamp": stamp(T0), "frame_id": ""}),
               (1.0, "/episode", {"stamp": stamp(T0 + 1.0), "frame_id": ""})]
@@ -176,20 +190,63 @@ def test_no_command_of_an_episode_labels_a_frame_of_the_next(tmp_path):
                                                       "twist": {"linear": velocity,
                                                                 "angular": {"x": 0.0, "y": 0.0, "z": 0.0}}}))
             events.append((answer, "/gripper_command", {"data": 1.0}))
-    path = tmp_path / "sim.mcap"
-    typestore = make_typestore()
-    with open(path, "wb") as stream:
-        writer = Writer(stream)
-        schemas = {topic: writer.register_msgdef(msgtype, typestore.generate_msgdef(msgtype, ros_version=2)[0])
-                   for topic, msgtype in types.items()}
-        for t, topic, message in sorted(events, key=lambda e: e[0]):
-            ns = int(round((T0 + t) * 1e9))
-            writer.write_message(topic, schemas[topic], message, log_time=ns, publish_time=ns)
-        writer.finish()
     options = Bag2DataConfig(rate=0.0, episode_topic="/episode")
-    summary = convert_robot_bags([path], tmp_path / "data", ROBOT, options, image_size=32)
+    summary = convert_robot_bags([write_events(tmp_path / "sim.mcap", events)], tmp_path / "data", ROBOT, options,
+                                 image_size=32)
     assert summary.episodes == 2, summary
     _, (first, second) = load_episodes(tmp_path / "data")
     assert np.all(first.actions[:, :2] == [0.5, 0.0]) and 19 <= len(first.actions) <= 20
     assert np.all(second.actions[:, :2] == [0.0, 0.5]), second.actions  # no +x of the first episode
     assert 16 <= len(second.actions) <= 17  # the frames from 1.15 s (answered at 1.2 s) to 1.95 s
+
+
+def frame_events(t: float, x: float) -> list:
+    """One frame at t: camera, hand at (x, 0.6, 0.2) and gripper joint, all stamped t."""
+    header = {"stamp": stamp(T0 + t), "frame_id": "world"}
+    pose = {"position": {"x": x, "y": 0.6, "z": 0.2}, "orientation": {"x": 0.0, "y": 0.0, "z": 0.0, "w": 1.0}}
+    return [(t, "/camera/color/image_raw", {"header": header, "height": 60, "width": 80, "encoding": "bgr8",
+                                            "is_bigendian": 0, "step": 240,
+                                            "data": np.zeros((60, 80, 3), np.uint8).tobytes()}),
+            (t, "/ee_pose", {"header": header, "pose": pose}),
+            (t, "/joint_states", {"header": header, "name": ["gripper"], "position": [0.5], "velocity": [],
+                                  "effort": []})]
+
+
+def command_events(t: float, vx: float, vy: float) -> list:
+    header = {"stamp": stamp(T0 + t), "frame_id": "world"}
+    return [(t, "/servo/cmd_vel", {"header": header, "twist": {"linear": {"x": vx, "y": vy, "z": 0.0},
+                                                               "angular": {"x": 0.0, "y": 0.0, "z": 0.0}}}),
+            (t, "/gripper_command", {"data": 1.0})]
+
+
+@pytest.mark.parametrize("rate", [0.0, 20.0])
+def test_an_episodes_frames_stay_in_it_at_the_marker(tmp_path, rate):
+    """Each frame is an observation of the episode it was stamped in, with a command of that episode, however close
+    the marker follows it. Per frame: a simulator publishes an episode's final frame and the next one's first (with
+    its marker) 3 ms apart, and the answer to the final frame comes after both, so no message lies between the final
+    frame and the marker (it used to be observed after the marker, in the next episode, and lost there: whether an
+    episode kept its final frame depended on scheduling). At a fixed rate: an operator's first command of the new
+    episode comes before its first frame (the old episode's last frame, still the newest, used to fill the ticks
+    after the marker and take that command)."""
+    first_frames = np.arange(0.0, 0.96, 0.05)  # the hand at x = t: a frame is known by its position
+    second_frames = 1.003 + np.arange(0.0, 0.5, 0.05) if rate == 0 else 1.2 + np.arange(0.0, 0.5, 0.05)
+    second_start = 1.003 if rate == 0 else 1.1  # the marker: with the first frame, or before the first command
+    events = [(0.0, "/instruction", {"data": "push the block"})]
+    events += [(start, "/episode", {"stamp": stamp(T0 + start), "frame_id": ""}) for start in (0.0, second_start)]
+    for t in first_frames:  # each answered 10 ms later; the final one after the next episode's first frame
+        events += frame_events(t, t) + command_events(t + 0.01 if t < 0.9 else 1.006, 0.1, 0.0)
+    for t in second_frames:
+        events += frame_events(t, 5.0 + t) + command_events(t + 0.01, 0.0, 0.1)
+    if rate > 0:
+        events += command_events(1.15, 0.0, 0.1)  # the new episode's first command, before its first frame
+    options = Bag2DataConfig(rate=rate, episode_topic="/episode")
+    summary = convert_robot_bags([write_events(tmp_path / "sim.mcap", events)], tmp_path / "data", ROBOT, options,
+                                 image_size=32)
+    assert summary.episodes == 2, summary
+    _, (first, second) = load_episodes(tmp_path / "data")
+    assert np.all(first.states[:, 0] < 1.0) and np.all(first.actions[:, :2] == [0.5, 0.0])
+    assert np.all(second.states[:, 0] > 5.0), second.states[:, 0]  # no frame of the first episode
+    assert np.all(second.actions[:, :2] == [0.0, 0.5]), second.actions
+    if rate == 0:  # one step per frame, the final one included: it is labelled with the command then in force
+        np.testing.assert_allclose(first.states[:, 0], first_frames, atol=1e-6)
+        assert len(second.actions) == len(second_frames)

@@ -1,0 +1,191 @@
+"""The `minivla` commands that start or read the ROS side: run, record, bag2data, teleop.
+
+minivla.py adds them to the core's commands (minivla_core/cli.py builds the parser from both tables), so the
+core never imports ROS. Importing this module needs neither rclpy nor rosbags: each command imports what it
+needs when it runs, and says what to install if that is missing. `bag2data` needs rosbags only, not rclpy.
+
+`run` and `record` start nodes with a ROS parameter file (config/sim_policy.yaml unless --params-file): a node
+setting the user gives (--config, --set or a flag) overrides the file, every other one keeps the file's value.
+So the defaults their --help shows for node settings are the file's, not the schema's (e.g. env.seed 1000:
+evaluation layouts).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from minivla_core.cli import Command
+from minivla_core.config import Config, RunConfig, load_config
+from minivla_core.timing import check_timing
+from minivla_core.errors import ConfigError, MiniVLAError
+from minivla_ros import graph
+
+
+def import_ros(module: str, command: str):
+    """A module of the ROS side, imported only by the command that runs now."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        needs = "rosbags" if command == "bag2data" else "rclpy and the minivla_ros messages"
+        raise MiniVLAError(f"`minivla {command}` needs the ROS 2 side ({needs}), which cannot be imported: {exc}. "
+                           f"Install it with `bash scripts/setup.sh` (or build this package with colcon and "
+                           f"source its install/setup.bash)") from exc
+
+
+def node_settings(given: dict, sections: tuple[str, ...]) -> dict:
+    """The fields of the nodes' sections that the user set (in --config, --set or a flag), as "section.field":
+    they override the ROS parameter file; everything else keeps the file's value."""
+    return {f"{section}.{name}": value for section in sections for name, value in given.get(section, {}).items()}
+
+
+def cmd_run(config: Config, given: dict) -> int:
+    """The ROS graph (simulator bridge + policy node) for N episodes. Needs the ROS 2 set-up."""
+    from minivla_core.envs import check_sim_task, sim_instruction
+    from minivla_core.model.tokenizer import check_instruction
+
+    task = check_sim_task(config.env.task)
+    instruction = check_instruction(config.policy_node.instruction or sim_instruction(task))
+    overrides = node_settings(given, ("env", "bridge", "policy_node", "robot"))
+    overrides.pop("policy_node.instruction", None)  # sent on the instruction topic, as a user would
+    timing = check_timing(config.run.timing, "run.timing")  # both nodes run with the same timing
+    for section in ("bridge", "policy_node"):
+        if overrides.get(f"{section}.timing", timing) != timing:
+            raise ConfigError(f"{section}.timing {overrides[f'{section}.timing']!r} differs from run.timing "
+                              f"{timing!r}: `minivla run` gives both nodes run.timing; set that instead")
+        overrides[f"{section}.timing"] = timing
+    bringup = import_ros("minivla_ros.bringup", "run")
+    params = config.run.params_file or graph.PARAMS_FILE
+    result = bringup.run(config.run.episodes, task, instruction, params, overrides)
+    print(bringup.summarize(result))
+    if config.run.json:
+        bringup.write_json(result, config.run.json)
+        print(f"results written to {config.run.json}")
+    return 0
+
+
+def cmd_record(config: Config, given: dict) -> int:
+    """Scripted-expert demonstrations through the ROS graph, recorded as a rosbag2 folder."""
+    from minivla_core.envs import check_sim_task, sim_instruction
+    from minivla_core.model.tokenizer import check_instruction
+
+    bringup = import_ros("minivla_ros.bringup", "record")
+    task = check_sim_task(config.env.task)
+    out = Path(config.recorder.out)
+    if out.exists():
+        raise ConfigError(f"{out} already exists; choose a new bag folder")
+    started = time.perf_counter()
+    instruction = check_instruction(config.recorder.instruction or sim_instruction(task))
+    params = config.run.params_file or graph.PARAMS_FILE
+    overrides = node_settings(given, ("env", "bridge", "expert", "recorder", "robot"))
+    result = bringup.record(config.run.episodes, task, instruction, out, config.recorder.storage, params,
+                            config.bridge.step_rate, overrides=overrides)
+    seconds = time.perf_counter() - started
+    print(f"recorded {len(result.episodes)} episodes ({result.successes} successful) in {seconds:.1f} s -> {out}")
+    return 0
+
+
+def cmd_bag2data(config: Config, given: dict) -> int:
+    """Bags -> dataset folder (appending)."""
+    bag2data = import_ros("minivla_ros.bag2data", "bag2data")
+    if not config.bag2data.bags:
+        raise ConfigError("no bags given: name them (minivla bag2data BAG... --out DATASET) or set bag2data.bags")
+    if config.bag2data.robot or "robot" in given:  # any robot's bags, through a `robot` section: --robot FILE's,
+        robot_bags = import_ros("minivla_ros.robot_bags", "bag2data")  # else the one of --config / --set
+        robot = load_config(config.bag2data.robot).robot if config.bag2data.robot else config.robot
+        summary = robot_bags.convert_robot_bags(config.bag2data.bags, config.bag2data.out, robot, config.bag2data,
+                                                config.env.image_size)
+    else:
+        summary = bag2data.convert(config.bag2data.bags, config.bag2data.out, keep_failed=config.bag2data.keep_failed)
+    print(f"{summary}\n-> {config.bag2data.out}")
+    return 0
+
+
+def cmd_teleop(config: Config, given: dict) -> int:
+    """The keyboard teleop node in this terminal, publishing to the graph of ROS_DOMAIN_ID."""
+    bringup = import_ros("minivla_ros.bringup", "teleop")
+    if "ROS_DOMAIN_ID" not in os.environ:
+        print("note: ROS_DOMAIN_ID is not set, so teleop gets a domain of its own and drives nothing; give it the "
+              "graph's (`minivla run` and `minivla record` print theirs): ROS_DOMAIN_ID=N minivla teleop",
+              file=sys.stderr)
+    command = bringup.node_command("teleop", graph.PARAMS_FILE, node_settings(given, ("teleop",)))
+    return subprocess.run(command, env=bringup.ros_environment(), cwd=bringup.ROOT).returncode
+
+
+def run_description() -> str:
+    """`minivla run --help`: what it does in each timing mode, and what it prints there (bringup.summarize)."""
+    default = RunConfig().timing
+    modes = {
+        "lockstep": "the simulator steps when the policy answers its newest observation, so an episode plays as "
+                    "`minivla eval` plays it, however fast the machine is. Prints the observations answered, "
+                    "answers a second and the sampling latency (p50, p99); no control rate or jitter (there is "
+                    "no control timer).",
+        "timed": "the policy samples whole chunks ahead, each action with its due time; the bridge executes them "
+                 "on its own clock at bridge.step_rate, as a real robot would. Prints the chunks sampled, the "
+                 "latency from observation to chunk (p50, p99) and the bridge's actions applied, steps held, "
+                 "actions expired and chunks of another episode refused.",
+        "free": "both nodes on their own timers (bridge.step_rate, policy_node.control_rate), the newest "
+                "command applied. Prints the control rate configured and achieved, the tick jitter (p99), the "
+                "sampling latency (p50, p99) and the dropped ticks.",
+    }
+    lines = textwrap.wrap("Start the simulator bridge and the policy node (as `ros2 launch minivla_ros "
+                          "sim_policy.launch.py` would, with the same parameter file), send the instruction, "
+                          "print each episode's result and then a summary of the policy's timing, and stop both "
+                          "nodes after N episodes.", 100)
+    lines += ["", f"Timing modes (--timing, run.timing: both nodes get it; default {default}):"]
+    for mode, text in modes.items():
+        lines += textwrap.wrap(text, 100, initial_indent=f"  {mode:<9} ", subsequent_indent=" " * 12)
+    lines += [""] + textwrap.wrap("With --set policy_node.dry_run=true the policy computes actions but commands "
+                                  "nothing, so no episode can end: the run stops once the policy has computed "
+                                  "actions from the simulator's observations, and says it was a dry run.", 100)
+    return "\n".join(lines)
+
+
+def params_file_defaults(paths: list[str]) -> dict[str, str]:
+    """What --help shows as the default of each node setting in `paths` that the parameter file sets."""
+    values = graph.params_file_values(graph.PARAMS_FILE)
+    where = graph.PARAMS_FILE.relative_to(graph.PARAMS_FILE.parents[1])
+    return {path: f"{values[path]!r}, from {where} (--params-file)" for path in paths if path in values}
+
+
+RUN_FLAGS = {"--episodes": "run.episodes", "--task": "env.task", "--instruction": "policy_node.instruction",
+             "--timing": "run.timing", "--checkpoint": "policy_node.checkpoint",
+             "--control-rate": "policy_node.control_rate", "--inference-steps": "policy_node.inference_steps",
+             "--n-action-steps": "policy_node.n_action_steps", "--seed": "env.seed",
+             "--params-file": "run.params_file", "--json": "run.json"}
+
+# Each command: what it does, and its named flags, flag -> the config field it sets (minivla_core/cli.py: Command).
+COMMANDS = {
+    "teleop": Command(cmd_teleop, "drive the arm from the keyboard (TwistStamped on cmd_vel, gripper on "
+                      "gripper_command) in a running graph: ROS_DOMAIN_ID=N minivla teleop",
+                      {"--speed": "teleop.speed"}),
+    "run": Command(cmd_run, "run the sim-plus-policy ROS graph (as `ros2 launch minivla_ros sim_policy.launch.py` "
+                   "would), send the instruction, report N episodes", RUN_FLAGS, description=run_description(),
+                   defaults=params_file_defaults(["policy_node.checkpoint", "policy_node.control_rate",
+                                                  "policy_node.inference_steps", "policy_node.n_action_steps",
+                                                  "env.seed"]),
+                   field_help={"policy_node.instruction": "the instruction sent on the instruction topic (empty: the "
+                                                          "task's own, e.g. 'push the puck to the goal')",
+                               "policy_node.checkpoint": "the policy; a relative path is taken from the repository "
+                                                         "root (where the nodes run), then the package share"}),
+    "record": Command(cmd_record, "record scripted-expert demonstrations through the ROS graph as a rosbag2 folder "
+                      "(the topics of minivla_ros/graph.py's RECORDED); stop after N episodes", {
+                          "--episodes": "run.episodes", "--task": "env.task", "--instruction": "recorder.instruction",
+                          "--out": "recorder.out", "--storage": "recorder.storage", "--step-rate": "bridge.step_rate",
+                          "--params-file": "run.params_file"}),
+    "bag2data": Command(cmd_bag2data, "convert demonstration bags into (or onto) a dataset folder: pair each action "
+                        "with the newest image and state before it, split episodes by episode_status, keep "
+                        "successful ones, append; with --robot, any robot's bags through its robot interface, "
+                        "resampled", {
+                            "bags": "bag2data.bags", "--out": "bag2data.out", "--keep-failed": "bag2data.keep_failed",
+                            "--robot": "bag2data.robot", "--rate": "bag2data.rate",
+                            "--instruction": "bag2data.instruction", "--image-size": "env.image_size"},
+                        field_help={"env.image_size": "robot bags (--robot): images are cut to their centre square and "
+                                                      "resized to this many pixels a side; bags of `minivla record` "
+                                                      "keep the size they were recorded at"}),
+}
