@@ -22,10 +22,9 @@ from launch.event_handlers import OnProcessExit
 from launch.events import Shutdown
 from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
-from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
-from minivla_core.config import field_of
+from minivla_core.config import value_from_text
 from minivla_core.envs import sim_instruction
 from minivla_ros import graph
 
@@ -41,26 +40,37 @@ def publish_instruction(context):
 
 
 def start_recorder(context):
-    """`ros2 bag record` of the recording topics and the instruction; the launch shuts down when the recorder
-    exits, or at once if there is no `ros2` command to run either (a process that never starts sends no exit
-    event)."""
+    """`ros2 bag record` of the recording topics and the instruction, then the simulation; the launch shuts down
+    when the recorder exits, or at once, with nothing started, if there is no `ros2` command to run it (a process
+    that never starts sends no exit event)."""
     if shutil.which("ros2") is None:
         reason = "cannot record: no `ros2` command on PATH (source your ROS 2 setup, or use `minivla record`)"
         return [LogInfo(msg=reason), EmitEvent(event=Shutdown(reason=reason))]
     recorder = ExecuteProcess(cmd=["ros2", "bag", "record", "-s", "mcap", "-o", LaunchConfiguration("out"),
                                    "--topics", *(topic.absolute for topic in graph.RECORDED)], output="screen")
     return [recorder, RegisterEventHandler(OnProcessExit(target_action=recorder, on_exit=[
-        EmitEvent(event=Shutdown(reason="the recorder (ros2 bag record) exited"))])), *publish_instruction(context)]
+        EmitEvent(event=Shutdown(reason="the recorder (ros2 bag record) exited"))])), *publish_instruction(context),
+            *start_simulation(context)]
 
 
-def typed(argument, parameter):
-    """A launch argument as `parameter` of the type the node declares it (the config schema's): untyped, it is
-    read as YAML, and `step_rate:=30` would be an integer the bridge refuses."""
-    return ParameterValue(LaunchConfiguration(argument), value_type=type(field_of(parameter)[1]))
+def start_simulation(context):
+    """The bridge and the expert, each launch argument typed as the node declares its parameter and checked by the
+    config schema (minivla_core/config.py: value_from_text): `step_rate:=30` and `1e3` reach the bridge as floats,
+    `step_rate:=-1` stops the launch with the field named."""
+    def typed(argument, parameter):
+        return value_from_text(parameter, LaunchConfiguration(argument).perform(context))
+
+    bridge = {"env.task": typed("task", "env.task"), **graph.RECORD_BRIDGE_OVERRIDES,
+              "bridge.episodes": typed("episodes", "bridge.episodes"),
+              "bridge.step_rate": typed("step_rate", "bridge.step_rate")}
+    params_file = PathJoinSubstitution([FindPackageShare("minivla_ros"), "config", "sim_policy.yaml"])
+    return [Node(package="minivla_ros", executable="sim_bridge", name="sim_bridge", output="screen",
+                 parameters=[params_file, bridge]),
+            Node(package="minivla_ros", executable="expert_node", name="expert_node", output="screen",
+                 parameters=[{"expert.task": typed("task", "expert.task")}])]
 
 
 def generate_launch_description():
-    params_file = PathJoinSubstitution([FindPackageShare("minivla_ros"), "config", "sim_policy.yaml"])
     profile = PathJoinSubstitution([FindPackageShare("minivla_ros"), "config", "fastdds_loopback.xml"])
     return LaunchDescription([
         *(SetEnvironmentVariable(name, EnvironmentVariable(name, default_value=profile))
@@ -71,11 +81,5 @@ def generate_launch_description():
         DeclareLaunchArgument("step_rate", default_value="20.0", description="simulator steps per second"),
         DeclareLaunchArgument("instruction", default_value="",
                               description="instruction recorded with the demonstrations (empty: the task's own)"),
-        OpaqueFunction(function=start_recorder),  # first: without a recorder nothing else starts
-        Node(package="minivla_ros", executable="sim_bridge", name="sim_bridge", output="screen",
-             parameters=[params_file, {"env.task": typed("task", "env.task"), **graph.RECORD_BRIDGE_OVERRIDES,
-                                       "bridge.episodes": typed("episodes", "bridge.episodes"),
-                                       "bridge.step_rate": typed("step_rate", "bridge.step_rate")}]),
-        Node(package="minivla_ros", executable="expert_node", name="expert_node", output="screen",
-             parameters=[{"expert.task": typed("task", "expert.task")}]),
+        OpaqueFunction(function=start_recorder),  # the recorder, then the simulation: without a recorder nothing starts
     ])

@@ -68,6 +68,8 @@ def state_from_msg(msg: RobotState, size: int, observation: str) -> np.ndarray:
         raise ValueError(f"robot state is of the {observation_label(msg.observation or '(unnamed)')} protocol, "
                          f"expected {observation_label(observation)} (set env.observation of the publisher, or "
                          f"use a checkpoint trained on {msg.observation or 'it'})")
+    if len(msg.state) != size:  # before reading the numbers of a state of any length
+        raise ValueError(f"state has {len(msg.state)} numbers, expected {size}")
     state = np.asarray(msg.state, dtype=np.float32)
     if state.shape != (size,):
         raise ValueError(f"state has {state.size} numbers, expected {size}")

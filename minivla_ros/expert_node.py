@@ -27,7 +27,7 @@ from minivla_core.envs import make_sim_expert
 from minivla_core.errors import TaskError
 from minivla_ros import graph, qos
 from minivla_ros.conversions import COMMAND_TYPES, command_msgs, state_from_msg
-from minivla_ros.interfaces import finite
+from minivla_ros.interfaces import check_length, finite
 from minivla_ros.msg import ActionCommand, EpisodeStatus, RobotState
 from minivla_ros.params import declare_section
 from minivla_ros.spin import run_node
@@ -97,7 +97,7 @@ class ExpertNode(Node):
         if self.expert is None:
             return
         try:
-            state = finite(msg.data, "scene state").astype(np.float32)
+            state = finite(check_length(msg.data, "scene state"), "scene state").astype(np.float32)
             action = self.expert_action(state)
         except (ValueError, IndexError) as exc:
             self.get_logger().error(f"dropping scene state: {exc}", throttle_duration_sec=1.0)

@@ -22,6 +22,16 @@ import numpy as np
 from minivla_core.config import CHOICES, RobotConfig
 
 STANDARD_ACTIONS = ("TwistStamped", "JointTrajectory", "Float64MultiArray")  # the rest is our ActionCommand
+# The most names or numbers a message's sequence may hold (joints, a command array, a trajectory's points); a longer
+# one is refused before it is read (a million joint names would cost seconds of the node's only thread).
+MAX_SEQUENCE = 4096
+
+
+def check_length(sequence, what: str, limit: int = MAX_SEQUENCE):
+    """`sequence` if it holds at most `limit` items; else ValueError (its length is known before any item is read)."""
+    if len(sequence) > limit:
+        raise ValueError(f"{what} holds {len(sequence)} items, more than the limit of {limit}")
+    return sequence
 
 
 def finite(values, what: str) -> np.ndarray:
@@ -41,7 +51,7 @@ def position_from_pose(msg) -> np.ndarray:
 def joint_positions(msg, names: list[str]) -> np.ndarray:
     """JointState -> the positions of the joints `names`, in that order (a driver may list its joints in any
     order, or split them over several messages: the error names the ones missing from this one)."""
-    listed = list(msg.name)
+    listed = list(check_length(msg.name, "joint state names"))
     if len(msg.position) != len(listed):
         raise ValueError(f"joint state names {len(listed)} joints but gives {len(msg.position)} positions")
     missing = [name for name in names if name not in listed]
@@ -83,13 +93,13 @@ def action_from_twist(msg, velocity_scale: float) -> np.ndarray:
 
 def action_from_trajectory(msg, robot: RobotConfig) -> np.ndarray:
     """JointTrajectory -> the first point's positions of robot.action_joints, in that order."""
-    listed = list(msg.joint_names)
+    listed = list(check_length(msg.joint_names, "joint trajectory names"))
     missing = [name for name in robot.action_joints if name not in listed]
     if missing:
         raise ValueError(f"joint trajectory lacks joint(s) {', '.join(missing)} (it has {', '.join(listed) or 'none'})")
     if not msg.points:
         raise ValueError("joint trajectory has no points")
-    positions = list(msg.points[0].positions)
+    positions = list(check_length(msg.points[0].positions, "joint trajectory positions"))
     if len(positions) != len(listed):
         raise ValueError(f"joint trajectory names {len(listed)} joints but its first point gives "
                          f"{len(positions)} positions")
@@ -98,7 +108,7 @@ def action_from_trajectory(msg, robot: RobotConfig) -> np.ndarray:
 
 def action_from_array(msg) -> np.ndarray:
     """Float64MultiArray -> its data."""
-    return finite(list(msg.data), "command array")
+    return finite(list(check_length(msg.data, "command array")), "command array")
 
 
 def motion_from_msg(msg, robot: RobotConfig) -> np.ndarray:

@@ -48,18 +48,87 @@ def test_the_bridge_refuses_commands_outside_the_limits(node_process):
     command_pub = node.create_publisher(ActionCommand, graph.ACTION.name, qos.profile(graph.ACTION))
     try:
         assert wait_until(node, lambda: len(states) > 5, 60), output()
-        start = states[-1][:3].copy()
+        start, seen = states[-1][:3].copy(), len(states)
+        sending = time.monotonic()
         for action in ([1e9, 0.0, 0.0, 0.0], [0.0, 3e38, 0.0, 0.0], [0.0, 0.0, -1.5, 0.0]):
             for _ in range(10):
                 command_pub.publish(ActionCommand(action=action))
                 wait_until(node, lambda: False, 0.05)
-        wait_until(node, lambda: False, 0.5)
-        assert np.linalg.norm(states[-1][:3] - start) < 0.005, (start, states[-1])
-        assert "refusing action command: action [1000000000.0, 0.0, 0.0, 0.0] is outside the limits" in output()
-        assert output().count("refusing action command") <= 5  # one line a second, not one per message
-        command_pub.publish(ActionCommand(action=[1.0, 0.0, 0.0, 0.0]))  # in range: it moves
-        assert wait_until(node, lambda: states[-1][0] - start[0] > 0.005, 10, lambda: command_pub.publish(
-            ActionCommand(action=[1.0, 0.0, 0.0, 0.0]))), output()
+        # In range and along -x, where no refused command points: it moves. The bridge takes commands in order, so
+        # by then it has taken every refused one; from start to end the hand never went +x, along y or down.
+        # (Judged by direction, not by how far it got in a given time: that depends on scheduling.)
+        in_range = ActionCommand(action=[-1.0, 0.0, 0.0, 0.0])
+        assert wait_until(node, lambda: start[0] - states[-1][0] > 0.005, 60,
+                          lambda: command_pub.publish(in_range)), output()
+        path = np.array(states[seen:])[:, :3] - start
+        assert path[:, 0].max() < 0.005 and np.abs(path[:, 1]).max() < 0.005 and path[:, 2].min() > -0.005, path
+        assert wait_until(node, lambda: "refusing action command: action [1000000000.0, 0.0, 0.0, 0.0] is outside "
+                          "the limits" in output(), 30), output()
+        # One line a second, not one per message: the bridge throttles the line to one a second, so n lines took it
+        # at least n - 1 seconds, all of them since the first refused command was sent.
+        lines = output().count("refusing action command")
+        assert lines < 30 and lines <= 1 + (time.monotonic() - sending), lines
+    finally:
+        node.destroy_node()
+
+
+def test_oversized_and_malformed_messages_are_refused_before_their_items_are_read():
+    """Issue 22: one valid ActionChunk of 10^5 actions froze the bridge for 10 s; a period of inf was taken. Each
+    message's sequences are checked for length first."""
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray
+
+    from minivla_core.actions import check_action
+    from minivla_core.config import RobotConfig
+    from minivla_ros.conversions import chunk_from_msg, state_from_msg
+    from minivla_ros.interfaces import action_from_array, joint_positions
+    from minivla_ros.msg import ActionChunk
+
+    huge = np.zeros(4 * 10**5, np.float32)
+    for actions, period, message in ((huge, 0.05, "a chunk has 1..1024"), (np.zeros(32, np.float32), float("inf"),
+                                                                          "period inf"),
+                                     (np.zeros(32, np.float32), -0.05, "period"),
+                                     (np.zeros(30, np.float32), 0.05, "rows of 4")):
+        msg = ActionChunk(period=period, action_dim=4)
+        msg.actions = actions.tolist()
+        with pytest.raises(ValueError, match=message):
+            chunk_from_msg(msg, 4)
+    with pytest.raises(ValueError, match="1000000 numbers"):
+        check_action(ActionCommand(action=np.zeros(10**6).tolist()).action)
+    with pytest.raises(ValueError, match="more than the limit"):
+        joint_positions(JointState(name=["j"] * 10**5, position=[0.0] * 10**5), ["gripper"])
+    with pytest.raises(ValueError, match="more than the limit"):
+        action_from_array(Float64MultiArray(data=[0.0] * 10**5))
+    with pytest.raises(ValueError, match="1000000 numbers, expected 4"):
+        state_from_msg(RobotState(state=[0.0] * 10**6, observation="proprio"), 4, "proprio")
+    assert RobotConfig()  # (the schema's own checks are in test/test_config.py)
+
+
+def test_the_timed_bridge_refuses_a_huge_chunk_and_an_infinite_period_and_keeps_stepping(node_process):
+    from minivla_ros.conversions import chunk_to_msg
+    from minivla_ros.msg import ActionChunk, EpisodeStatus
+
+    process, output = node_process("sim_bridge", **{"bridge.timing": "timed"})
+    node = rclpy.create_node("test_huge_chunk")
+    statuses = []
+    node.create_subscription(EpisodeStatus, graph.EPISODE_STATUS.name, statuses.append,
+                             qos.profile(graph.EPISODE_STATUS))
+    chunk_pub = node.create_publisher(ActionChunk, graph.ACTION_CHUNK.name, qos.profile(graph.ACTION_CHUNK))
+    try:
+        assert wait_until(node, lambda: len(statuses) > 3, 60), output()
+        now = node.get_clock().now().nanoseconds * 1e-9
+        huge = chunk_to_msg(np.full((10**5, 4), 0.5, np.float32), now + 0.05, 0.05, statuses[-1].episode,
+                            statuses[-1].header.stamp, 0, 0)
+        endless = chunk_to_msg(np.full((8, 4), 0.5, np.float32), now + 0.05, float("inf"), statuses[-1].episode,
+                               statuses[-1].header.stamp, 1, 0)
+        chunk_pub.publish(huge)
+        assert wait_until(node, lambda: "refusing action chunk: chunk of 100000 actions" in output(), 30), output()
+        wait_until(node, lambda: False, 1.5)  # the refusals are logged once a second
+        chunk_pub.publish(endless)
+        assert wait_until(node, lambda: "period inf" in output(), 30), output()
+        count = len(statuses)
+        assert wait_until(node, lambda: len(statuses) > count + 3, 30) and process.poll() is None  # still stepping
+        assert all(status.step == 0 for status in statuses)  # no action was applied: the episode never started
     finally:
         node.destroy_node()
 
@@ -114,12 +183,12 @@ def test_a_parameter_no_node_declares_stops_the_node_instead_of_being_ignored():
 def test_minivla_run_names_an_unloadable_checkpoint_at_once(tmp_path):
     """[9] It used to wait 120 s, printing over a hundred warnings, then show a traceback."""
     (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
-    started = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "minivla", "run", "--episodes", "1", "--checkpoint",
-                             str(tmp_path / "broken.pt")], capture_output=True, text=True, timeout=120,
+                             str(tmp_path / "broken.pt")], capture_output=True, text=True, timeout=300,
                             env=bringup.ros_environment(), cwd=ROOT)
     assert result.returncode == 2, result.stdout + result.stderr
-    assert time.monotonic() - started < 60
+    # "At once": the error is the policy node's own (the waiting one would say the graph did not start within the
+    # startup timeout). How many seconds that took depends on the machine's load, so it is not asserted.
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: policy_node: no policy loaded: checkpoint") and "corrupt" in last, last
     assert "Traceback" not in result.stdout + result.stderr
@@ -130,7 +199,7 @@ def start_run(tmp_path, episodes=50):
     log = open(tmp_path / "run.log", "w+")
     run = subprocess.Popen([sys.executable, "-m", "minivla", "run", "--episodes", str(episodes)],
                            stdout=log, stderr=subprocess.STDOUT, env=bringup.ros_environment(), cwd=ROOT)
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 300  # a limit for a broken start, not a figure: a loaded machine starts slowly
     while "policy active" not in Path(log.name).read_text():
         assert run.poll() is None and time.monotonic() < deadline, Path(log.name).read_text()
         time.sleep(0.2)
