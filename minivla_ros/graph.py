@@ -219,39 +219,4 @@ def sim_policy_overrides(texts: dict[str, str], config_file: str = "") -> dict[s
 
 
 QOS_WORDS = {"sensor": "best effort, keep last 5", "reliable": "reliable, keep last 10",
-             "latched": "reliable, transient local, keep last 1"}
-
-
-def markdown_table() -> str:
-    """The topic table of README.md (a test keeps the two equal)."""
-    rows = ["| topic | type | QoS | published by | subscribed by | in a demonstration bag |",
-            "| --- | --- | --- | --- | --- | --- |"]
-    for topic in TOPICS:
-        bag = ("required" if topic.required else "yes") if topic.recorded else "no"
-        rows.append(f"| `{topic.absolute}` | `{topic.type}` | {QOS_WORDS[topic.qos]} | {topic.publishers} "
-                    f"| {topic.subscribers} | {bag} |")
-    rows.append(f"| `/camera/<name>/image_raw` | `{IMAGE.type}` | {QOS_WORDS[IMAGE.qos]} | sim_bridge (each of "
-                f"env.extra_cameras) | policy_node | no |")
-    rows.append(f"| `/{RESET_SERVICE}` (service) | `std_srvs/srv/Trigger` | | served by sim_bridge | anyone | no |")
-    rows.append("| `/policy_node/pause` (service) | `std_srvs/srv/SetBool` | | served by policy_node (true pauses, "
-                "false resumes) | anyone | no |")
-    rows.append("| `/policy_node/change_state` etc. (services) | `lifecycle_msgs/srv/ChangeState`, ... | | served "
-                "by policy_node (a managed node: `ros2 lifecycle`) | anyone | no |")
-    return "\n".join(rows)
-
-
-def parameter_table() -> str:
-    """The README's table of every node's parameters: the config fields of the sections it declares."""
-    docs, defaults = field_docs(), Config()
-    rows = ["| node | parameter | default | changes at run time | what it is |", "| --- | --- | --- | --- | --- |"]
-    for node in NODES:
-        for section, owners in SECTION_NODES.items():
-            if node not in owners:
-                continue
-            for name, default in vars(getattr(defaults, section)).items():
-                parameter = f"{section}.{name}"
-                changeable = "yes" if parameter in CHANGEABLE.get(node, ()) else "no"
-                shown = f"`{default!r}`" if default != "" else '`""`'
-                doc = docs.get(parameter, "").replace("|", "\\|")
-                rows.append(f"| {node} | `{parameter}` | {shown} | {changeable} | {doc} |")
-    return "\n".join(rows)
+             "latched": "reliable, transient local, keep last 1"}  # each profile in words (docs/topics.md)

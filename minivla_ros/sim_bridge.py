@@ -33,14 +33,16 @@ With `bridge.timing` timed (a real robot's clock, with a policy whose inference 
 steps at step_rate and takes whole chunks on action_chunk (minivla_ros/ActionChunk: each action with its due time)
 into a time-indexed buffer (minivla_core/timed.py: ActionBuffer); at each step it applies the action due then,
 drops the ones whose time has passed and holds still when none is due. It applies no action of an episode other
-than its current one, and an episode's first chunk starts at the next step. Observations are stamped with the time
+than its current one, nor a chunk numbered below the newest it took (a chunk sampled before a stop chunk never
+replaces it), and an episode's first chunk starts at the next step. A chunk longer than 1024 actions, or planned
+for another control rate than step_rate, is refused; so are single commands. Observations are stamped with the time
 of their step, the time the chunk's due times count from. What it executed (actions applied, skipped, late, steps held,
 chunks refused, the largest jump at a seam between chunks) goes to /diagnostics at the end of each episode
 (status `sim_bridge: executor`).
 
-When it steps, what it does without a command and when an episode ends are the rules of
-minivla_core/episode_rules.py (hold still, an episode's clock starts with its first command, ...);
-this node turns their events into messages. It adds the ROS sides:
+When it steps and which command it applies is minivla_core/stepping.py (one class per timing mode); what it does
+without a command and when an episode ends are the rules of minivla_core/episode_rules.py (hold still, an episode's
+clock starts with its first command, ...); this node turns their events into messages. It adds the ROS sides:
 - With `bridge.min_subscribers` > 0 it publishes nothing at all until that many subscriptions to
   robot_state and sim/privileged_state have existed for a second (a recording then starts with the
   first observation).
