@@ -4,7 +4,7 @@ the same layouts.
     .venv/bin/python bench/bench_robot.py --episodes 50               # bench/results/robot.{md,json}
     .venv/bin/python bench/bench_robot.py --timing free --runs 4      # each node on its own clock
 
-Each robot is a minivla config file's sections, as README "Bring your own robot" uses them:
+Each robot is a minivla config file's sections, as docs/robot.md uses them:
 - Fetch pushing a block (config/fetch.yaml, checkpoint checkpoints/fetch_push.pt, trained on bags recorded
   through ROS): the bridge speaks standard messages only (bridge.interface standard).
 - Meta-World push-v3 (checkpoints/push_v3.pt) with the same standard interface: PoseStamped and the JointState

@@ -8,7 +8,7 @@
     ros2 launch minivla_ros sim_policy.launch.py config:=config/fetch.yaml checkpoint:=checkpoints/fetch_push.pt
 
 DDS stays on this machine (config/fastdds_loopback.xml) unless FASTRTPS_DEFAULT_PROFILES_FILE names another
-profile: see "Networking" in README.md to open the graph to a robot on purpose.
+profile: see docs/networking.md to open the graph to a robot on purpose.
 Parameters come from config/sim_policy.yaml (or params_file:=...), then from the sections of a minivla config
 file if config:=FILE names one (config/fetch.yaml: the Fetch robot in standard messages); the launch arguments
 below override single values, and an argument left out keeps the files' value.

@@ -415,7 +415,7 @@ class RecorderConfig(Section):
     out: str = "bags/demos"  # rosbag2 folder to create (must not exist yet)
     storage: str = "mcap"  # "mcap" or "sqlite3"
     instruction: str = ""  # published with the demonstrations (empty: the task's own, e.g. 'push the puck to the goal')
-    # The topics to record, names from the README's topic table (empty: the demonstration topics of this package's
+    # The topics to record, names from docs/topics.md (empty: the demonstration topics of this package's
     # messages, minivla_ros/graph.py RECORDED); e.g. camera/image_raw, ee_pose, joint_states, cmd_vel, ... for a
     # demonstration in standard messages only.
     topics: list[str] = field(default_factory=list)

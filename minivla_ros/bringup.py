@@ -75,7 +75,7 @@ def ros_environment(env: dict | None = None) -> dict:
     """os.environ plus the settings every ROS process of this project must have.
 
     A ROS_DOMAIN_ID or DDS profile already set is kept: that is how a user joins a real robot's graph
-    on purpose (see "Networking" in README.md)."""
+    on purpose (see docs/networking.md)."""
     env = dict(os.environ if env is None else env)
     if env.get("FASTRTPS_DEFAULT_PROFILES_FILE", str(LOOPBACK_PROFILE)) == str(LOOPBACK_PROFILE):
         env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # a profile of the user's own: their network, their call

@@ -10,7 +10,7 @@
 # Safe to run again: it skips what is already done (stamp files in VENV_DIR keyed on hashes of
 # this script and of everything the build installs).
 #
-# Afterwards, every ROS process should run with (see README):
+# Afterwards, every ROS process should run with (see docs/networking.md):
 #   AMENT_PREFIX_PATH=VENV_DIR ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST ROS_DOMAIN_ID=<0-101>
 #   ROS_HOME=<a temp dir>  VENV_DIR/bin/python ...
 #

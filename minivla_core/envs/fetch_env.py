@@ -14,7 +14,7 @@ messages. What this wrapper decides:
   down, from 1 m with a narrow 25 degree field of view, so the 30 cm square where blocks and goals appear
   fills the image and the arm, seen in profile, hides little of it. (A first view from across the table
   looked at the arm head-on: its wrist hid the block or the goal in about half of the start layouts, and a
-  policy trained on it reached 13% offline; README "Bring your own robot".)
+  policy trained on it reached 13% offline: see docs/robot.md.)
 - An action is 4 numbers in [-1, 1]: gripper motion x, y, z (1.25 cm per step for 1: a quarter of
   gymnasium's 5 cm, `action_scale`) and the fingers (1 opens, -1 closes). max_episode_steps defaults
   to 200 here (gymnasium's 50 at 5 cm a step; the expert needs 48 on average at 1.25 cm).
@@ -51,7 +51,7 @@ class FetchConfig:
     max_episode_steps: int = 200
     # An action of 1 moves the gripper's target action_scale * 5 cm per step: a quarter, 1.25 cm, as Meta-World's 1 cm.
     # With gymnasium's full 5 cm an episode is ~19 big steps, a 100-demo dataset ~2,000 samples, and policies
-    # trained on it reached 12-35% (see README "Bring your own robot"); finer steps give smooth, dense demos.
+    # trained on it reached 12-35% (see docs/robot.md); finer steps give smooth, dense demos.
     action_scale: float = 0.25
     seed: int = 0
     camera_distance: float = 1.0  # metres from the point looked at
