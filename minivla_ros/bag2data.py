@@ -5,7 +5,10 @@ Reads rosbag2 folders (MCAP or sqlite3 storage, as written by `ros2 bag record` 
 `rosbags` and `mcap` only, no rclpy. Messages are taken in arrival order, and:
 - each action command is paired with the newest camera image and robot state before it; when
   several commands answer the same observation, the newest wins (the simulator bridge, like a
-  robot driver, applies only the newest command at each step);
+  robot driver, applies only the newest command at each step); a command whose observation_stamp names
+  an observation before the current episode's first (the answer to the last episode's final observation,
+  which a simulator publishes a few milliseconds before the next episode's first) labels nothing: no step
+  of an episode takes an action meant for another;
 - episodes are split by episode_status: an episode ends at its status with done=True, whose
   success flag decides whether it is kept (failed ones only with keep_failed);
 - each episode carries the newest instruction before its first action (the task's default
@@ -49,7 +52,7 @@ class Summary:
     def __str__(self) -> str:
         text = (f"{self.episodes} episodes ({self.steps} steps) written; dropped {self.dropped_failed} failed and "
                 f"{self.dropped_incomplete} incomplete episodes; {self.unpaired_actions} actions left unpaired (sent "
-                f"before any observation or in answer to an episode's final one)")
+                f"before any observation or in answer to an episode's final one or an earlier episode's)")
         return "\n".join([text] + [f"note: {n}" for n in self.notes + self.truncated])
 
 
@@ -228,6 +231,7 @@ def convert_bag(bag: Path, typestore, out, keep_failed: bool, summary: Summary, 
     image = state = None
     instruction = None
     episode = task = step = None
+    episode_start = 0  # the stamp (ns) of the current episode's first observation
     steps: list[tuple] = []  # (image, state, action, step of the observation)
     episode_instruction = None
     observation = None
@@ -246,7 +250,8 @@ def convert_bag(bag: Path, typestore, out, keep_failed: bool, summary: Summary, 
             elif topic == graph.INSTRUCTION.absolute:
                 instruction = msg.data
             elif topic == graph.ACTION.absolute:
-                if image is None or state is None or episode is None:
+                answers = msg.observation_stamp.sec * 1_000_000_000 + msg.observation_stamp.nanosec  # 0: not given
+                if image is None or state is None or episode is None or 0 < answers < episode_start:
                     summary.unpaired_actions += 1
                     continue
                 if not steps:
@@ -260,6 +265,8 @@ def convert_bag(bag: Path, typestore, out, keep_failed: bool, summary: Summary, 
                 if msg.episode != episode and steps:  # a new episode without a done for the old one
                     summary.dropped_incomplete += 1
                     steps = []
+                if msg.episode != episode:
+                    episode_start = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
                 episode, task, step = msg.episode, msg.task, msg.step
                 if msg.done:
                     if steps and (msg.success or keep_failed):
