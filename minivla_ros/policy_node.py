@@ -14,8 +14,9 @@ core, each unit-tested without DDS:
 Which topics and messages carry the images, the state and the commands is the robot interface, the `robot.*`
 parameters (RobotConfig; minivla_ros/interfaces.py): by default the simulator's own (camera/image_raw, robot_state,
 action_command); for any robot, sensor_msgs/Image or CompressedImage, a PoseStamped and named JointState joints,
-and TwistStamped, JointTrajectory or Float64MultiArray commands with a std_msgs/Float64 gripper command. The
-interface is checked against the checkpoint when it loads.
+and TwistStamped, JointTrajectory or Float64MultiArray commands with a std_msgs/Float64 gripper command (or none:
+a robot with no gripper takes actions of its command's own size, 3 for a twist). The interface is checked against
+the checkpoint when it loads.
 
 A managed (lifecycle) node, as anything commanding hardware should be: `configure` loads and checks the checkpoint
 (a failure names the reason and leaves the node unconfigured), `activate` starts commanding, `deactivate` holds (a
@@ -60,7 +61,7 @@ from minivla_core.sync import ObservationAssembler
 from minivla_ros import graph, qos
 from minivla_ros.conversions import COMMAND_TYPES, chunk_to_msg, command_msgs, state_from_msg
 from minivla_ros.images import image_from_msg
-from minivla_ros.interfaces import check_interface, check_limits, joint_positions, position_from_pose
+from minivla_ros.interfaces import check_interface, check_limits, has_gripper, joint_positions, position_from_pose
 from minivla_ros.lifecycle import guard_transitions
 from minivla_ros.msg import ActionChunk, ActionCommand, EpisodeStatus, PolicyStatus, RobotState
 from minivla_ros.params import declare_section, resolve_path
@@ -130,7 +131,7 @@ class PolicyNode(LifecycleNode):
                                               self.config.stale_after, exact, labels)
         driver_class = DRIVERS[self.timing]
         common = dict(period=self.period, action_dim=self.policy.action_dim, publish=self.send, log=self.log,
-                      check_limits=lambda action: check_limits(action, self.robot))
+                      check_limits=lambda action: check_limits(action, self.robot), gripper=has_gripper(self.robot))
         if driver_class is TimedDriver:
             self.driver = TimedDriver(**common, horizon=self.policy.config.horizon,
                                       inpaint=self.config.seam == "inpaint",
@@ -141,6 +142,9 @@ class PolicyNode(LifecycleNode):
         self.create_input_subscriptions()
         if self.timing == "free":
             self.resources.append(self.create_timer(self.period, self.tick))
+        # Inputs that stop (a camera unplugged) are noticed even when no observation completes (lockstep, timed):
+        # the robot is told to hold at once, not when the inputs come back.
+        self.resources.append(self.create_timer(max(self.config.stale_after / 2, 0.01), self.ready_state))
         self.problem = "configured, not active (lifecycle: activate)"
         if self.instruction:
             self.set_instruction(self.instruction)
@@ -184,12 +188,13 @@ class PolicyNode(LifecycleNode):
         self.policy = self.driver = self.assembler = None
 
     def on_pause(self, request, response):
-        """~/pause (std_srvs/SetBool): true pauses commanding (the robot holds), false resumes."""
-        if request.data and not self.paused and self.driver is not None and self.driver.active:
-            self.driver.hold()
+        """~/pause (std_srvs/SetBool): true pauses commanding (the robot holds), false resumes. A simulator's episode
+        clock does not pause with it: its episode may time out meanwhile (the log says so)."""
         self.paused = request.data
         response.success, response.message = True, "paused" if self.paused else "resumed"
-        self.get_logger().info(response.message)
+        self.get_logger().info("paused: the robot holds (a simulator's episode clock runs on: its episode may time "
+                               "out)" if self.paused else "resumed")
+        self.ready_state()  # pausing a commanding node holds the robot (ready_state)
         return response
 
     def create_command_publishers(self) -> None:
@@ -343,6 +348,8 @@ class PolicyNode(LifecycleNode):
                 self.get_logger().info(f"publishing {self.output}")
             else:
                 self.get_logger().warning(f"not acting: {problem}")
+            if self.problem is None and problem is not None and self.driver is not None and self.driver.active:
+                self.driver.hold()  # it was commanding: a robot that keeps its last velocity must stop now
             self.problem = problem
         return None if problem is not None else "ready"
 

@@ -10,13 +10,14 @@ sim/privileged_state, for the scripted expert only: a policy sees the scene thro
 It is also a robot in standard messages, as a real arm's drivers are: the hand's position as a
 geometry_msgs/PoseStamped on ee_pose (world frame), the arm's 7 joint angles and the gripper's opening
 (joint `gripper`, 0..1) as a sensor_msgs/JointState on joint_states; it takes the hand's velocity as a
-geometry_msgs/TwistStamped on cmd_vel (m/s, world frame; the env's hand_step metres per step for an
-action of 1: Meta-World's 1 cm is 0.2 m/s at 20 steps/s, Fetch's 1.25 cm 0.25 m/s) with the gripper's
-command as std_msgs/Float64 on gripper_command (-1 open .. 1 closed; the newest one holds until the
-next). A command of either kind is the newest command.
+geometry_msgs/TwistStamped on cmd_vel (m/s in frame "world": a twist in any other frame, or none, is refused, since
+the simulator knows no transforms; the env's hand_step metres per step for an action of 1: Meta-World's 1 cm is
+0.2 m/s at 20 steps/s, Fetch's 1.25 cm 0.25 m/s) with the gripper's command as std_msgs/Float64 on gripper_command
+(-1 open .. 1 closed; the newest one holds until the next). A command of either kind is the newest command.
 
-With `bridge.interface` standard it is a robot in standard messages only, as a real arm is: no topic of this
-package's own types (robot_state, sim/privileged_state, action_command, episode_status) exists. What a
+With `bridge.interface` standard it is a robot in standard messages only, as a real arm is: it publishes and takes
+no message of this package's own types (robot_state, sim/privileged_state, action_command, episode_status; a policy
+node still offers its own policy_status and listens on episode_status, which then stays silent). What a
 simulator adds comes in standard messages too: the full state for the scripted expert as a
 std_msgs/Float64MultiArray on sim/scene_state, each episode's start as a std_msgs/Header on
 `episode` (a recording's episode boundaries), and each episode's result as a diagnostic_msgs/DiagnosticArray on
@@ -82,6 +83,9 @@ from minivla_ros.params import declare_section
 from minivla_ros.spin import run_node
 
 
+COMMAND_FRAME = "world"  # the frame of ee_pose, and the only frame a cmd_vel may be in
+
+
 class SimBridgeNode(Node):
     def __init__(self):
         super().__init__("sim_bridge")
@@ -145,8 +149,15 @@ class SimBridgeNode(Node):
         self.take(action, answers=msg.observation_stamp)
 
     def on_twist(self, msg: TwistStamped) -> None:
-        """Hand velocity (m/s) -> the action that moves the hand that far in one step, with the newest gripper."""
+        """Hand velocity (m/s) in the world frame -> the action that moves the hand that far in one step, with the
+        newest gripper. A twist in any other frame (or none) is refused: this robot has no transforms, and a velocity
+        read in the wrong axes moves the hand where nobody asked."""
         velocity_scale = self.rules.env.hand_step * self.config.step_rate  # m/s for an action of 1
+        if msg.header.frame_id != COMMAND_FRAME:
+            self.get_logger().error(f"refusing cmd_vel in frame {msg.header.frame_id!r}: this robot takes velocities "
+                                    f"in {COMMAND_FRAME!r} (header.frame_id; robot.action_frame of a policy node)",
+                                    throttle_duration_sec=1.0)
+            return
         try:
             action = check_action(np.append(action_from_twist(msg, velocity_scale), self.gripper))
         except ValueError as exc:

@@ -325,9 +325,10 @@ def test_the_bridge_is_a_robot_in_standard_messages(node_process):
     twist_pub = node.create_publisher(TwistStamped, "cmd_vel", 10)
     gripper_pub = node.create_publisher(Float64, "gripper_command", 10)
 
-    def command(gripper: float, x: float = 0.0, y: float = 0.0):
+    def command(gripper: float, x: float = 0.0, y: float = 0.0, frame: str = "world"):
         def send():
             twist = TwistStamped()
+            twist.header.frame_id = frame
             twist.twist.linear.x, twist.twist.linear.y = x, y
             gripper_pub.publish(Float64(data=gripper))
             twist_pub.publish(twist)
@@ -357,6 +358,13 @@ def test_the_bridge_is_a_robot_in_standard_messages(node_process):
                           command(1.0, y=-1.0)), output()
         assert max(abs(position_from_pose(pose)[1] - y) for pose in poses[seen:]) < 0.005
         assert "at most 0.2 m/s" in output()
+        # 0.1 m/s along -y in a tool frame, in no frame, in base_link: this robot knows no transforms, so each is
+        # refused and named, and the hand never moves along y (issue 23: they used to move it in world axes)
+        for frame in ("tool0", "", "base_link"):
+            y, seen = hand()[1], len(poses)
+            assert wait_until(node, lambda: f"refusing cmd_vel in frame {frame!r}" in output()
+                              and len(poses) > seen + 10, 60, command(1.0, y=-0.1, frame=frame)), output()
+            assert max(abs(position_from_pose(pose)[1] - y) for pose in poses[seen:]) < 0.005, frame
     finally:
         node.destroy_node()
 

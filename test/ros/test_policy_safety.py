@@ -216,3 +216,48 @@ def test_namespaces_and_remapping_apply_to_every_robot_topic(ros, tmp_path):
         node.destroy_node()
         bringup.stop_processes([process])
         log.close()
+
+
+def test_inputs_that_stop_make_a_velocity_commanded_robot_hold(policy_process):
+    """Issue 23 [4]: when the camera stops mid-episode the node stops acting; a robot that keeps its last twist
+    would keep moving, so the node sends one zero twist (the gripper as it was) and nothing after it."""
+    from geometry_msgs.msg import PoseStamped, TwistStamped
+    from sensor_msgs.msg import Image, JointState
+    from std_msgs.msg import String
+
+    from minivla_ros import qos
+    from minivla_ros.conversions import image_to_msg, joint_state_to_msg, pose_to_msg
+    from test_graph import SIZE
+
+    process, output = policy_process(**{"robot.state_type": "PoseAndJoints", "robot.action_type": "TwistStamped"})
+    node = rclpy.create_node("test_stale_hold")
+    twists = []
+    node.create_subscription(TwistStamped, "cmd_vel", twists.append, qos.RELIABLE_QOS)
+    image_pub = node.create_publisher(Image, "camera/image_raw", qos.SENSOR_QOS)
+    pose_pub = node.create_publisher(PoseStamped, "ee_pose", qos.SENSOR_QOS)
+    joints_pub = node.create_publisher(JointState, "joint_states", qos.SENSOR_QOS)
+    instruction_pub = node.create_publisher(String, "instruction", 10)
+    camera = {"on": True}
+
+    def publish():
+        stamp = node.get_clock().now().to_msg()
+        if camera["on"]:
+            image_pub.publish(image_to_msg(np.zeros((SIZE, SIZE, 3), np.uint8), stamp))
+        pose_pub.publish(pose_to_msg([0.0, 0.6, 0.2], stamp))
+        joints_pub.publish(joint_state_to_msg(["gripper"], [0.5], stamp))
+        instruction_pub.publish(String(data="push the puck to the goal"))
+
+    def moving(twist) -> bool:
+        return any(v != 0.0 for v in (twist.twist.linear.x, twist.twist.linear.y, twist.twist.linear.z))
+
+    try:
+        assert wait_until(node, lambda: any(moving(t) for t in twists), 90, publish), output()
+        camera["on"] = False
+        assert wait_until(node, lambda: "camera image is stale" in output() and not moving(twists[-1]), 30,
+                          publish), output()
+        count = len(twists)
+        spin_for(node, 1.0, publish)  # pose and joints still come: nothing moves the robot again
+        assert not any(moving(t) for t in twists[count - 1:]), [t.twist.linear for t in twists[count - 1:]]
+        assert process.poll() is None
+    finally:
+        node.destroy_node()
