@@ -1,9 +1,10 @@
 """The `minivla` command (setup.py's entry point; also `python -m minivla`).
 
 The one module that imports both packages: the core's commands (minivla_core/cli.py: collect, train, eval,
-info) and the ROS side's (minivla_ros/cli.py: run, record, bag2data, teleop), one parser over both. Where
-minivla_ros cannot be imported (a pip install of minivla alone), the core's commands work as ever and each
-ROS command says what to install; where only rclpy or rosbags is missing, the ROS command that needs it says so.
+info) and the ROS side's (minivla_ros/cli.py: run, policy, record, bag2data, teleop, params), one parser over
+both. Where minivla_ros cannot be imported (a pip install of minivla alone), the core's commands work as ever and
+each ROS command says what to install; where only rclpy or rosbags is missing, the ROS command that needs it says
+so.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import sys
 
 from minivla_core import cli
 
-ROS_COMMANDS = ("teleop", "run", "record", "bag2data")  # what minivla_ros/cli.py adds (a test keeps the two equal)
+# what minivla_ros/cli.py adds (a test keeps the two equal)
+ROS_COMMANDS = ("teleop", "policy", "params", "run", "record", "bag2data")
 
 
 def ros_commands() -> dict[str, cli.Command]:

@@ -3,9 +3,10 @@
 For each variant it collects 100 scripted-expert demos (cached in --work by camera, image size
 and observation protocol), trains with the defaults plus the variant's change, and evaluates on
 50 unseen layouts (seed 1000) twice: with the real camera image and with a black one. A policy
-that uses its camera collapses under the black image. Prints one table and merges the rows into
-bench/results/ablation.{md,json} (date, commit and machine per row), so variants can be run in
-separate sessions:
+that uses its camera collapses under the black image. These rows choose the defaults, so they run on a
+validation seed by design (minivla_core/config.py SEED_ROLES): their success rates are validation figures.
+Prints one table and merges the rows into bench/results/ablation.{md,json} (date, commit and machine per row),
+so variants can be run in separate sessions:
 
     .venv/bin/python bench/bench_ablation.py                          # every variant (hours on 2 cores)
     .venv/bin/python bench/bench_ablation.py --variants default image64
@@ -28,9 +29,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench_core import git_commit, machine  # noqa: E402
+from bench_core import git_commit, machine, role_line  # noqa: E402
 from minivla_core.checkpoint import read_checkpoint  # noqa: E402
-from minivla_core.config import CollectConfig, Config, EvalConfig, observation_label  # noqa: E402
+from minivla_core.config import (  # noqa: E402
+    VALIDATION_SEED, CollectConfig, Config, EvalConfig, observation_label)
 from minivla_core.data.collect import collect  # noqa: E402
 from minivla_core.evaluate import evaluate  # noqa: E402
 from minivla_core.train import train  # noqa: E402
@@ -101,7 +103,8 @@ def run_variant(name: str, work: Path, episodes: int, eval_episodes: int, checkp
         row["train_note"] = "recorded in the checkpoint"
     row["checkpoint"] = checkpoint
     for ablation in ("none", "black"):
-        config.eval = EvalConfig(checkpoint=checkpoint, episodes=eval_episodes, image_ablation=ablation)
+        config.eval = EvalConfig(checkpoint=checkpoint, episodes=eval_episodes, image_ablation=ablation,
+                                 seed=VALIDATION_SEED)  # choosing: the validation layouts, never test ones
         result = evaluate(config.eval, config.env).only
         row[ablation] = {"successes": result.successes, "episodes": result.episodes, "ci95": list(result.ci95)}
         print(result.summary(), flush=True)
@@ -113,6 +116,7 @@ def render_table(rows: list[dict]) -> str:
              "Each row: `minivla collect` (100 demos, seed 0) with the row's camera/size/protocol, `minivla train` "
              "(defaults plus the row's change), `minivla eval` on 50 unseen layouts (seed 1000) with the real "
              "camera image and with a black one. Written by `bench/bench_ablation.py`.", "",
+             f"{role_line(VALIDATION_SEED)} These rows chose the defaults.", "",
              "| variant | state | success, real image | success, black image | training | date, commit |",
              "| --- | --- | --- | --- | --- | --- |"]
 

@@ -1,5 +1,6 @@
 """Benchmark of the ROS graph: closed-loop success through real nodes versus offline `minivla eval` on the same
-layouts (seed 1000, episodes 0..N-1), in each timing of the graph, on a quiet machine and under load.
+layouts (`--seed`, 1000 by default, episodes 0..N-1), in each timing of the graph, on a quiet machine and under
+load. Seed 1000 is a validation seed, so its success rates are validation figures; the table says so.
 
     .venv/bin/python bench/bench_graph.py                 # the whole protocol below, 50 episodes a run (~75 min)
     .venv/bin/python bench/bench_graph.py --episodes 10 --offsets 0 --delays --busy-offsets   # a quick look
@@ -38,9 +39,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_core import git_commit, machine, write_results  # noqa: E402
+from bench.bench_core import git_commit, machine, role_line, write_results  # noqa: E402
 from bench.slow_policy_node import DELAY_VARIABLE  # noqa: E402
-from minivla_core.config import EnvConfig, EvalConfig  # noqa: E402
+from minivla_core.config import VALIDATION_SEED, EnvConfig, EvalConfig  # noqa: E402
 from minivla_core.evaluate import evaluate, wilson_interval  # noqa: E402
 from minivla_ros import bringup  # noqa: E402
 
@@ -76,7 +77,7 @@ def spin_forever() -> None:
         pass
 
 
-def run_graph(label: str, timing: str, episodes: int, checkpoint: str, extra_delay: float = 0.0,
+def run_graph(label: str, timing: str, episodes: int, checkpoint: str, seed: int, extra_delay: float = 0.0,
               busy: int = 0) -> dict:
     """One `minivla run` of the graph in `timing`, with the latency of every command or chunk recorded."""
     latencies: list = []
@@ -84,7 +85,8 @@ def run_graph(label: str, timing: str, episodes: int, checkpoint: str, extra_del
     recorder = threading.Thread(target=record_latencies, args=(stop, latencies))
     recorder.start()
     time.sleep(1.0)
-    overrides = {"policy_node.checkpoint": checkpoint, "bridge.timing": timing, "policy_node.timing": timing}
+    overrides = {"policy_node.checkpoint": checkpoint, "bridge.timing": timing, "policy_node.timing": timing,
+                 "env.seed": seed}
     os.environ[DELAY_VARIABLE] = str(extra_delay)  # read by the slowed node the run starts (bench/slow_policy_node.py)
     started = time.monotonic()
     try:
@@ -132,22 +134,24 @@ def main() -> None:
     parser.add_argument("--lockstep", type=int, default=1, help="lockstep runs (quiet machine)")
     parser.add_argument("--free-runs", type=int, default=0, help="free-running runs (quiet machine)")
     parser.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "push_v3.pt"))
+    parser.add_argument("--seed", type=int, default=VALIDATION_SEED,
+                        help="layouts, offline and through ROS: 1000 a validation seed, 2000 and up test seeds")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "graph"))
     args = parser.parse_args()
     os.environ.update(bringup.ros_environment())
 
     n, checkpoint = args.episodes, args.checkpoint
-    offline = evaluate(EvalConfig(checkpoint=checkpoint, episodes=n, seed=1000, threads=1), EnvConfig()).only
-    quiet = [lambda: run_graph("lockstep", "lockstep", n, checkpoint) for _ in range(args.lockstep)]
-    quiet += [lambda ms=ms: run_graph(f"timed, offset {ms:g} ms", "timed", n, checkpoint, ms / 1e3)
+    offline = evaluate(EvalConfig(checkpoint=checkpoint, episodes=n, seed=args.seed, threads=1), EnvConfig()).only
+    quiet = [lambda: run_graph("lockstep", "lockstep", n, checkpoint, args.seed) for _ in range(args.lockstep)]
+    quiet += [lambda ms=ms: run_graph(f"timed, offset {ms:g} ms", "timed", n, checkpoint, args.seed, ms / 1e3)
               for ms in args.offsets]
-    quiet += [lambda ms=ms: run_graph(f"timed, +{ms:g} ms inference", "timed", n, checkpoint, ms / 1e3)
+    quiet += [lambda ms=ms: run_graph(f"timed, +{ms:g} ms inference", "timed", n, checkpoint, args.seed, ms / 1e3)
               for ms in args.delays]
-    quiet += [lambda: run_graph("free", "free", n, checkpoint) for _ in range(args.free_runs)]
+    quiet += [lambda: run_graph("free", "free", n, checkpoint, args.seed) for _ in range(args.free_runs)]
     busy = [lambda ms=ms: run_graph(f"timed, offset {ms:g} ms, {args.busy} busy loops", "timed", n, checkpoint,
-                                    ms / 1e3, busy=args.busy) for ms in args.busy_offsets]
+                                    args.seed, ms / 1e3, busy=args.busy) for ms in args.busy_offsets]
     results = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": machine(),
-               "commit": git_commit(), "checkpoint": checkpoint, "episodes": n,
+               "commit": git_commit(), "checkpoint": checkpoint, "episodes": n, "seed": args.seed,
                "offline": {"successes": offline.successes, "ci95": offline.ci95, "seconds": offline.seconds,
                            "steps": sum(e["steps"] for e in offline.per_episode), "per_episode": offline.per_episode},
                "runs": [], "groups": []}
@@ -190,13 +194,14 @@ def summarize_groups(runs: list[dict], n: int, offline_successes: int) -> list[d
 
 def render_table(r: dict) -> str:
     n, o = r["episodes"], r["offline"]
+    seed = r.get("seed", VALIDATION_SEED)  # results from before the seed roles: seed 1000
 
     def rate(successes, ci, episodes=n):
         return f"{successes}/{episodes} = {100 * successes / episodes:.0f}% ({100 * ci[0]:.0f}-{100 * ci[1]:.0f}%)"
 
     rows = [f"# minivla_ros graph benchmark, {r['date']}", "", f"Machine: {r['machine']}  ",
-            f"Commit: {r['commit']}, checkpoint: {r['checkpoint']}, push-v3, layouts: seed 1000, episodes 0-{n - 1} "
-            f"(never seen in training); proprio state, corner2 camera; 95% Wilson intervals", "",
+            f"Commit: {r['commit']}, checkpoint: {r['checkpoint']}, push-v3, layouts: seed {seed}, episodes 0-{n - 1} "
+            f"(never seen in training); proprio state, corner2 camera; 95% Wilson intervals  ", role_line(seed), "",
             f"Offline `minivla eval` (1 thread): {rate(o['successes'], o['ci95'])}, {o['steps'] / o['seconds']:.0f} "
             f"steps a second.", "",
             "| run | success | same outcome as offline | same outcome and steps | held steps | skipped actions | "

@@ -28,16 +28,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_core import git_commit, machine, write_results  # noqa: E402
-from minivla_core.config import EnvConfig, EvalConfig  # noqa: E402
+from bench.bench_core import git_commit, machine, role_line, write_results  # noqa: E402
+from minivla_core.config import VALIDATION_SEED, EnvConfig, EvalConfig  # noqa: E402
 from minivla_core.evaluate import evaluate, wilson_interval  # noqa: E402
 
 
 def run_once(job: tuple) -> dict:
     """One setting on the layouts with one noise seed: (success, steps) and the executor's counts per episode."""
-    checkpoint, episodes, latency, seam, n_action_steps, noise_seed = job
+    checkpoint, episodes, latency, seam, n_action_steps, noise_seed, seed = job
     config = EvalConfig(checkpoint=checkpoint, episodes=episodes, latency=latency, seam=seam,
-                        n_action_steps=n_action_steps, noise_seed=noise_seed)
+                        n_action_steps=n_action_steps, noise_seed=noise_seed, seed=seed)
     result = evaluate(config, EnvConfig(), progress=False).only
     return {"n_action_steps": result.n_action_steps,
             "per_episode": [(e["success"], e["steps"]) for e in result.per_episode],
@@ -58,10 +58,12 @@ def pooled(setting: tuple, noise_seeds: list[int], parts: list[dict]) -> dict:
 
 
 def render(results: dict) -> str:
+    seed = results.get("seed", VALIDATION_SEED)  # results from before the seed roles: seed 1000
     lines = [f"# Timed execution against latency (simulated clock), {results['date']}", "",
              f"Machine: {results['machine']}  ", f"Commit: {results['commit']}, checkpoint: {results['checkpoint']}, "
-             f"layouts: seed 1000, episodes 0-{results['episodes'] - 1} (never seen in training), each once per "
-             f"sampler noise seed {results['classic']['noise_seeds']}; proprio state; 20 Hz; 95% Wilson intervals", ""]
+             f"layouts: seed {seed}, episodes 0-{results['episodes'] - 1} (never seen in training), each once per "
+             f"sampler noise seed {results['classic']['noise_seeds']}; proprio state; 20 Hz; 95% Wilson intervals  ",
+             role_line(seed), ""]
     classic = results["classic"]
     low, high = classic["ci95"]
     rate = 100 * classic["successes"] / classic["episodes"]
@@ -91,6 +93,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "push_v3.pt"))
     parser.add_argument("--episodes", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=VALIDATION_SEED,
+                        help="layouts: 1000 a validation seed, 2000 and up test seeds")
     parser.add_argument("--latencies", type=float, nargs="*", default=[0.03, 0.06, 0.09, 0.115, 0.145, 0.18, 0.315],
                         help="seconds from observation to chunk")
     parser.add_argument("--seams", nargs="*", default=["inpaint", "replace"])
@@ -103,14 +107,14 @@ def main() -> None:
 
     settings = [(0.0, "inpaint", 0)]  # the classic loop first
     settings += [(latency, seam, n) for n in args.n_action_steps for latency in args.latencies for seam in args.seams]
-    jobs = [(args.checkpoint, args.episodes, latency, seam, n, seed) for latency, seam, n in settings
-            for seed in args.noise_seeds]
+    jobs = [(args.checkpoint, args.episodes, latency, seam, n, noise_seed, args.seed) for latency, seam, n in settings
+            for noise_seed in args.noise_seeds]
     with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:  # each eval on one thread, in parallel
         parts = pool.map(run_once, jobs)
     k = len(args.noise_seeds)
     rows = [pooled(setting, args.noise_seeds, parts[i * k:(i + 1) * k]) for i, setting in enumerate(settings)]
     results = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "commit": git_commit(),
-               "machine": machine(), "checkpoint": args.checkpoint, "episodes": args.episodes,
+               "machine": machine(), "checkpoint": args.checkpoint, "episodes": args.episodes, "seed": args.seed,
                "classic": rows[0], "runs": rows[1:]}
     write_results(results, render(results), args.out)
 

@@ -4,15 +4,15 @@
         [--checkpoint runs/another/best.pt ...] [--single push-v3=checkpoints/push_v3.pt ...]
 
 For each checkpoint, every task it was trained on is evaluated closed-loop on unseen layouts
-(seed 1000) three times: with held-out paraphrases of its own instruction, with another task's
-instruction (does the language matter?), and with held-out paraphrases over a black image (does
-it look?). Success alone cannot show language being ignored where a
-scene allows one task only, so the policy's actions are also compared open-loop on the expert's
-own observations (unseen layouts): how far from the expert's action they are with the right
-instruction, how far a rewording (the two held-out paraphrases) moves them, and how far another
-task's instruction moves them, all with the same diffusion noise. Single-task checkpoints, when
-given, are evaluated on their task with its plain instruction. Prints one table, writes
-bench/results/multitask.{md,json}.
+(`--seed`: 1000, a validation seed, unless told; the table says the role of its figures) three
+times: with held-out paraphrases of its own instruction, with another task's instruction (does
+the language matter?), and with held-out paraphrases over a black image (does it look?). Success
+alone cannot show language being ignored where a scene allows one task only, so the policy's
+actions are also compared open-loop on the expert's own observations (unseen layouts): how far
+from the expert's action they are with the right instruction, how far a rewording (the two
+held-out paraphrases) moves them, and how far another task's instruction moves them, all with the
+same diffusion noise. Single-task checkpoints, when given, are evaluated on their task with its
+plain instruction. Prints one table, writes bench/results/multitask.{md,json}.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bench.bench_core import git_commit, machine, write_results  # noqa: E402
+from bench.bench_core import git_commit, machine, role_line, write_results  # noqa: E402
 from minivla_core.checkpoint import load_policy, read_checkpoint  # noqa: E402
-from minivla_core.config import EnvConfig, EvalConfig, observation_label  # noqa: E402
+from minivla_core.config import VALIDATION_SEED, EnvConfig, EvalConfig, observation_label  # noqa: E402
 from minivla_core.data.collect import run_expert_episode  # noqa: E402
 from minivla_core.envs.metaworld_env import MetaWorldEnv, make_expert, paraphrases  # noqa: E402
 from minivla_core.evaluate import env_config_for, evaluate, eval_instructions  # noqa: E402
@@ -51,14 +51,14 @@ def first_actions(policy, images, states, instruction: str, seed: int = 0) -> np
     return chunks[:, 0].numpy()
 
 
-def language_effect(checkpoint: str, episodes: int) -> dict:
+def language_effect(checkpoint: str, episodes: int, seed: int) -> dict:
     """Per task, mean L2 distances between first actions (open loop, on expert observations)."""
     policy, payload = load_policy(checkpoint)
     trained = payload["env"].get("tasks") or [payload["env"]["task"]]
     effect = {}
     for task in trained:
         env_config = env_config_for(payload["env"], EnvConfig(), task)
-        env_config.seed = 1000  # the evaluation layouts
+        env_config.seed = seed  # the evaluation layouts
         images, states, expert_actions = [], [], []
         with MetaWorldEnv(env_config) as env:
             expert = make_expert(task)
@@ -92,12 +92,14 @@ def main() -> None:
     parser.add_argument("--black-episodes", type=int, default=10, help="per task, with a black image (costly too)")
     parser.add_argument("--effect-episodes", type=int, default=5,
                         help="per task, expert episodes whose observations the open-loop action comparison uses")
+    parser.add_argument("--seed", type=int, default=VALIDATION_SEED,
+                        help="layouts: 1000 a validation seed, 2000 and up test seeds")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "multitask"))
     args = parser.parse_args()
 
     results = {"date": datetime.date.today().isoformat(), "machine": machine(), "commit": git_commit(),
                "episodes_per_task": args.episodes, "other_episodes_per_task": args.other_episodes,
-               "black_episodes_per_task": args.black_episodes,
+               "black_episodes_per_task": args.black_episodes, "seed": args.seed,
                "multi": {}, "single": {}}
     for checkpoint in args.checkpoint:
         payload = read_checkpoint(checkpoint)
@@ -111,15 +113,15 @@ def main() -> None:
                                                      ("other_task", "other_task", args.other_episodes, "none"),
                                                      ("black", "held_out", args.black_episodes, "black")):
             result = evaluate(EvalConfig(checkpoint=checkpoint, episodes=episodes, instructions=instructions,
-                                         image_ablation=images), EnvConfig(observation=observation))
+                                         image_ablation=images, seed=args.seed), EnvConfig(observation=observation))
             entry[mode] = result.to_dict()
             print(result.summary(), flush=True)
-        entry["language_effect"] = language_effect(checkpoint, args.effect_episodes)
+        entry["language_effect"] = language_effect(checkpoint, args.effect_episodes, args.seed)
         results["multi"][checkpoint] = entry
     for item in args.single:
         task, checkpoint = item.split("=", 1)
         observation = read_checkpoint(checkpoint)["env"]["observation"]
-        result = evaluate(EvalConfig(checkpoint=checkpoint, episodes=args.episodes, tasks=[task]),
+        result = evaluate(EvalConfig(checkpoint=checkpoint, episodes=args.episodes, tasks=[task], seed=args.seed),
                           EnvConfig(observation=observation))
         results["single"][task] = {"checkpoint": checkpoint, **result.to_dict()}
 
@@ -127,10 +129,12 @@ def main() -> None:
 
 
 def render_table(r: dict) -> str:
+    seed = r.get("seed", VALIDATION_SEED)  # results from before the seed roles: seed 1000
     lines = [f"# One policy, many tasks, {r['date']}", "", f"Machine: {r['machine']}  ", f"Commit: {r['commit']}",
              f"Episodes per task: {r['episodes_per_task']} with held-out paraphrases, "
              f"{r['other_episodes_per_task']} with another task's instruction, "
-             f"{r.get('black_episodes_per_task', 0)} with a black image; unseen layouts (seed 1000)", ""]
+             f"{r.get('black_episodes_per_task', 0)} with a black image; unseen layouts (seed {seed})  ",
+             role_line(seed), ""]
     for checkpoint, entry in r["multi"].items():
         info, model = entry["info"], entry["model"]
         minutes = f"{info['seconds'] / 60:.1f} min" if info.get("seconds") else "?"

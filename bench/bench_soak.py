@@ -7,7 +7,8 @@ The graph runs as `minivla run` runs it. Every 10 s this process samples each no
 memory (VmRSS from /proc) and the policy node's own counters (PolicyStatus: ticks, dropped ticks).
 It reports episodes finished and their success, memory at the start (after the first minute, when
 allocations have settled) and at the end with the growth per hour from a least-squares line, and
-the share of control ticks the policy node dropped. Writes bench/results/soak.{md,json}.
+the share of control ticks the policy node dropped. Writes bench/results/soak.{md,json}. The layouts are the
+parameter file's (env.seed 1000, a validation seed): its success count is a validation figure, and the page says so.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_core import git_commit, machine, write_results  # noqa: E402
+from minivla_core.config import VALIDATION_SEED, figure_label  # noqa: E402
 from minivla_ros import bringup  # noqa: E402
 
 
@@ -68,7 +70,8 @@ def memory_summary(samples: list[dict], node: str, settle: float = 60.0) -> dict
 def render(results: dict) -> str:
     lines = [f"# Soak: the ROS graph acting for {results['minutes']:.0f} minutes, {results['date']}", "",
              f"Machine: {results['machine']}  ", f"Commit: {results['commit']}, checkpoint: {results['checkpoint']}",
-             "", f"Episodes finished: {results['episodes']} ({results['successes']} successful); "
+             "", f"Episodes finished: {results['episodes']} ({results['successes']} successful; "
+                 f"{figure_label(results.get('seed', VALIDATION_SEED))}); "
                  f"policy ticks {results['ticks']}, dropped {results['dropped_ticks']} "
                  f"({100 * results['dropped_share']:.2f}%)", "",
              "Resident memory per node (from the first minute on; growth is a least-squares slope):", "",
@@ -93,12 +96,13 @@ def main() -> None:
 
     sampler = Sampler(args.every)
     result = bringup.run(0, "push-v3", "push the puck to the goal",
-                         overrides={"policy_node.checkpoint": args.checkpoint},
+                         overrides={"policy_node.checkpoint": args.checkpoint, "env.seed": VALIDATION_SEED},
                          duration=60 * args.minutes, observe=sampler)
     last = sampler.samples[-1] if sampler.samples else {"ticks": 0, "dropped_ticks": 0}
     nodes = sorted({name for s in sampler.samples for name in s["rss_mib"]})
     results = {"date": datetime.date.today().isoformat(), "commit": git_commit(), "machine": machine(),
                "checkpoint": args.checkpoint, "minutes": args.minutes, "sample_every_s": args.every,
+               "seed": VALIDATION_SEED,
                "episodes": len(result.episodes), "successes": result.successes,
                "ticks": last["ticks"], "dropped_ticks": last["dropped_ticks"],
                "dropped_share": last["dropped_ticks"] / max(1, last["ticks"] + last["dropped_ticks"]),

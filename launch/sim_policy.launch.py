@@ -18,7 +18,7 @@ below override single values, and an argument left out keeps the files' value.
 from pathlib import Path
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction, SetEnvironmentVariable
 from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
@@ -28,12 +28,16 @@ from minivla_ros import graph
 
 def typed_overrides(context):
     """Both nodes, each with the parameter file and the launch arguments given, typed as the node declares them
-    (graph.sim_policy_overrides)."""
+    (graph.sim_policy_overrides); first a warning if the policy's checkpoint was not trained on the bridge's task
+    (graph.sim_policy_warning: config:=config/fetch.yaml without checkpoint:= runs the push-v3 policy on Fetch)."""
     texts = {argument: LaunchConfiguration(argument).perform(context) for argument in graph.SIM_POLICY_ARGUMENTS}
     config_file = LaunchConfiguration("config").perform(context)
-    params_file = LaunchConfiguration("params_file")
-    return [Node(package="minivla_ros", executable=node, name=node, output="screen", parameters=[params_file, values])
-            for node, values in graph.sim_policy_overrides(texts, config_file).items()]
+    params_file = LaunchConfiguration("params_file").perform(context)
+    overrides = graph.sim_policy_overrides(texts, config_file)
+    warning = graph.sim_policy_warning(params_file, overrides)
+    nodes = [Node(package="minivla_ros", executable=node, name=node, output="screen", parameters=[params_file, values])
+             for node, values in overrides.items()]
+    return ([LogInfo(msg=warning)] if warning else []) + nodes
 
 
 def loopback_only():

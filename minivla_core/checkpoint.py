@@ -64,6 +64,8 @@ MAX_MEMBERS = 10_000
 MAX_BYTES = 2 * 1024**3
 MAX_DIM = 4096  # state and action sizes
 MAX_IMAGE_SIZE = 1024
+# What every checkpoint's env records (the rest have defaults for checkpoints written before they were recorded)
+ENV_REQUIRED = {"task": "the task it was trained on", "image_size": "the size of the images it was trained on"}
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -87,9 +89,14 @@ def read_checkpoint(path: str | Path) -> dict:
         raise CheckpointError(f"checkpoint {path} lacks {missing}")
     if not isinstance(payload["env"], dict):
         raise CheckpointError(f"checkpoint {path}: env must be a mapping, got {type(payload['env']).__name__}")
+    missing = [k for k in ENV_REQUIRED if k not in payload["env"]]
+    if missing:  # named before any check that reads them, or reads a default in their place
+        raise CheckpointError(f"checkpoint {path}: env lacks {', '.join(missing)} "
+                              f"({'; '.join(ENV_REQUIRED[k] for k in missing)})")
+    observation_recorded = "observation" in payload["env"]
     # written before these were recorded: Meta-World's 39-number state, the scene's own camera placement, one camera
     payload["env"] = {"observation": "full", "camera_position": [], "extra_cameras": [], **payload["env"]}
-    check_fields(payload, path)
+    check_fields(payload, path, observation_recorded)
     return payload
 
 
@@ -122,8 +129,9 @@ def check_archive(path: Path) -> None:
                               f"{MAX_BYTES / 1024**3:.0f} GiB)")
 
 
-def check_fields(payload: dict, path: Path) -> None:
-    """CheckpointError naming the first field that does not fit the schema in this module's docstring."""
+def check_fields(payload: dict, path: Path, observation_recorded: bool = True) -> None:
+    """CheckpointError naming the first field that does not fit the schema in this module's docstring
+    (`observation_recorded` False: env.observation is the default of checkpoints written before it was recorded)."""
     def bad(field: str, expected: str):
         return CheckpointError(f"checkpoint {path}: {field} must be {expected}, got {short(payload, field)}")
 
@@ -137,8 +145,11 @@ def check_fields(payload: dict, path: Path) -> None:
     if env["observation"] not in OBSERVATIONS:
         raise bad("env.observation", f"one of {sorted(OBSERVATIONS)}")
     if OBSERVATIONS[env["observation"]] not in (None, payload["state_dim"]):
+        recorded = "" if observation_recorded else (": env lacks observation, and a checkpoint that records none is "
+                                                    "read as one written before protocols were recorded, which held "
+                                                    "the full state")
         raise CheckpointError(f"checkpoint {path}: state_dim {payload['state_dim']} does not fit the "
-                              f"{env['observation']!r} protocol ({OBSERVATIONS[env['observation']]} numbers)")
+                              f"{env['observation']!r} protocol ({OBSERVATIONS[env['observation']]} numbers){recorded}")
     size = env.get("image_size")
     if not isinstance(size, int) or isinstance(size, bool) or not 8 <= size <= MAX_IMAGE_SIZE:
         raise bad("env.image_size", f"an integer in 8..{MAX_IMAGE_SIZE}")
@@ -200,6 +211,36 @@ def check_observation_matches(payload: dict, observation: str, path: str | Path,
         raise CheckpointError(f"checkpoint {path} was trained on {observation_label(trained)} observations, but "
                               f"{where} is {observation_label(observation)}; set env.observation to {trained!r} "
                               f"to run it as it was trained")
+
+
+def trained_tasks(env: dict) -> list[str]:
+    """The tasks a checkpoint's env record says it was trained on (`tasks`, or the one `task`)."""
+    return list(env.get("tasks") or [env["task"]])
+
+
+def untrained_task_warning(path: str | Path, env: dict, task: str, where: str) -> str | None:
+    """A warning naming both, when `task` (the one a graph will command, as setting `where` gives it) is not one
+    the checkpoint at `path` was trained on (its env record, `env`); None when it is. The policy would still run,
+    and command a robot or a task it has never seen: the bundled push-v3 checkpoint on the Fetch scene, say."""
+    tasks = trained_tasks(env)
+    if task in tasks:
+        return None
+    return (f"warning: checkpoint {path} was trained on {_with_robot(tasks)}, but {where} is {_with_robot([task])}: "
+            f"the policy will command a task it was never trained on (set policy_node.checkpoint to one that was)")
+
+
+def _with_robot(tasks: list[str]) -> str:
+    """Task names, each with the simulated robot that runs it where one does: "push-v3 (Meta-World's Sawyer arm)"."""
+    from minivla_core.envs import TASKS
+    from minivla_core.errors import TaskError
+
+    def named(task: str) -> str:
+        try:
+            return f"{task} ({TASKS.lookup(task).robot})"
+        except TaskError:
+            return task  # a real robot's task (bag2data.task), which no simulator runs
+
+    return ", ".join(named(task) for task in tasks)
 
 
 def load_policy(path: str | Path, state_dim: int | None = None,

@@ -3,7 +3,10 @@
     minivla collect  --task push-v3 --episodes 100 --out data/push-v3
     minivla train    --dataset data/push-v3 --out runs/push-v3 [--resume runs/push-v3/last.pt]
     minivla eval     --checkpoint checkpoints/push_v3.pt --episodes 50 [--video-dir videos] [--json out.json]
+    minivla eval     --checkpoint runs/mt50/best.pt --suite mt50 --seed 2000 --json mt50.json   # + mt50.md
     minivla info     --checkpoint checkpoints/push_v3.pt
+    minivla export-lerobot data/push-v3 lerobot/push-v3          (our dataset -> LeRobot dataset v3.0)
+    minivla import-lerobot lerobot/metaworld_mt50 --out data/mt50 [--image-size 128]
 
 These are the core's commands; the ROS side adds its own (run, record, bag2data, teleop: minivla_ros/cli.py)
 through minivla.py, the `minivla` entry point, so this module never imports ROS. `python -m minivla_core.cli`
@@ -28,7 +31,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from minivla_core.config import (
-    CHOICES, Config, field_docs, field_of, list_item_type, read_config_file, set_value, value_from_text)
+    CHOICES, Config, check_seed_role, field_docs, field_of, list_item_type, read_config_file, set_value,
+    value_from_text)
 from minivla_core.errors import ConfigError, MiniVLAError
 
 
@@ -50,6 +54,7 @@ class Command:
 def cmd_collect(config: Config, given: dict) -> int:
     from minivla_core.data.collect import collect
 
+    check_seed_role(config.env.seed, "collection", "env.seed")  # never the layouts that choose or report
     started = time.perf_counter()
     result = collect(config.env, config.collect)
     seconds = time.perf_counter() - started
@@ -65,19 +70,25 @@ def cmd_train(config: Config, given: dict) -> int:
     from minivla_core.train import train
 
     result = train(config, resume=config.train.resume or None)
-    print(f"trained in {result['seconds']:.1f} s; best validation loss {result['best_val']:.4f}; "
-          f"checkpoints in {result['out_dir']}/best.pt and last.pt, curve in loss.png")
+    best = f"best.pt: epoch {result['best_epoch']}, {result['chosen_on']} {result['best_loss']:.4f}"
+    print(f"trained in {result['seconds']:.1f} s; {best}; checkpoints in {result['out_dir']}/best.pt and last.pt, "
+          f"curve in loss.png")
+    if result["note"]:
+        print(f"note: {result['note']}")
     return 0
 
 
 def cmd_eval(config: Config, given: dict) -> int:
+    from minivla_core.envs.metaworld_suites import PROTOCOL
     from minivla_core.evaluate import evaluate, write_json
 
+    if config.eval.suite and "episodes" not in given.get("eval", {}):
+        config.eval.episodes = PROTOCOL["episodes"]  # a suite's protocol runs 10 episodes per task
     result = evaluate(config.eval, config.env)
     print(result.summary())
     if config.eval.json:
-        write_json(result, config.eval.json)
-        print(f"results written to {config.eval.json}")
+        written = write_json(result, config.eval.json)
+        print(f"results written to {' and '.join(map(str, written))}")
     return 0
 
 
@@ -93,6 +104,30 @@ def cmd_info(config: Config, given: dict) -> int:
           f"camera {env['camera']} at {position}{extra}, {env['image_size']}x{env['image_size']} images")
     shown = {k: payload[k] for k in ("env", "state_dim", "action_dim", "model_config", "vocab", "info")}
     print(json.dumps(shown, indent=1, default=str))
+    return 0
+
+
+def cmd_export_lerobot(config: Config, given: dict) -> int:
+    from minivla_core.data.lerobot import export_lerobot
+
+    lerobot = config.lerobot
+    if not (lerobot.dataset and lerobot.lerobot_dataset):
+        raise ConfigError("export-lerobot needs DATASET (ours) and OUT (the LeRobot dataset to write)")
+    print(export_lerobot(lerobot.dataset, lerobot.lerobot_dataset, fps=lerobot.fps).text())
+    return 0
+
+
+def cmd_import_lerobot(config: Config, given: dict) -> int:
+    from minivla_core.data.lerobot import import_lerobot
+
+    lerobot, env = config.lerobot, given.get("env", {})
+    if not (lerobot.lerobot_dataset and lerobot.dataset):
+        raise ConfigError("import-lerobot needs PATH (a LeRobot dataset v3.0) and --out DATASET (ours)")
+    summary = import_lerobot(lerobot.lerobot_dataset, lerobot.dataset,  # the env fields only where the user gave them
+                             size=config.env.image_size if "image_size" in env else None,
+                             task=config.env.task if "task" in env else None,
+                             observation=config.env.observation if "observation" in env else None)
+    print(summary.text())
     return 0
 
 
@@ -120,11 +155,26 @@ COMMANDS = {
         "--max-episode-steps": "env.max_episode_steps", "--observation": "env.observation",
         "--image-ablation": "eval.image_ablation", "--threads": "eval.threads", "--video-dir": "eval.video_dir",
         "--json": "eval.json", "--latency": "eval.latency", "--step-rate": "eval.step_rate",
-        "--seam": "eval.seam"},
+        "--seam": "eval.seam", "--suite": "eval.suite"},
+        defaults={"eval.episodes": "50; with --suite, the protocol's 10"},
         field_help={"env.observation": "the observation protocol the checkpoint was trained on, checked against it, so "
                                        "that a checkpoint of privileged state runs only when asked for by name: "
                                        "\"proprio\", \"full\" or \"robot\""}),
     "info": Command(cmd_info, "print what a checkpoint holds", {"--checkpoint": "eval.checkpoint"}),
+    "export-lerobot": Command(cmd_export_lerobot, "write a dataset folder as a LeRobot dataset v3.0 (docs/lerobot.md)",
+                              {"dataset": "lerobot.dataset", "out": "lerobot.lerobot_dataset", "--fps": "lerobot.fps"}),
+    "import-lerobot": Command(
+        cmd_import_lerobot, "append a LeRobot dataset v3.0's episodes to a dataset folder (docs/lerobot.md)", {
+            "path": "lerobot.lerobot_dataset", "--out": "lerobot.dataset", "--image-size": "env.image_size",
+            "--task": "env.task", "--observation": "env.observation"},
+        defaults={"env.image_size": "the LeRobot images' own size, if square",
+                  "env.task": "each episode's LeRobot task string",
+                  "env.observation": "proprio for a metaworld dataset of 4-number states, full for 39, else robot"},
+        field_help={"env.image_size": "the images' side in the dataset: the LeRobot images are cropped to their "
+                                      "centred square and resized to it",
+                    "env.task": "the task name every imported episode gets (their instructions stay the LeRobot "
+                                "task strings)",
+                    "env.observation": "what the LeRobot dataset's observation.state holds"}),
 }
 ALIASES = {"eval.tasks": ["--task"]}  # eval --task push-v3 reads as well as --tasks push-v3 reach-v3
 
@@ -143,9 +193,9 @@ def add_shortcut(parser: argparse.ArgumentParser, flag: str, path: str, command:
     else:
         options.update(type=type(default), choices=CHOICES.get(path),
                        metavar=None if path in CHOICES else declared.name.upper())
-    if not flag.startswith("-"):  # a positional argument
+    if not flag.startswith("-"):  # a positional argument: a list takes any number, one value one (or none: --set)
         options.pop("dest")
-        options.update(nargs="*")
+        options.update(nargs="*" if isinstance(default, list) else "?", metavar=flag.upper())
         parser.add_argument(path, **options)
         return
     parser.add_argument(flag, *ALIASES.get(path, []), **options)

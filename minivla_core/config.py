@@ -63,6 +63,43 @@ SEAMS = ("inpaint", "replace")  # policy_node.seam
 ENGINES = ("onnxruntime", "torch")  # what runs the chunk sampler (minivla_core/model/engines.py)
 
 
+# The three roles of a layout seed (env.seed, eval.seed), one per seed, by its range (docs/evaluation.md):
+#   collection  0..999       layouts demonstrations are recorded on: what a policy is trained on
+#   validation  1000..1999   layouts every choice is made on: recipe, image size, camera, the epoch to keep
+#   test        2000 and up  layouts a checkpoint's figures are reported on, once: never used to choose anything
+# A figure from a validation seed is a validation figure, not a result; evaluating on a collection seed is refused.
+SEED_ROLES = {"collection": range(0, 1000), "validation": range(1000, 2000), "test": range(2000, 2**32)}
+COLLECTION_SEED, VALIDATION_SEED, TEST_SEED = 0, 1000, 2000  # each role's first seed, used unless a run says otherwise
+SEED_ROLE_USES = {"collection": "the layouts demonstrations are recorded on",
+                  "validation": "used to choose the recipe, image size and epoch",
+                  "test": "never used to choose anything"}
+
+
+def seed_role(seed: int) -> str:
+    """The role of a layout seed: "collection", "validation" or "test" (SEED_ROLES)."""
+    for role, seeds in SEED_ROLES.items():
+        if seed in seeds:
+            return role
+    raise ConfigError(f"seed {seed} is no layout seed (0..{2**32 - 1})")
+
+
+def figure_label(seed: int) -> str:
+    """What a success rate measured on the layouts of `seed` is, said beside every such figure."""
+    role = seed_role(seed)
+    kind = "collection layouts, not a figure" if role == "collection" else f"{role} figure"
+    return f"{kind} (seed {seed}, {SEED_ROLE_USES[role]})"
+
+
+def check_seed_role(seed: int, role: str, where: str) -> int:
+    """`seed` if it plays `role`; else a ConfigError naming `where` and the seeds that do."""
+    if seed_role(seed) != role:
+        seeds = SEED_ROLES[role]
+        top = "" if seeds.stop == 2**32 else f"..{seeds.stop - 1}"
+        raise ConfigError(f"{where} {seed} is a {seed_role(seed)} seed ({SEED_ROLE_USES[seed_role(seed)]}); "
+                          f"{role} takes seeds {seeds.start}{top or ' and up'}")
+    return seed
+
+
 def state_dim_of(observation: str) -> int:
     """The state size of a simulator's protocol."""
     size = OBSERVATIONS[check_observation(observation)]
@@ -137,7 +174,9 @@ class EnvConfig(Section):
     extra_cameras: list[str] = field(default_factory=list)
     image_size: int = 128  # square images, pixels per side (64 / 96 / 128 compared in bench/results/ablation.md)
     max_episode_steps: int = 500  # steps before an episode ends unfinished (500: Meta-World's own limit)
-    seed: int = 0  # seeds the stream of goal/object variants (see envs/metaworld_env.py)
+    # seeds the stream of goal/object layouts (see envs/metaworld_env.py); its range is its role: 0-999 collection,
+    # 1000-1999 validation, 2000 and up test (config.SEED_ROLES)
+    seed: int = 0
 
     def check_together(self, where: str) -> None:
         if len(self.camera_position) not in (0, 3):
@@ -235,9 +274,14 @@ class CollectConfig(Section):
 class EvalConfig(Section):
     checkpoint: str = "checkpoints/push_v3.pt"  # the policy to evaluate (or to describe: minivla info)
     episodes: int = 50  # per task
-    seed: int = 1000  # variants for evaluation; differs from collection's seed on purpose
+    # Layouts to evaluate on; the seed's range is the figure's role: 1000-1999 validation (every choice is made on
+    # them), 2000 and up test (reported once per checkpoint, never used to choose). 0-999 (collection) is refused.
+    seed: int = VALIDATION_SEED
     noise_seed: int = 0  # seed of the sampler's noise (as policy_node.seed); another seed: other chunks, same layouts
     tasks: list[str] = field(default_factory=list)  # tasks to evaluate (empty: those the checkpoint was trained on)
+    # A Meta-World suite under LeRobot's protocol, with the difficulty-group table (docs/evaluation.md): "mt50",
+    # "mt10" or task names separated by commas (empty: no suite; eval.tasks says what to evaluate)
+    suite: str = ""
     instructions: str = "plain"  # "plain", "held_out" (paraphrases never trained on), "other_task"
     instruction: str = ""  # one instruction for every episode (empty: as `instructions` says)
     image_ablation: str = "none"  # "black", "frozen" or "shuffled": what the policy sees instead (evaluate.py)
@@ -253,6 +297,19 @@ class EvalConfig(Section):
     latency: float = 0.0
     step_rate: float = 20.0  # with latency: the robot's control steps per second
     seam: str = "inpaint"  # with latency: how a new chunk meets the one before (as policy_node.seam)
+
+    def check_together(self, where: str) -> None:
+        if seed_role(self.seed) == "collection":
+            raise ConfigError(f"{where}.seed {self.seed} is a collection seed (0..999: the layouts demonstrations are "
+                              f"recorded on): a success rate there measures the training layouts, not the policy. "
+                              f"Evaluate on a validation seed ({VALIDATION_SEED}..1999) to choose, or a test seed "
+                              f"({TEST_SEED} and up) to report")
+        if self.suite and self.tasks:
+            raise ConfigError(f"{where}.suite ({self.suite!r}) and {where}.tasks ({', '.join(self.tasks)}) both say "
+                              f"what to evaluate: give one (a list of tasks as a suite: --suite TASK,TASK)")
+        if self.suite and self.json.endswith(".md"):
+            raise ConfigError(f"{where}.json {self.json} ends in .md, where a suite writes its markdown table (the "
+                              f"same name, .md): name it .json")
 
 
 @dataclass
@@ -275,9 +332,12 @@ class Bag2DataConfig(Section):
 
     bags: list[str] = field(default_factory=list)  # rosbag2 folders (MCAP or sqlite3) or .mcap files
     out: str = "data/from-bags"  # dataset folder (created, or appended to)
-    keep_failed: bool = False  # keep episodes that did not succeed (bags of `minivla record`; robot bags keep all)
-    # A config file whose `robot` section says which topics of the bags hold cameras, state and commands: any
-    # robot's bags, read through the robot interface (minivla_ros/robot_bags.py). Empty: bags of `minivla record`.
+    # Keep episodes whose result says they failed (robot bags: an episode with no result on success_topic is kept,
+    # as "success unknown")
+    keep_failed: bool = False
+    # A config file read as --config reads one (all its sections: robot, bag2data, env; what --config, --set and the
+    # flags give wins): any robot's bags, read through its `robot` section (minivla_ros/robot_bags.py). Empty: a
+    # `robot` section given otherwise (--config, --set), else bags of `minivla record`.
     robot: str = ""
     # robot bags: observations per second in the dataset (inputs resampled to this rate); 0: one per frame of the first
     # camera (a robot that steps once per frame, as the simulator bridge does)
@@ -285,10 +345,32 @@ class Bag2DataConfig(Section):
     # Robot bags: an episode ends after this many seconds without a command (0: one episode per bag), or at each
     # message on episode_topic when that is set.
     episode_gap: float = 1.0
-    episode_topic: str = ""  # robot bags: each message on this topic starts an episode (empty: none)
+    # Robot bags: each message on this topic starts an episode; observations before the first belong to none. A bag
+    # without a message on it is refused (empty: no markers; episodes split by episode_gap)
+    episode_topic: str = ""
+    # Robot bags: the oldest an input (camera, pose, joints) may be at an observation, and a command at the next camera
+    # frame, in seconds (a velocity controller holds a command until its time-out); at a fixed rate, never less than
+    # two ticks. An observation with an older input, or no command this fresh, is no step.
+    stale_after: float = 0.25
+    # Robot bags: each episode's result: a diagnostic_msgs/DiagnosticArray with a status whose values hold `success`
+    # (true or false), as the simulator bridge's `sim_bridge: episode`, or a std_msgs/Bool. An episode takes the
+    # newest result that comes while it is open (or right after it ends); one with none is kept as "success unknown".
+    success_topic: str = "/diagnostics"
     instruction_topic: str = "/instruction"  # robot bags: std_msgs/String with the episode's instruction
     instruction: str = ""  # robot bags: the instruction of episodes with none on instruction_topic
     task: str = "robot"  # robot bags: the task name the episodes get in the dataset
+
+
+@dataclass
+class LeRobotConfig(Section):
+    """`minivla export-lerobot` and `minivla import-lerobot`: our datasets to and from LeRobot dataset v3.0
+    (minivla_core/data/lerobot.py, docs/lerobot.md)."""
+
+    dataset: str = ""  # our dataset folder: what export-lerobot reads, and what import-lerobot writes (or appends to)
+    lerobot_dataset: str = ""  # a LeRobot dataset v3.0 folder: what export-lerobot writes (new), import-lerobot reads
+    # export-lerobot: frames per second written to info.json (our datasets do not record it). 0: the rate the
+    # episodes recorded (imported ones do), else 80 for Meta-World tasks (its simulation steps 80 times a second)
+    fps: int = 0
 
 
 @dataclass
@@ -380,8 +462,9 @@ class RobotConfig(Section):
     # TwistStamped: metres per second for an action of 1 (Meta-World: 1 cm per simulator step at 20 steps/s)
     velocity_scale: float = 0.2
     action_joints: list[str] = field(default_factory=list)  # JointTrajectory: the joint of each action number
-    # std_msgs/Float64 with the action's last number, the gripper: -1 open .. 1 closed (empty: the gripper
-    # number stays in the main command).
+    # std_msgs/Float64 with the action's last number, the gripper: -1 open .. 1 closed. Empty: every action number
+    # goes to the main command: a robot with no gripper (a TwistStamped's x, y, z: 3-number actions), or a
+    # trajectory or array that carries the gripper as one of its own joints or numbers.
     gripper_topic: str = "gripper_command"
     # The largest absolute action allowed in each dimension (empty: the action space's own, 1 each); an action beyond
     # is never published: the node logs it and holds.
@@ -430,6 +513,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     run: RunConfig = field(default_factory=RunConfig)
     bag2data: Bag2DataConfig = field(default_factory=Bag2DataConfig)
+    lerobot: LeRobotConfig = field(default_factory=LeRobotConfig)
     bridge: BridgeConfig = field(default_factory=BridgeConfig)
     policy_node: PolicyNodeConfig = field(default_factory=PolicyNodeConfig)
     expert: ExpertNodeConfig = field(default_factory=ExpertNodeConfig)
@@ -590,7 +674,8 @@ RANGES = {
     "eval.n_action_steps": NOT_NEGATIVE, "eval.threads": NOT_NEGATIVE, "eval.latency": NOT_NEGATIVE,
     "eval.step_rate": POSITIVE,
     "run.episodes": NOT_NEGATIVE,
-    "bag2data.rate": NOT_NEGATIVE, "bag2data.episode_gap": NOT_NEGATIVE,
+    "bag2data.rate": NOT_NEGATIVE, "bag2data.episode_gap": NOT_NEGATIVE, "bag2data.stale_after": POSITIVE,
+    "lerobot.fps": NOT_NEGATIVE,
     "bridge.step_rate": POSITIVE, "bridge.command_timeout": POSITIVE, "bridge.episodes": NOT_NEGATIVE,
     "bridge.min_subscribers": NOT_NEGATIVE, "bridge.motion_noise": NOT_NEGATIVE,
     "policy_node.control_rate": POSITIVE, "policy_node.inference_steps": NOT_NEGATIVE,

@@ -14,8 +14,8 @@ One small interface for the three modes:
 What drivers publish (`publish(output)`):
     Command   one action (free and lockstep): the node sends it as the robot interface's command
     Chunk     a whole chunk with due times (timed), or a chunk of standing still (timed hold)
-    Stop      free and lockstep hold: zero motion, gripper as it is (sent to robots that keep moving on their
-              last command: velocity interfaces)
+    Stop      free and lockstep hold: zero motion, gripper as it is (all zeros for a robot with no gripper; sent
+              to robots that keep moving on their last command: velocity interfaces)
 
 Thread safety. Free and lockstep drivers act on the thread that calls them. The timed driver samples on a thread
 of its own; its schedule (minivla_core/timed.py: ChunkSchedule) is touched by that thread only, the runner only
@@ -62,7 +62,7 @@ class Chunk:
 
 @dataclass
 class Stop:
-    action: np.ndarray  # zero motion, the gripper as last commanded
+    action: np.ndarray  # zero motion, the gripper (if any) as last commanded
 
 
 class ControlStats:
@@ -93,10 +93,12 @@ class ControlStats:
         return result
 
 
-def stop_action(action_dim: int, last_action: np.ndarray | None) -> np.ndarray:
-    """Standing still: zero motion, the gripper as last commanded (open before any command)."""
+def stop_action(action_dim: int, last_action: np.ndarray | None, gripper: bool = True) -> np.ndarray:
+    """Standing still: zero motion, and with a `gripper` (the action's last number) the gripper as last commanded
+    (open before any command); without one, every number is motion: all zeros."""
     stop = np.zeros(action_dim, dtype=np.float32)
-    stop[-1] = last_action[-1] if last_action is not None else -1.0
+    if gripper:
+        stop[-1] = last_action[-1] if last_action is not None else -1.0
     return stop
 
 
@@ -122,10 +124,12 @@ class PolicyDriver:
     mode = ""
 
     def __init__(self, period: float, action_dim: int, publish: Callable, log: Callable[[str, str], None],
-                 check_limits: Callable[[np.ndarray], None] = lambda action: None):
+                 check_limits: Callable[[np.ndarray], None] = lambda action: None, gripper: bool = True):
         """`publish(output)` sends a Command, Chunk or Stop; `log(level, text)` with level "error" or "warning";
-        `check_limits(action)` raises ValueError for an action the robot must never get (robot.action_limits)."""
-        self.period, self.action_dim = period, action_dim
+        `check_limits(action)` raises ValueError for an action the robot must never get (robot.action_limits);
+        `gripper`: the action's last number is a gripper's, which a hold keeps (false: a robot with none, whose
+        hold is all zeros)."""
+        self.period, self.action_dim, self.gripper = period, action_dim, gripper
         self.publish, self.log, self.check_limits = publish, log, check_limits
         self.runner = None  # a PolicyRunner once an instruction came
         self.runner_lock = threading.Lock()  # the runner is used from the node's callbacks and the sampling thread
@@ -180,7 +184,7 @@ class PolicyDriver:
         with self.runner_lock:
             if self.runner is not None:
                 self.runner.reset()
-        self.publish(Stop(stop_action(self.action_dim, self.last_action)))
+        self.publish(Stop(stop_action(self.action_dim, self.last_action, self.gripper)))
 
     # --- the three modes ------------------------------------------------------------------------------------
     def observe(self, observation: SyncedObservation) -> None:
@@ -195,7 +199,7 @@ class PolicyDriver:
         with self.runner_lock:
             runner = self.runner
             try:
-                action = check_action(runner.act(observation.images, observation.state))
+                action = check_action(runner.act(observation.images, observation.state), self.action_dim)
                 self.check_limits(action)
             except ValueError as exc:  # e.g. a finite but absurd state (1e20) driving the network to NaN
                 error = exc
@@ -247,9 +251,9 @@ class TimedDriver(PolicyDriver):
 
     def __init__(self, period: float, action_dim: int, publish: Callable, log: Callable[[str, str], None],
                  horizon: int, inpaint: bool, clock: Callable[[], float],
-                 check_limits: Callable[[np.ndarray], None] = lambda action: None):
+                 check_limits: Callable[[np.ndarray], None] = lambda action: None, gripper: bool = True):
         """`clock()`: the time the robot's due times count in (ROS time, seconds)."""
-        super().__init__(period, action_dim, publish, log, check_limits)
+        super().__init__(period, action_dim, publish, log, check_limits, gripper)
         self.horizon, self.inpaint, self.clock = horizon, inpaint, clock
         self.publish_lock = threading.Lock()  # active, epoch, chunk numbers, and every publication
         self.epoch = 0  # one more at each hold: a chunk sampled before it is never published
@@ -302,7 +306,7 @@ class TimedDriver(PolicyDriver):
         self.epoch += 1
         self.schedule_restart = True
         if self.active and self.episode is not None and self.runner is not None:
-            stop = np.tile(stop_action(self.action_dim, self.last_action), (self.horizon, 1))
+            stop = np.tile(stop_action(self.action_dim, self.last_action, self.gripper), (self.horizon, 1))
             first_due = self.clock() + self.period
             self.publish(Chunk(stop, first_due, self.period, self.episode, (0, 0), self.next_number(self.episode), 0))
 
@@ -351,7 +355,7 @@ class TimedDriver(PolicyDriver):
             try:
                 chunk = runner.sample_continuing(observation.images, observation.state, frozen)
                 for action in chunk:
-                    check_action(action)
+                    check_action(action, self.action_dim)
                     self.check_limits(action)
                 error = None
             except ValueError as exc:  # e.g. a finite but absurd state (1e20) driving the network to NaN

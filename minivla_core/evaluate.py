@@ -1,8 +1,17 @@
 """Closed-loop evaluation: run a checkpoint in the real MuJoCo env and count successes.
 
-Episodes use `eval.seed` (1000 by default), so their goal/object layouts differ from every
-layout seen in collection (seed 0). An episode ends at its first successful step or after
-`env.max_episode_steps` steps. Several tasks give a per-task table and the average.
+Episodes use the layouts of `eval.seed`, never those of collection, and every figure says the role of its seed
+(config.SEED_ROLES): 1000 (the default) is a validation seed, whose layouts chose the recipe, so its figures are
+validation figures; test seeds (2000 and up) give the figures to report; a collection seed (0-999) is refused. An
+episode ends at its first successful step or after `env.max_episode_steps` steps. Several tasks give a per-task
+table and the average.
+
+`eval.suite` (mt50, mt10 or a list of tasks) runs LeRobot's Meta-World protocol (docs/evaluation.md): the task's
+plain instruction, success at any step, 500 steps, 10 episodes per task unless told otherwise, and the difficulty-
+group table beside the published rows (envs/metaworld_suites.py). Tasks the checkpoint was not trained on are run
+and counted like the others (an MT50 figure covers all 50 tasks), and marked as not trained on. Where the
+checkpoint or the settings differ from the protocol (another camera, privileged state, held-out paraphrases ...),
+each difference is listed beside the figure.
 
 The env is the checkpoint's (cameras, the scene camera's placement, image size); its observation protocol must
 be `env.observation` ("proprio" unless set), so a privileged-state policy never runs unnoticed.
@@ -30,10 +39,14 @@ from tqdm import tqdm
 
 from minivla_core.checkpoint import load_policy
 from minivla_core.checkpoint import check_observation_matches
-from minivla_core.config import CHOICES, EnvConfig, EvalConfig, check_value, observation_label
+from minivla_core.config import (CHOICES, VALIDATION_SEED, EnvConfig, EvalConfig, check_value, figure_label,
+                                 observation_label, seed_role)
 from minivla_core.envs import check_sim_task, make_env, make_sim_expert, sim_instruction
 from minivla_core.envs.metaworld_env import INSTRUCTIONS, instruction_for, paraphrases
-from minivla_core.errors import CheckpointError
+from minivla_core.envs.metaworld_suites import (
+    GROUP_OF, PROTOCOL, PUBLISHED, PUBLISHED_SOURCE, group_table, group_table_markdown, percent, suite_name,
+    suite_tasks)
+from minivla_core.errors import CheckpointError, ConfigError, NonFiniteActions
 from minivla_core.model.policy import PolicyRunner
 from minivla_core.timed import ChunkSchedule, run_timed_episode
 
@@ -160,6 +173,15 @@ def eval_instructions(task: str, mode: str, all_tasks: list[str]) -> list[str]:
     return [instruction_for(following[0])]
 
 
+def broken_weights(checkpoint: str, task: str, episode: int, step: int, exc: NonFiniteActions) -> CheckpointError:
+    """The error that ends an evaluation whose checkpoint samples NaN or infinite actions: an input problem (the
+    checkpoint), not a failed episode. Refused observations (a state far outside the training states) are another
+    matter: the episode ends failed, as the policy node would hold, and the evaluation goes on."""
+    return CheckpointError(f"checkpoint {checkpoint}: its weights produce non-finite actions (NaN or infinite) from "
+                           f"an observation they accept ({task}, episode {episode}, step {step}; {exc}); the weights "
+                           f"are broken (a diverged training run, or damaged or rescaled weights): nothing to evaluate")
+
+
 def evaluate_task(policy, payload: dict, task: str, eval_config: EvalConfig, env_base: EnvConfig,
                   instructions: list[str], inference_steps: int | None, n_action_steps: int | None,
                   progress: bool) -> EvalResult:
@@ -196,12 +218,18 @@ def evaluate_task(policy, payload: dict, task: str, eval_config: EvalConfig, env
             frames = [obs.image]
             refused, executor = None, {}
             if schedule is not None:  # timed execution on a simulated clock
-                obs, counts, refused = run_timed_episode(env, runner, schedule, obs, ablation, eval_config.latency,
-                                                         eval_config.seam, frames if video_dir else None)
+                try:
+                    obs, counts, refused = run_timed_episode(env, runner, schedule, obs, ablation,
+                                                             eval_config.latency, eval_config.seam,
+                                                             frames if video_dir else None)
+                except NonFiniteActions as exc:
+                    raise broken_weights(eval_config.checkpoint, env.task, episode, env.step_count, exc) from exc
                 executor = {"executor": dataclasses.asdict(counts)}
             while schedule is None and not obs.success and not env.done:
                 try:
                     action = runner.act(ablation(obs.images), obs.state)
+                except NonFiniteActions as exc:  # not this episode's doing: no episode of this checkpoint can run
+                    raise broken_weights(eval_config.checkpoint, env.task, episode, env.step_count, exc) from exc
                 except ValueError as exc:  # a state far outside everything the checkpoint was trained on:
                     refused = f"step {env.step_count}: {exc}"  # the policy node would hold; the episode fails
                     break
@@ -234,15 +262,36 @@ def evaluate_task(policy, payload: dict, task: str, eval_config: EvalConfig, env
 
 @dataclass
 class MultiEvalResult:
-    """Several tasks: per-task results and their average."""
+    """Several tasks: per-task results and their average; for a suite, the difficulty-group table too."""
 
     checkpoint: str
     instructions: str
     per_task: dict[str, EvalResult]
+    seed: int = VALIDATION_SEED  # the layouts' seed, whose role (validation or test) every figure states
+    suite: str = ""  # eval.suite, when a suite was run
+    trained: list[str] = field(default_factory=list)  # the tasks the checkpoint was trained on
+    deviations: list[str] = field(default_factory=list)  # where the run differs from LeRobot's protocol (suites)
 
     @property
     def success_rate(self) -> float:
         return float(np.mean([r.success_rate for r in self.per_task.values()]))
+
+    @property
+    def role(self) -> str:
+        return seed_role(self.seed)
+
+    @property
+    def figure(self) -> str:
+        """What the figures are: "validation figure (seed 1000, used to choose ...)" or "test figure (...)"."""
+        return figure_label(self.seed)
+
+    @property
+    def not_trained(self) -> list[str]:
+        return [task for task in self.per_task if task not in self.trained]
+
+    def groups(self) -> dict:
+        """The difficulty-group table of a suite (envs/metaworld_suites.py)."""
+        return group_table({task: r.success_rate for task, r in self.per_task.items()})
 
     @property
     def only(self) -> EvalResult:
@@ -251,16 +300,42 @@ class MultiEvalResult:
         return result
 
     def summary(self) -> str:
-        if len(self.per_task) == 1:
-            return self.only.summary()
-        lines = [f"{'task':<26} {'success':>9} {'95% CI':>13} {'mean steps':>11}"]
+        if len(self.per_task) == 1 and not self.suite:
+            return f"{self.only.summary()}\n{self.figure}"
+        lines = [f"{'task':<30} {'success':>9} {'95% CI':>13} {'mean steps':>11}"]
         for task, r in self.per_task.items():
             steps = f"{r.mean_steps_to_success:.1f}" if r.mean_steps_to_success is not None else "-"
-            lines.append(f"{task:<26} {r.successes:>3}/{r.episodes:<3} {100 * r.ci95[0]:>5.0f}-{100 * r.ci95[1]:.0f}% "
-                         f"{steps:>11}")
+            untrained = "  (not trained on)" if self.suite and task not in self.trained else ""
+            lines.append(f"{task:<30} {r.successes:>3}/{r.episodes:<3} {100 * r.ci95[0]:>5.0f}-{100 * r.ci95[1]:.0f}% "
+                         f"{steps:>11}{untrained}")
         first = next(iter(self.per_task.values()))
-        lines.append(f"{'average':<26} {100 * self.success_rate:>8.1f}%   (instructions: {self.instructions}; "
+        lines.append(f"{'average':<30} {100 * self.success_rate:>8.1f}%   (instructions: {self.instructions}; "
                      f"observation {first.observation}; images {first.image_ablation})")
+        if self.suite:
+            lines += ["", self.group_summary()]
+        lines.append(self.figure)
+        return "\n".join(lines)
+
+    def group_summary(self) -> str:
+        """The group table as text, our row first, then the published ones (theirs)."""
+        table = self.groups()
+        rows = [(f"ours, {suite_name(self.suite)}", [row["success"] for row in table["groups"].values()],
+                 table["average"])]
+        rows += [(f"{name} (theirs)", list(figures[:-1]), figures[-1]) for name, figures in PUBLISHED.items()]
+        names = list(table["groups"])
+        lines = [f"{'difficulty groups, success %':<30} " + " ".join(f"{name:>10}" for name in names)
+                 + f" {'average':>10}"]
+        for label, figures, average in rows:
+            lines.append(f"{label:<30} " + " ".join(f"{percent(x):>10}" for x in figures) + f" {percent(average):>10}")
+        shown = [f"{g} {row['tasks']}/{row['of']}" for g, row in table["groups"].items() if row["tasks"] < row["of"]]
+        if shown:
+            lines.append(f"partial suite (tasks per group: {', '.join(shown)}): not comparable with the published "
+                         f"rows")
+        if self.not_trained:
+            lines.append(f"{len(self.not_trained)} of {len(self.per_task)} tasks were not trained on by this "
+                         f"checkpoint; they are run and counted like the others")
+        for deviation in self.deviations:
+            lines.append(f"differs from LeRobot's protocol: {deviation}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
@@ -272,10 +347,44 @@ class MultiEvalResult:
                 "success_rate": self.success_rate, "episodes": sum(r.episodes for r in results),
                 "successes": sum(r.successes for r in results),
                 "mean_steps_to_success": float(np.mean(steps)) if steps else None,
-                "per_task": {task: result_dict(r) for task, r in self.per_task.items()}}
-        if len(results) == 1:  # single task: its own fields at the top level too
+                "per_task": {task: result_dict(r) for task, r in self.per_task.items()},
+                "seed": self.seed, "role": self.role, "figure": self.figure}
+        if self.suite:
+            for task, entry in data["per_task"].items():
+                entry.update(group=GROUP_OF[task], trained=task in self.trained)
+            data["suite"] = {"name": suite_name(self.suite), "given": self.suite, "tasks": list(self.per_task),
+                             "not_trained": self.not_trained, "protocol": PROTOCOL, "deviations": self.deviations,
+                             **self.groups()}
+            data["suite"]["published"] = {"source": PUBLISHED_SOURCE, "note": "their protocol, their numbers",
+                                          "columns": ["easy", "medium", "hard", "very hard", "average"],
+                                          "rows": {name: list(row) for name, row in PUBLISHED.items()}}
+        if len(results) == 1 and not self.suite:  # single task: its own fields at the top level too
             data.update({k: v for k, v in result_dict(results[0]).items() if k not in data or k == "success_rate"})
         return data
+
+    def markdown(self) -> str:
+        """A suite's results as a page: what was run, the group table beside the published rows, each task."""
+        first = next(iter(self.per_task.values()))
+        lines = [f"# Meta-World {suite_name(self.suite)}, LeRobot's protocol", "",
+                 f"Checkpoint: {self.checkpoint}  ",
+                 f"**{self.figure[0].upper()}{self.figure[1:]}**; {first.episodes} episode"
+                 f"{'s' if first.episodes > 1 else ''} per task (episodes 0-{first.episodes - 1} of the seed's "
+                 f"layouts); observation {first.observation}; instructions {self.instructions}; "
+                 f"{first.inference_steps} DDIM steps, {first.n_action_steps} actions per chunk",
+                 "", group_table_markdown(self.groups(), f"this checkpoint ({self.role} seed {self.seed})"), ""]
+        if self.not_trained:
+            lines += [f"{len(self.not_trained)} of {len(self.per_task)} tasks were not trained on by this checkpoint "
+                      f"(marked below); they are run and counted like the others.", ""]
+        if self.deviations:
+            lines += ["Where this run differs from LeRobot's protocol:", ""]
+            lines += [f"- {deviation}" for deviation in self.deviations] + [""]
+        lines += ["| task | group | success | 95% CI | mean steps to success | trained on |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for task, r in self.per_task.items():
+            steps = f"{r.mean_steps_to_success:.1f}" if r.mean_steps_to_success is not None else "-"
+            lines.append(f"| {task} | {GROUP_OF[task]} | {r.successes}/{r.episodes} | {100 * r.ci95[0]:.0f}-"
+                         f"{100 * r.ci95[1]:.0f}% | {steps} | {'yes' if task in self.trained else 'no'} |")
+        return "\n".join(lines) + "\n"
 
 
 def result_dict(result: EvalResult) -> dict:
@@ -291,10 +400,39 @@ def timing_label(eval_config: EvalConfig) -> str:
             f"seam {eval_config.seam}")
 
 
+def protocol_deviations(checkpoint_env: dict, eval_config: EvalConfig, env_base: EnvConfig) -> list[str]:
+    """Where a suite's run differs from LeRobot's Meta-World protocol (envs/metaworld_suites.py PROTOCOL), each in
+    words; empty when it follows it."""
+    found = []
+    if checkpoint_env["observation"] != PROTOCOL["observation"]:
+        found.append(f"state: {observation_label(checkpoint_env['observation'])}, not agent_pos (the first 4 "
+                     f"numbers: hand position and gripper)")
+    position = [round(float(x), 6) for x in checkpoint_env["camera_position"]]
+    if checkpoint_env["camera"] != PROTOCOL["camera"] or position != PROTOCOL["camera_position"]:
+        where = f"at {tuple(position)}" if position else "at the scene's own placement"
+        found.append(f"camera: {checkpoint_env['camera']} {where}, not corner2 at (0.75, 0.075, 0.7)")
+    if checkpoint_env["extra_cameras"]:
+        found.append(f"more cameras: {', '.join(checkpoint_env['extra_cameras'])} besides the scene camera "
+                     f"(corner2 alone)")
+    if env_base.max_episode_steps != PROTOCOL["max_episode_steps"]:
+        found.append(f"episodes end after {env_base.max_episode_steps} steps, not 500")
+    if eval_config.episodes < PROTOCOL["episodes"]:
+        found.append(f"{eval_config.episodes} episode{'s' if eval_config.episodes > 1 else ''} per task, not 10")
+    if eval_config.instruction or eval_config.instructions != "plain":
+        given = f"the instruction {eval_config.instruction!r}" if eval_config.instruction else (
+            f"eval.instructions {eval_config.instructions}")
+        found.append(f"{given}, not the task's own instruction")
+    if eval_config.image_ablation != "none":
+        found.append(f"images replaced ({eval_config.image_ablation})")
+    if eval_config.latency > 0:
+        found.append(f"{timing_label(eval_config)}, not one chunk sampled at once")
+    return found
+
+
 def evaluate(eval_config: EvalConfig, env_base: EnvConfig, progress: bool = True) -> MultiEvalResult:
-    """Closed-loop evaluation of eval.checkpoint on each of eval.tasks (empty: the checkpoint's own), with
-    eval.instruction for every episode or else those of eval.instructions. The sampler settings
-    (eval.inference_steps, eval.n_action_steps) default to the checkpoint's."""
+    """Closed-loop evaluation of eval.checkpoint on each of eval.tasks (empty: the checkpoint's own) or of the
+    tasks of eval.suite, with eval.instruction for every episode or else those of eval.instructions. The sampler
+    settings (eval.inference_steps, eval.n_action_steps) default to the checkpoint's."""
     eval_config.validate()  # sections built in Python, not read by Config.from_dict, reach here unchecked
     env_base.validate()
     if eval_config.threads > 0:
@@ -302,7 +440,7 @@ def evaluate(eval_config: EvalConfig, env_base: EnvConfig, progress: bool = True
     policy, payload = load_policy(eval_config.checkpoint)
     check_observation_matches(payload, env_base.observation, eval_config.checkpoint, "env.observation")
     trained = payload["env"].get("tasks") or [payload["env"]["task"]]
-    tasks = eval_config.tasks or trained
+    tasks = suite_tasks(eval_config.suite) if eval_config.suite else (eval_config.tasks or trained)
     for name in tasks:
         check_sim_task(name)
     per_task = {}
@@ -313,9 +451,21 @@ def evaluate(eval_config: EvalConfig, env_base: EnvConfig, progress: bool = True
                                        eval_config.inference_steps or None, eval_config.n_action_steps or None,
                                        progress)
     mode = "given" if eval_config.instruction else eval_config.instructions
-    return MultiEvalResult(str(eval_config.checkpoint), mode, per_task)
+    deviations = protocol_deviations(payload["env"], eval_config, env_base) if eval_config.suite else []
+    return MultiEvalResult(str(eval_config.checkpoint), mode, per_task, eval_config.seed, eval_config.suite,
+                           list(trained), deviations)
 
 
-def write_json(result: MultiEvalResult, path: str | Path) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(result.to_dict(), indent=1) + "\n")
+def write_json(result: MultiEvalResult, path: str | Path) -> list[Path]:
+    """The results as JSON at `path`; a suite's also as markdown beside it (the same name, .md). Returns the files
+    written."""
+    path = Path(path)
+    page = path.with_suffix(".md")
+    if result.suite and page == path:
+        raise ConfigError(f"eval.json {path} ends in .md, where a suite writes its markdown table: name it .json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result.to_dict(), indent=1) + "\n")
+    if not result.suite:
+        return [path]
+    page.write_text(result.markdown())
+    return [path, page]

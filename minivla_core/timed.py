@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from minivla_core.errors import NonFiniteActions
+
 
 # A chunk is at most this many actions (a policy's horizon times the largest stretch is 64 here): a longer one is
 # refused before any per-action work (a valid chunk of 10^5 actions once froze the bridge for 10 s).
@@ -298,6 +300,8 @@ def run_timed_episode(env, runner, schedule: ChunkSchedule, obs, see, latency: f
                 break  # the policy never acts on an episode's final observation
             if sampling is None:  # (an observation that comes while a chunk is sampled is not used)
                 sampling = start_sampling(seen, obs.state, now, step, now)
+    except NonFiniteActions:  # the checkpoint's weights, not this observation: for the caller to say
+        raise
     except ValueError as exc:  # a state far outside the training states: the policy stops acting, the episode fails
         return obs, buffer.counts, f"step {env.step_count}: {exc}"
     return obs, buffer.counts, None

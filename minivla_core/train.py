@@ -10,10 +10,16 @@ hold-still chunk (no motion, the gripper as the demo held it). Without it a poli
 task off the scene and ignore the words wherever the scene allows one task only.
 
 Writes to train.out_dir:
-    best.pt     EMA weights with the lowest validation loss
+    best.pt     EMA weights with the lowest validation loss (training loss, without validation episodes)
     last.pt     EMA weights after the last epoch, plus everything --resume needs
     loss.png    training and validation loss per epoch
     history.json
+
+With too few episodes for a validation split (3 demonstrations at train.val_fraction 0.1 leave none), training goes
+on, and best.pt is the epoch with the lowest training loss: said at the start, in the last line of `minivla train`,
+in history.json (`best_chosen_on`, `note`; `val_loss` null) and in each checkpoint's info (`best_chosen_on`). A few
+demonstrations are what a new robot often starts with; refusing would only send the user to set train.val_fraction
+to 0, which chooses the same way.
 """
 
 from __future__ import annotations
@@ -82,11 +88,28 @@ def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator | No
     return padded[b, c, rows, cols]
 
 
+def validation_count(episodes: int, val_fraction: float) -> int:
+    """How many of `episodes` are held out for validation: their share, rounded, leaving at least one to train on."""
+    return min(int(round(episodes * val_fraction)), episodes - 1) if episodes > 1 else 0
+
+
+def no_validation_note(episodes: int, val_fraction: float) -> str:
+    """Why there is no validation split, and what best.pt is instead."""
+    if val_fraction == 0:
+        why = "train.val_fraction is 0, so no episode is held out for validation"
+    else:
+        needed = max(2, math.floor(0.5 / val_fraction) + 1)
+        while validation_count(needed, val_fraction) == 0:
+            needed += 1
+        why = (f"{episodes} episode{'s leave' if episodes != 1 else ' leaves'} none for validation at "
+               f"train.val_fraction {val_fraction} (a validation split needs {needed} or more)")
+    return f"{why}: best.pt is the epoch with the lowest training loss, not a validation loss"
+
+
 def split_episodes(episodes, val_fraction: float, seed: int):
     order = list(range(len(episodes)))
     random.Random(seed).shuffle(order)
-    n_val = int(round(len(episodes) * val_fraction)) if len(episodes) > 1 else 0
-    n_val = min(n_val, len(episodes) - 1)
+    n_val = validation_count(len(episodes), val_fraction)
     val = [episodes[i] for i in sorted(order[:n_val])]
     train = [episodes[i] for i in sorted(order[n_val:])]
     return train, val
@@ -166,7 +189,9 @@ def plot_history(history: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     epochs = range(1, len(history["train_loss"]) + 1)
     ax.plot(epochs, history["train_loss"], label="train")
-    ax.plot(epochs, history["val_loss"], label="validation (EMA weights)")
+    if any(loss is not None for loss in history["val_loss"]):  # None: no validation episodes
+        ax.plot(epochs, [math.nan if loss is None else loss for loss in history["val_loss"]],
+                label="validation (EMA weights)")
     ax.set_xlabel("epoch")
     ax.set_ylabel("diffusion loss")
     ax.set_yscale("log")
@@ -203,12 +228,15 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> d
 
     steps_per_epoch = max(1, len(train_data) // tc.batch_size)
     optimizer, scheduler = make_optimizer(policy, tc, total_steps=steps_per_epoch * tc.epochs)
+    chosen_on = "validation loss" if val_data is not None else "training loss"  # what picks best.pt
+    note = "" if val_data is not None else no_validation_note(len(episodes), tc.val_fraction)
     history = {"train_loss": [], "val_loss": [], "seconds": []}
-    start_epoch, best_val = 0, float("inf")
+    start_epoch, best, best_epoch = 0, math.inf, 0
     if resume:
-        history, best_val = restore_training(resume, policy, ema, optimizer, scheduler)
+        history, best, best_epoch = restore_training(resume, policy, ema, optimizer, scheduler, chosen_on)
         start_epoch = len(history["train_loss"])
         torch.manual_seed(tc.seed + start_epoch)
+    history.update(best_chosen_on=chosen_on, note=note)
 
     out_dir = Path(tc.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -217,27 +245,34 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> d
     started = time.perf_counter() - (history["seconds"][-1] if history["seconds"] else 0.0)
     bar = tqdm(total=steps_per_epoch * tc.epochs, initial=start_epoch * steps_per_epoch, desc="train", unit="step",
                disable=not progress)
+    if note:
+        bar.write(f"note: {note}")
     for epoch in range(start_epoch, tc.epochs):
         train_loss = train_one_epoch(policy, ema, optimizer, scheduler, train_data, text, tc, device, generator,
                                      epoch, steps_per_epoch, bar)
-        val = validation_loss(ema, val_data, text, device, 512) if val_data else float("nan")
+        val = validation_loss(ema, val_data, text, device, 512) if val_data is not None else None
         history["train_loss"].append(train_loss)
-        history["val_loss"].append(val)
+        history["val_loss"].append(val)  # None (null in history.json) without validation episodes
         history["seconds"].append(time.perf_counter() - started)
-        info = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val,
+        info = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val, "best_chosen_on": chosen_on,
                 "train_episodes": len(train_eps), "val_episodes": len(val_eps), "train_samples": len(train_data),
                 "seconds": history["seconds"][-1], "dataset": str(tc.dataset), "train_config": asdict(tc)}
-        if val_data is None or val < best_val:
-            best_val = val if val_data else best_val
+        if (val if val is not None else train_loss) < best:
+            best, best_epoch = (val if val is not None else train_loss), epoch + 1
             save_checkpoint(out_dir / "best.pt", ema, env_info, info)
         training = {"model": policy.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "history": history, "best_val": best_val}
+                    "scheduler": scheduler.state_dict(), "history": history, "best_loss": best,
+                    "best_epoch": best_epoch, "best_chosen_on": chosen_on}
         save_checkpoint(out_dir / "last.pt", ema, env_info, info, training)
         (out_dir / "history.json").write_text(json.dumps(history, indent=1))
         plot_history(history, out_dir / "loss.png")
-        bar.write(f"epoch {epoch + 1}/{tc.epochs}  train {train_loss:.4f}  val {val:.4f}")
+        bar.write(f"epoch {epoch + 1}/{tc.epochs}  train {train_loss:.4f}  val "
+                  f"{'n/a (none held out)' if val is None else f'{val:.4f}'}")
     bar.close()
-    return {"history": history, "out_dir": str(out_dir), "best_val": best_val,
+    # best_val: the lowest validation loss (None without validation episodes; best.pt was then chosen on best_loss,
+    # the lowest training loss)
+    return {"history": history, "out_dir": str(out_dir), "best_val": best if val_data is not None else None,
+            "best_loss": best, "best_epoch": best_epoch, "chosen_on": chosen_on, "note": note,
             "seconds": history["seconds"][-1] if history["seconds"] else 0.0}
 
 
@@ -302,8 +337,9 @@ def make_optimizer(policy: VLAPolicy, tc, total_steps: int):
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
 
 
-def restore_training(resume: str, policy, ema, optimizer, scheduler) -> tuple[dict, float]:
-    """Weights, optimiser and schedule from a last.pt; returns its history and best validation loss."""
+def restore_training(resume: str, policy, ema, optimizer, scheduler, chosen_on: str) -> tuple[dict, float, int]:
+    """Weights, optimiser and schedule from a last.pt; returns its history, and the loss and epoch of its best.pt
+    where that was chosen on `chosen_on` too (else inf and 0: the next epoch's best.pt replaces it)."""
     state = read_checkpoint(resume).get("training")
     if state is None:
         raise ConfigError(f"{resume} has no training state; resume from a last.pt")
@@ -311,7 +347,9 @@ def restore_training(resume: str, policy, ema, optimizer, scheduler) -> tuple[di
     ema.load_state_dict(state["ema"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    return state["history"], float(state["best_val"])
+    if state.get("best_chosen_on", "validation loss") != chosen_on:  # last.pt files before it record best_val only
+        return state["history"], math.inf, 0
+    return state["history"], float(state.get("best_loss", state.get("best_val"))), int(state.get("best_epoch", 0))
 
 
 def checkpoint_env(config: Config, meta: dict, episodes) -> dict:

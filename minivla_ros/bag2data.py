@@ -14,7 +14,9 @@ Reads rosbag2 folders (MCAP or sqlite3 storage, as written by `ros2 bag record` 
 - each episode carries the newest instruction before its first action (the task's default
   instruction when the bag has none);
 - a bag that stops mid-way (recorder killed, file cut) still gives every episode that was
-  complete before the cut; the unfinished one is dropped and counted.
+  complete before the cut; the unfinished one is dropped and counted;
+- a topic whose header stamps go backwards, by more than in_stamp_order's window can sort out (a clock reset, a
+  driver stamping with another clock), is refused, naming the topic and how many times (StampsForward).
 """
 
 from __future__ import annotations
@@ -164,10 +166,8 @@ def in_stamp_order(messages: Iterator[tuple[str, int, object]], window_ns: int =
         if topic == "__channel__":
             yield (topic, 0, msg) if with_time else (topic, msg)
             continue
-        stamp = getattr(getattr(msg, "header", msg), "stamp", None)  # a std_msgs/Header is its own header
-        stamped = hasattr(stamp, "nanosec") and (stamp.sec or stamp.nanosec)
-        if stamped:
-            key = stamp.sec * 1_000_000_000 + stamp.nanosec
+        key = header_stamp(msg)
+        if key is not None:
             delays.append(log_time - key)
         else:
             key = log_time - (int(np.median(delays)) if delays else 0)
@@ -177,6 +177,42 @@ def in_stamp_order(messages: Iterator[tuple[str, int, object]], window_ns: int =
             yield out(heapq.heappop(heap))
     while heap:
         yield out(heapq.heappop(heap))
+
+
+def header_stamp(msg) -> int | None:
+    """A message's header stamp in ns; None for a message without a header, or with a zero stamp."""
+    stamp = getattr(getattr(msg, "header", msg), "stamp", None)  # a std_msgs/Header is its own header
+    if not hasattr(stamp, "nanosec") or not (stamp.sec or stamp.nanosec):
+        return None
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+class StampsForward:
+    """Each topic's header stamps, in the order a converter takes its messages (in_stamp_order's), must go forwards.
+    A small step back (two publishers on one topic, a recorder's jitter) is sorted out by in_stamp_order; one beyond
+    its window (a clock reset, a driver stamping with another clock) would cut episodes into pieces and pair messages
+    across the jump. Counts the steps back of each topic; check() refuses a bag with any."""
+
+    def __init__(self):
+        self.newest: dict[str, int] = {}  # topic -> its newest stamp, ns
+        self.backwards: dict[str, list[int]] = {}  # topic -> [times its stamps went back, the largest step back in ns]
+
+    def see(self, topic: str, msg) -> None:
+        stamp = header_stamp(msg)
+        if stamp is None:
+            return
+        newest = self.newest.get(topic)
+        if newest is not None and stamp < newest:
+            times, largest = self.backwards.get(topic, [0, 0])
+            self.backwards[topic] = [times + 1, max(largest, newest - stamp)]
+        self.newest[topic] = stamp  # after a reset, the new clock is the one to follow
+
+    def check(self, bag: Path) -> None:
+        if self.backwards:
+            where = "; ".join(f"on {topic} {times} time(s), by up to {largest / 1e9:.3f} s"
+                              for topic, (times, largest) in sorted(self.backwards.items()))
+            raise DatasetError(f"bag {bag}: header stamps go backwards {where}. Messages are paired by their stamps, "
+                               f"so the episodes would be cut at each jump: re-stamp the bag, or cut it there")
 
 
 def image_array(msg) -> np.ndarray:
@@ -236,12 +272,14 @@ def convert_bag(bag: Path, typestore, out, keep_failed: bool, summary: Summary, 
     episode_instruction = None
     observation = None
     messages = 0
+    stamps = StampsForward()
     try:
         for topic, msg in in_stamp_order(read_messages(bag, typestore)):
             if topic == "__channel__":
                 topics.add(msg)
                 continue
             messages += 1
+            stamps.see(topic, msg)
             if topic == graph.IMAGE.absolute:
                 image = image_array(msg)
             elif topic == graph.STATE.absolute:
@@ -269,6 +307,7 @@ def convert_bag(bag: Path, typestore, out, keep_failed: bool, summary: Summary, 
                     episode_start = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
                 episode, task, step = msg.episode, msg.task, msg.step
                 if msg.done:
+                    stamps.check(bag)  # no episode across a jump back in time is written
                     if steps and (msg.success or keep_failed):
                         writer = write_episode(writer, out, steps, task, episode, episode_instruction,
                                                instruction_for(task), bool(msg.success), bag, summary, observation)
@@ -287,4 +326,5 @@ def convert_bag(bag: Path, typestore, out, keep_failed: bool, summary: Summary, 
     if missing:
         raise DatasetError(f"bag {bag} lacks the required topic(s) {', '.join(missing)} "
                            f"(recorded: {', '.join(sorted(topics)) or 'none'})")
+    stamps.check(bag)
     return writer

@@ -1,4 +1,5 @@
-"""The sim-plus-policy graph without `ros2 launch` (`minivla run`).
+"""The sim-plus-policy graph without `ros2 launch` (`minivla run`), and the policy node alone against a running
+robot (`minivla policy`: serve_policy).
 
 Starts the same two nodes as launch/sim_policy.launch.py, as two processes with the same
 parameter file, then acts as the user: it publishes the task's instruction on `instruction`,
@@ -37,7 +38,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from std_msgs.msg import String
 
-from minivla_core.config import RobotConfig, field_of, text_from_value
+from minivla_core.config import RobotConfig, text_from_value
 from minivla_core.errors import GraphError
 from minivla_core.timing import check_agreement
 from minivla_ros import graph, qos
@@ -267,23 +268,14 @@ def has_sampled_in_dry_run(status: PolicyStatus | None, instruction: str) -> boo
             and status.sampling_latency_p50_ms > 0)
 
 
-def node_setting(params_file: Path, node: str, name: str, overrides: dict):
-    """The value a node started by this module gets for `name` ("section.field"): the override, else the parameter
-    file's, else the schema's default."""
-    if name in overrides:
-        return overrides[name]
-    section, key = name.split(".", 1)
-    given = ((yaml.safe_load(Path(params_file).read_text()) or {}).get(node) or {}).get("ros__parameters") or {}
-    return (given.get(section) or {}).get(key, field_of(name)[1])
-
-
 def check_graph_timing(params_file: Path, bridge_overrides: dict, policy_overrides: dict) -> None:
     """ConfigError before anything starts if the bridge and the policy would not agree on timing
     (minivla_core/timing.py)."""
-    check_agreement(node_setting(params_file, "sim_bridge", "bridge.timing", bridge_overrides),
-                    float(node_setting(params_file, "sim_bridge", "bridge.step_rate", bridge_overrides)),
-                    node_setting(params_file, "policy_node", "policy_node.timing", policy_overrides),
-                    float(node_setting(params_file, "policy_node", "policy_node.control_rate", policy_overrides)))
+    setting = graph.node_setting
+    check_agreement(setting(params_file, "sim_bridge", "bridge.timing", bridge_overrides),
+                    float(setting(params_file, "sim_bridge", "bridge.step_rate", bridge_overrides)),
+                    setting(params_file, "policy_node", "policy_node.timing", policy_overrides),
+                    float(setting(params_file, "policy_node", "policy_node.control_rate", policy_overrides)))
 
 
 def run(episodes: int, task: str, instruction: str, params_file: Path = DEFAULT_PARAMS,
@@ -299,6 +291,10 @@ def run(episodes: int, task: str, instruction: str, params_file: Path = DEFAULT_
                         **{k: v for k, v in overrides.items() if k.split(".")[0] in ("env", "bridge")}}
     policy_overrides = {k: v for k, v in overrides.items() if k.split(".")[0] in ("policy_node", "robot")}
     check_graph_timing(params_file, bridge_overrides, policy_overrides)
+    warning = graph.sim_policy_warning(params_file, {"sim_bridge": bridge_overrides, "policy_node": policy_overrides},
+                                       cwd=ROOT)  # the nodes run in ROOT
+    if warning:
+        print(f"[minivla run] {warning}", file=sys.stderr, flush=True)
     result = RunResult(task, timing=policy_overrides.get("policy_node.timing", "free"))
     with monitored("run") as (env, monitor, executor):
         processes = [start_node("sim_bridge", params_file, bridge_overrides, env),
@@ -401,6 +397,34 @@ def record(episodes: int, task: str, instruction: str, out: Path, storage: str =
             time.sleep(0.5)
             stop_processes([recorder])
     return result
+
+
+def serve_policy(parameters: dict, label: str = "policy") -> None:
+    """The policy node alone (`minivla policy`), against a robot that is running already: a node with `parameters`
+    (graph.ros_parameters), in this process's ROS environment (ros_environment: a ROS_DOMAIN_ID already set is
+    kept, which is how it joins a robot's graph), until Ctrl-C or SIGTERM, then stopped as `run` stops its nodes
+    (SIGINT, SIGKILL after a grace period). GraphError naming its reason if the node exits on its own."""
+    env = ros_environment()
+    domain = "" if "ROS_DOMAIN_ID" in os.environ else " (a domain of its own: ROS_DOMAIN_ID was not set)"
+    dds = ("DDS on loopback (docs/networking.md: a robot on another machine)" if env.get(
+        "ROS_AUTOMATIC_DISCOVERY_RANGE") == "LOCALHOST" else "DDS as your profile says")
+    print(f"[minivla {label}] ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}{domain}, {dds}, logs in {env['ROS_HOME']}; "
+          f"Ctrl-C stops the policy node", flush=True)
+    with tempfile.TemporaryDirectory(prefix="minivla-policy-") as folder:
+        params_file = Path(folder) / "policy_node.yaml"
+        params_file.write_text(yaml.safe_dump(parameters, sort_keys=False))
+        process = start_node("policy_node", params_file, {}, env)
+        interrupted = False
+        try:
+            while process.poll() is None:
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            interrupted = True
+            print(f"[minivla {label}] stopping the policy node", flush=True)
+        finally:
+            stop_processes([process])
+    if not interrupted:
+        check_alive([process])
 
 
 def summarize(result: RunResult) -> str:

@@ -1,4 +1,4 @@
-"""The `minivla` commands that start or read the ROS side: run, record, bag2data, teleop.
+"""The `minivla` commands that start or read the ROS side: run, policy, record, bag2data, teleop, params.
 
 minivla.py adds them to the core's commands (minivla_core/cli.py builds the parser from both tables), so the
 core never imports ROS. Importing this module needs neither rclpy nor rosbags: each command imports what it
@@ -7,7 +7,9 @@ needs when it runs, and says what to install if that is missing. `bag2data` need
 `run` and `record` start nodes with a ROS parameter file (config/sim_policy.yaml unless --params-file): a node
 setting the user gives (--config, --set or a flag) overrides the file, every other one keeps the file's value.
 So the defaults their --help shows for node settings are the file's, not the schema's (e.g. env.seed 1000:
-evaluation layouts).
+evaluation layouts). `policy` starts the policy node alone, against a robot that runs already, with the policy_node
+and robot sections of --config / --set / its flags (the schema's defaults elsewhere), written as a ROS parameter
+file the way `params` prints one.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ import textwrap
 import time
 from pathlib import Path
 
+import yaml
+
 from minivla_core.cli import Command
-from minivla_core.config import Config, RunConfig, load_config
+from minivla_core.config import Config, RunConfig, read_config_file
 from minivla_core.timing import check_timing
 from minivla_core.errors import ConfigError, MiniVLAError
 from minivla_ros import graph
@@ -69,6 +73,44 @@ def cmd_run(config: Config, given: dict) -> int:
     return 0
 
 
+def commanded_task(config: Config, given: dict) -> tuple[str, str] | None:
+    """The task a robot's config file says its robot does, and the setting that says it: env.task, else bag2data.task
+    (the task its bags' episodes got, which a checkpoint trained on them records); None where neither is set."""
+    for section in ("env", "bag2data"):
+        if "task" in (given.get(section) or {}):
+            return getattr(config, section).task, f"{section}.task"
+    return None
+
+
+def cmd_policy(config: Config, given: dict) -> int:
+    """The policy node alone, against a running robot, from the robot's config file; until Ctrl-C (exit 0)."""
+    from minivla_core.checkpoint import read_checkpoint, untrained_task_warning
+
+    bringup = import_ros("minivla_ros.bringup", "policy")
+    checkpoint = Path(config.policy_node.checkpoint)
+    if not checkpoint.is_absolute() and checkpoint.exists():  # from the user's working directory first: the node
+        config.policy_node.checkpoint = str(checkpoint.resolve())  # runs in the repository root
+    # A checkpoint that cannot be read is one error line here, not a node left waiting without a policy.
+    trained = read_checkpoint(graph.resolve_path(config.policy_node.checkpoint, bringup.ROOT))["env"]
+    commanded = commanded_task(config, given)
+    warning = untrained_task_warning(config.policy_node.checkpoint, trained, *commanded) if commanded else None
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+    bringup.serve_policy(graph.ros_parameters(config, ["policy_node"]))
+    return 0
+
+
+def cmd_params(config: Config, given: dict) -> int:
+    """A minivla config file as a ROS 2 parameter file (for --ros-args --params-file), on stdout."""
+    nodes = [node for node in graph.NODES
+             if any(section in given for section, users in graph.SECTION_NODES.items() if node in users)]
+    text = yaml.safe_dump(graph.ros_parameters(config, nodes or list(graph.NODES)), sort_keys=False)
+    print("# ROS 2 parameters written by `minivla params` from a minivla config: every field of each node's config\n"
+          "# sections (minivla_core/config.py), e.g. for\n"
+          "#   ros2 run minivla_ros policy_node --ros-args --params-file THIS_FILE\n" + text, end="")
+    return 0
+
+
 def cmd_record(config: Config, given: dict) -> int:
     """Scripted-expert demonstrations through the ROS graph, recorded as a rosbag2 folder."""
     from minivla_core.envs import check_sim_task, sim_instruction
@@ -90,16 +132,36 @@ def cmd_record(config: Config, given: dict) -> int:
     return 0
 
 
+def with_robot_file(path: str, given: dict) -> tuple[Config, dict]:
+    """The settings of `minivla bag2data --robot FILE`: FILE read as --config reads a file (every section: robot,
+    bag2data, env), with what --config, --set and the flags give over it, field by field."""
+    merged = {section: dict(fields) if isinstance(fields, dict) else fields
+              for section, fields in read_config_file(path).items()}
+    if not isinstance(merged.get("robot"), dict):
+        raise ConfigError(f"--robot {path} has no `robot` section: it names the topics of your robot's bags "
+                          f"(docs/robot.md)")
+    for section, fields in given.items():
+        if isinstance(fields, dict) and isinstance(merged.get(section), dict):
+            merged[section].update(fields)
+        else:
+            merged[section] = fields
+    try:
+        return Config.from_dict(merged), merged
+    except ConfigError as exc:
+        raise ConfigError(f"--robot {path}: {exc}") from None
+
+
 def cmd_bag2data(config: Config, given: dict) -> int:
     """Bags -> dataset folder (appending)."""
     bag2data = import_ros("minivla_ros.bag2data", "bag2data")
+    if config.bag2data.robot:
+        config, given = with_robot_file(config.bag2data.robot, given)
     if not config.bag2data.bags:
         raise ConfigError("no bags given: name them (minivla bag2data BAG... --out DATASET) or set bag2data.bags")
-    if config.bag2data.robot or "robot" in given:  # any robot's bags, through a `robot` section: --robot FILE's,
-        robot_bags = import_ros("minivla_ros.robot_bags", "bag2data")  # else the one of --config / --set
-        robot = load_config(config.bag2data.robot).robot if config.bag2data.robot else config.robot
-        summary = robot_bags.convert_robot_bags(config.bag2data.bags, config.bag2data.out, robot, config.bag2data,
-                                                config.env.image_size)
+    if "robot" in given:  # any robot's bags, through the `robot` section of --robot FILE, --config or --set
+        robot_bags = import_ros("minivla_ros.robot_bags", "bag2data")
+        summary = robot_bags.convert_robot_bags(config.bag2data.bags, config.bag2data.out, config.robot,
+                                                config.bag2data, config.env.image_size)
     else:
         summary = bag2data.convert(config.bag2data.bags, config.bag2data.out, keep_failed=config.bag2data.keep_failed)
     print(f"{summary}\n-> {config.bag2data.out}")
@@ -153,6 +215,22 @@ def params_file_defaults(paths: list[str]) -> dict[str, str]:
     return {path: f"{values[path]!r}, from {where} (--params-file)" for path in paths if path in values}
 
 
+POLICY_DESCRIPTION = """\
+Start the policy node alone, against a robot that is running already (its drivers publish the camera and state
+topics and take the commands that the robot section names): no simulator bridge. The node gets the policy_node and
+robot sections of --config, --set and the flags below (the schema's defaults for the fields they leave out), checked
+against the schema before anything starts; the file's other sections are checked and not used. It runs until
+Ctrl-C (or SIGTERM), which stops the node cleanly (exit status 0).
+
+  minivla policy --config myarm.yaml --checkpoint runs/myarm/best.pt --instruction "push the puck to the goal"
+
+ROS environment: a ROS_DOMAIN_ID already set is kept (give the robot's: ROS_DOMAIN_ID=N minivla policy ...; unset,
+the node gets a domain of its own, where no robot is); DDS stays on loopback unless FASTRTPS_DEFAULT_PROFILES_FILE
+names a profile of your own (docs/networking.md: a robot on another machine). Where the file says which task its
+robot does (env.task, else bag2data.task), a checkpoint trained on another task is warned about. On real hardware,
+start with --no-autostart --dry-run first (docs/nodes.md, "A managed node"). The same parameters as a file for
+`ros2 run minivla_ros policy_node --ros-args --params-file FILE`: minivla params --config myarm.yaml > FILE"""
+
 RUN_FLAGS = {"--episodes": "run.episodes", "--task": "env.task", "--instruction": "policy_node.instruction",
              "--timing": "run.timing", "--checkpoint": "policy_node.checkpoint",
              "--control-rate": "policy_node.control_rate", "--inference-steps": "policy_node.inference_steps",
@@ -164,6 +242,18 @@ COMMANDS = {
     "teleop": Command(cmd_teleop, "drive the arm from the keyboard (TwistStamped on cmd_vel, gripper on "
                       "gripper_command) in a running graph: ROS_DOMAIN_ID=N minivla teleop",
                       {"--speed": "teleop.speed"}),
+    "policy": Command(cmd_policy, "start the policy node alone against a running robot, from the robot's config file "
+                      "(its policy_node and robot sections), until Ctrl-C", {
+                          "--checkpoint": "policy_node.checkpoint", "--instruction": "policy_node.instruction",
+                          "--timing": "policy_node.timing", "--control-rate": "policy_node.control_rate",
+                          "--autostart": "policy_node.autostart", "--dry-run": "policy_node.dry_run"},
+                      description=POLICY_DESCRIPTION,
+                      field_help={"policy_node.checkpoint": "the policy; a relative path is taken from the working "
+                                                            "directory, then the repository root, then the package "
+                                                            "share"}),
+    "params": Command(cmd_params, "print a minivla config file as a ROS 2 parameter file (--ros-args --params-file "
+                      "takes it; rcl does not read a minivla file): every field of the config sections of each node "
+                      "whose sections --config / --set name (all nodes if none)", {}),
     "run": Command(cmd_run, "run the sim-plus-policy ROS graph (as `ros2 launch minivla_ros sim_policy.launch.py` "
                    "would), send the instruction, report N episodes", RUN_FLAGS, description=run_description(),
                    defaults=params_file_defaults(["policy_node.checkpoint", "policy_node.control_rate",
@@ -180,12 +270,13 @@ COMMANDS = {
                           "--params-file": "run.params_file"}),
     "bag2data": Command(cmd_bag2data, "convert demonstration bags into (or onto) a dataset folder: pair each action "
                         "with the newest image and state before it, split episodes by episode_status, keep "
-                        "successful ones, append; with --robot, any robot's bags through its robot interface, "
-                        "resampled", {
+                        "successful ones, append; with a `robot` section (--robot FILE, or --config FILE: both read "
+                        "every section of the file), any robot's bags through its robot interface, resampled (the "
+                        "pairing rules: docs/robot.md)", {
                             "bags": "bag2data.bags", "--out": "bag2data.out", "--keep-failed": "bag2data.keep_failed",
                             "--robot": "bag2data.robot", "--rate": "bag2data.rate",
                             "--instruction": "bag2data.instruction", "--image-size": "env.image_size"},
-                        field_help={"env.image_size": "robot bags (--robot): images are cut to their centre square and "
+                        field_help={"env.image_size": "robot bags: images are cut to their centre square and "
                                                       "resized to this many pixels a side; bags of `minivla record` "
                                                       "keep the size they were recorded at"}),
 }

@@ -112,7 +112,7 @@ def chunk_from_msg(msg: ActionChunk, action_dim: int) -> tuple[float, np.ndarray
     check_chunk(numbers // action_dim, msg.period)
     actions = np.asarray(msg.actions, dtype=np.float32).reshape(-1, action_dim)
     for action in actions:
-        check_action(action)
+        check_action(action, action_dim)
     return stamp_to_seconds(msg.header.stamp), actions
 
 
@@ -137,10 +137,14 @@ COMMAND_TYPES = {"TwistStamped": TwistStamped, "JointTrajectory": JointTrajector
 
 def command_msgs(action: np.ndarray, robot: RobotConfig, stamp: Time, period: float) -> list:
     """One action -> the messages that command it: the main command of robot.action_type, then the gripper's
-    Float64 when robot.gripper_topic is set. `period` (seconds) is when a trajectory point falls due."""
+    Float64 when robot.gripper_topic is set (without one, every number is the main command's: a robot with no
+    gripper). `period` (seconds) is when a trajectory point falls due."""
     values = [float(v) for v in action]
     motion, gripper = (values[:-1], values[-1]) if robot.gripper_topic else (values, None)
     if robot.action_type == "TwistStamped":
+        if len(motion) != 3:
+            raise ValueError(f"a TwistStamped command carries 3 numbers (x, y, z), got {len(motion)} of an action of "
+                             f"{len(values)}{' (the last to robot.gripper_topic)' if gripper is not None else ''}")
         msg = TwistStamped()
         msg.header.stamp, msg.header.frame_id = stamp, robot.action_frame
         msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z = (v * robot.velocity_scale for v in motion)

@@ -10,7 +10,9 @@ a policy will send (record them with `minivla record` or `ros2 bag record`):
   exactly in a recording. The task follows episode_status.
 - In standard messages (any other robot.action_type, with a bridge of bridge.interface standard): it
   reads sim/scene_state (std_msgs/Float64MultiArray) and publishes e.g. a TwistStamped on cmd_vel and
-  the gripper on gripper_command. The task is `expert.task`.
+  the gripper on gripper_command. The task is `expert.task`. With no robot.gripper_topic a TwistStamped
+  robot has no gripper: the expert's gripper number is dropped (the simulated gripper stays open), and
+  its demonstrations hold 3-number actions.
 
 Parameters: the fields of ExpertNodeConfig (`expert.*`) and RobotConfig (`robot.*`).
 """
@@ -27,7 +29,7 @@ from minivla_core.envs import make_sim_expert
 from minivla_core.errors import TaskError
 from minivla_ros import graph, qos
 from minivla_ros.conversions import COMMAND_TYPES, command_msgs, state_from_msg
-from minivla_ros.interfaces import check_length, finite
+from minivla_ros.interfaces import action_size, check_length, finite
 from minivla_ros.msg import ActionCommand, EpisodeStatus, RobotState
 from minivla_ros.params import declare_section
 from minivla_ros.spin import run_node
@@ -40,6 +42,8 @@ class ExpertNode(Node):
         super().__init__("expert_node")
         self.config = declare_section(self, "expert", ExpertNodeConfig())
         self.robot = declare_section(self, "robot", RobotConfig())
+        # how many of the expert's numbers it sends: all 4, or 3 to a TwistStamped robot with no gripper
+        self.action_dim = min(action_size(self.robot) or ACTION_DIM, ACTION_DIM)
         self.task = None
         self.expert = None
         self.set_task(self.config.task)
@@ -74,7 +78,7 @@ class ExpertNode(Node):
             self.episode, self.chunk = msg.episode, 0
 
     def expert_action(self, state: np.ndarray) -> np.ndarray:
-        return np.clip(self.expert.get_action(state), -1.0, 1.0)[:ACTION_DIM]
+        return np.clip(self.expert.get_action(state), -1.0, 1.0)[:self.action_dim]
 
     def on_state(self, msg: RobotState) -> None:
         if self.expert is None:

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import yaml
 
-from minivla_core.config import Config, field_docs, read_config_file, value_from_text
-from minivla_core.errors import ConfigError
+from minivla_core.config import Config, field_docs, field_of, read_config_file, value_from_text
+from minivla_core.errors import ConfigError, MiniVLAError
 
 
 @dataclass(frozen=True)
@@ -149,6 +149,79 @@ def params_file_values(path: str | Path = PARAMS_FILE) -> dict[str, object]:
     nodes = yaml.safe_load(Path(path).read_text()) or {}
     return {f"{section}.{name}": value for node in nodes.values() for section, fields in node["ros__parameters"].items()
             for name, value in fields.items()}
+
+
+def node_setting(params_file: str | Path, node: str, name: str, overrides: dict):
+    """The value `node`, started with `params_file` and single `overrides` ("section.field": value), gets for
+    parameter `name` ("section.field"): the override, else the parameter file's, else the schema's default."""
+    if name in overrides:
+        return overrides[name]
+    section, key = name.split(".", 1)
+    given = ((yaml.safe_load(Path(params_file).read_text()) or {}).get(node) or {}).get("ros__parameters") or {}
+    return (given.get(section) or {}).get(key, field_of(name)[1])
+
+
+def ros_parameters(config: Config, nodes) -> dict:
+    """A ROS parameter file as rcl reads it (node -> ros__parameters -> section -> field) for each of `nodes`, with
+    every field of the config sections it declares (SECTION_NODES), valued as in `config`: how a minivla config file
+    becomes a file for `--ros-args --params-file` (`minivla params`, `minivla policy`). An empty list is left out
+    (rcl cannot type one; the node declares the field empty, its default); one that is empty where its default is
+    not cannot be said in such a file, and is a ConfigError."""
+    parameters = {}
+    for node in nodes:
+        values, sections = config.to_dict(), {}  # lists of their own for each node: no YAML anchors, which rcl refuses
+        for section in (section for section, users in SECTION_NODES.items() if node in users):
+            sections[section] = {}
+            for name, value in values[section].items():
+                if value == [] and field_of(f"{section}.{name}")[1] != []:
+                    raise ConfigError(f"{section}.{name} is empty, which a ROS parameter file cannot say (rcl "
+                                      f"cannot type an empty list) and the node would read as its default, "
+                                      f"{field_of(f'{section}.{name}')[1]}")
+                if value != []:
+                    sections[section][name] = value
+        parameters[node] = {"ros__parameters": sections}
+    return parameters
+
+
+def resolve_path(path: str, cwd: str | Path | None = None) -> Path:
+    """Where a node finds a file that a parameter names (a checkpoint): an absolute path as it is, a relative one in
+    the node's working directory (`cwd`; default: this process's), else in the installed package's share."""
+    candidate = Path(path)
+    if candidate.is_absolute():
+        return candidate
+    if (Path(cwd or ".") / candidate).exists():
+        return Path(cwd or ".") / candidate
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+        shared = Path(get_package_share_directory("minivla_ros")) / path
+        return shared if shared.exists() else candidate
+    except (ImportError, PackageNotFoundError, ValueError, OSError):  # OSError: AMENT_PREFIX_PATH is not set
+        return candidate
+
+
+def checkpoint_task_warning(checkpoint: str, task: str, where: str, cwd: str | Path | None = None) -> str | None:
+    """A warning naming both when the checkpoint a policy node will load (found as resolve_path finds it from `cwd`)
+    was not trained on `task`, the one it will command (`where`: the setting that says so); None when it was, or
+    when the checkpoint cannot be read (the policy node says why)."""
+    from minivla_core.checkpoint import read_checkpoint, untrained_task_warning
+
+    try:
+        env = read_checkpoint(resolve_path(checkpoint, cwd))["env"]
+    except MiniVLAError:
+        return None
+    return untrained_task_warning(checkpoint, env, task, where)
+
+
+def sim_policy_warning(params_file: str | Path, overrides: dict[str, dict],
+                       cwd: str | Path | None = None) -> str | None:
+    """The sim-plus-policy graph about to start (launch/sim_policy.launch.py, `minivla run`), with `overrides` per node
+    (sim_policy_overrides): checkpoint_task_warning for the bridge's env.task and the policy node's checkpoint, each
+    the override, else the parameter file's. `config:=config/fetch.yaml` without `checkpoint:=` used to run the
+    push-v3 checkpoint on the Fetch scene without a word."""
+    task = node_setting(params_file, "sim_bridge", "env.task", overrides.get("sim_bridge", {}))
+    checkpoint = node_setting(params_file, "policy_node", "policy_node.checkpoint", overrides.get("policy_node", {}))
+    return checkpoint_task_warning(checkpoint, task, "env.task", cwd)
 
 
 # Recording demonstrations (launch/record_demos.launch.py, `minivla record`): layouts of the collection seed,

@@ -10,6 +10,8 @@ and the tests run every pair both ways.
               JointTrajectory's first point, positions of robot.action_joints   (ros2_control)
               Float64MultiArray data, as it is                          (forward command controllers)
               + std_msgs/Float64 on robot.gripper_topic: the gripper, the action's last number
+    With no gripper topic every action number is the main command's: a robot with no gripper gets actions of its
+    command's own size (3 for a TwistStamped); a trajectory or array may carry a gripper joint as one of its own.
 
 Every function raises ValueError naming what is missing or wrong (a joint, a field, a size); the node
 logs it and drops the message, bag2data names the bag and the message.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from minivla_core.actions import ACTION_DIM
 from minivla_core.config import CHOICES, RobotConfig
 
 STANDARD_ACTIONS = ("TwistStamped", "JointTrajectory", "Float64MultiArray")  # the rest is our ActionCommand
@@ -76,9 +79,31 @@ def assemble_state(robot: RobotConfig, pose: np.ndarray | None, joints: np.ndarr
 
 
 # --- actions -------------------------------------------------------------------------------------------------
+def has_gripper(robot: RobotConfig) -> bool:
+    """Whether the action ends with a gripper number of its own, which a hold keeps: on robot.gripper_topic, or in
+    our ActionCommand (the simulated arms). Without a gripper topic a standard command carries every number as its
+    own: a TwistStamped its x, y, z (a robot with no gripper), a trajectory or array its numbers (an arm's gripper
+    joint, if any, one among them)."""
+    return robot.action_type == "ActionCommand" or bool(robot.gripper_topic)
+
+
 def motion_size(robot: RobotConfig, action_dim: int) -> int:
     """How many action numbers go to the main command (the last goes to the gripper topic when there is one)."""
     return action_dim - 1 if robot.gripper_topic else action_dim
+
+
+def action_size(robot: RobotConfig) -> int | None:
+    """How many numbers an action of this robot has: the main command's (a twist's 3, a trajectory's action_joints)
+    and the gripper's when it has its own topic; the simulators' ACTION_DIM for ActionCommand; None for a
+    Float64MultiArray, whose data is as long as the policy's action (bag2data takes the first command's length)."""
+    gripper = 1 if robot.gripper_topic else 0
+    if robot.action_type == "TwistStamped":
+        return 3 + gripper
+    if robot.action_type == "JointTrajectory":
+        return len(robot.action_joints) + gripper
+    if robot.action_type == "Float64MultiArray":
+        return None
+    return ACTION_DIM
 
 
 def action_from_twist(msg, velocity_scale: float) -> np.ndarray:
@@ -143,9 +168,10 @@ def check_limits(action: np.ndarray, robot: RobotConfig) -> None:
                              f"robot.max_speed {robot.max_speed} m/s")
 
 
-def check_interface(robot: RobotConfig, action_dim: int, state_dim: int | None = None,
+def check_interface(robot: RobotConfig, action_dim: int | None, state_dim: int | None = None,
                     cameras: int | None = None) -> None:
-    """ValueError naming the first field of `robot` that cannot work with a policy of these sizes."""
+    """ValueError naming the first field of `robot` that cannot work with a policy of these sizes (`action_dim`
+    None: not known yet, e.g. bag2data before the first Float64MultiArray)."""
     for name in ("camera_type", "state_type", "action_type"):
         if getattr(robot, name) not in CHOICES[f"robot.{name}"]:
             raise ValueError(f"robot.{name} {getattr(robot, name)!r} is not one of "
@@ -162,16 +188,23 @@ def check_interface(robot: RobotConfig, action_dim: int, state_dim: int | None =
             raise ValueError(f"the robot interface gives a state of {state_size(robot)} numbers (pose x, y, z: "
                              f"{'yes' if robot.state_pose_topic else 'no'}; joints: {robot.state_joints}), "
                              f"but the policy expects {state_dim}")
+    if action_dim is None:
+        action_dim = len(robot.action_limits) or None
     if robot.action_limits and (len(robot.action_limits) != action_dim or min(robot.action_limits) <= 0):
         raise ValueError(f"robot.action_limits must be {action_dim} numbers > 0 (one per action number), got "
                          f"{robot.action_limits}")
     if robot.max_speed < 0:
         raise ValueError(f"robot.max_speed must be >= 0 m/s (0: no cap), got {robot.max_speed}")
-    if robot.action_type not in STANDARD_ACTIONS:
+    if robot.action_type == "ActionCommand" and action_dim not in (None, ACTION_DIM):
+        raise ValueError(f"robot.action_type ActionCommand commands the simulated arms, whose actions have "
+                         f"{ACTION_DIM} numbers (x, y, z, gripper), but the policy's action has {action_dim}; a "
+                         f"robot of your own takes a standard command type")
+    if robot.action_type not in STANDARD_ACTIONS or action_dim is None:
         return
     motion = motion_size(robot, action_dim)
     if robot.action_type == "TwistStamped" and motion != 3:
-        gripper = "the last to robot.gripper_topic" if robot.gripper_topic else "no gripper topic"
+        gripper = ("the last to robot.gripper_topic" if robot.gripper_topic else
+                   "no gripper topic: a robot with no gripper takes actions of 3 numbers")
         raise ValueError(f"a TwistStamped command carries 3 numbers (x, y, z), but the policy's action has "
                          f"{action_dim} ({gripper})")
     if robot.action_type == "TwistStamped" and not robot.velocity_scale > 0:

@@ -10,13 +10,13 @@ reporting a success that changes nothing; the node applies the others in its par
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from minivla_core.errors import ConfigError
+from minivla_ros.graph import resolve_path  # noqa: F401 (the policy node finds its checkpoint)
 
 # ROS cannot tell an empty list's element type; such fields are declared by their annotation instead.
 EMPTY_LIST_TYPES = {"list[str]": Parameter.Type.STRING_ARRAY, "list[float]": Parameter.Type.DOUBLE_ARRAY}
@@ -52,17 +52,3 @@ def refuse_unknown_parameters(node: Node) -> None:
         sections = sorted({name.split(".")[0] for name in node._parameters if "." in name})
         raise ConfigError(f"{node.get_name()} has no parameter(s) {', '.join(unknown)}; its parameters are "
                           f"{', '.join(section + '.*' for section in sections)} (minivla_core/config.py)")
-
-
-def resolve_path(path: str) -> Path:
-    """A relative path is looked up in the working directory, then in the installed package's share."""
-    candidate = Path(path)
-    if candidate.is_absolute() or candidate.exists():
-        return candidate
-    try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-
-        shared = Path(get_package_share_directory("minivla_ros")) / path
-        return shared if shared.exists() else candidate
-    except (ImportError, PackageNotFoundError, ValueError):
-        return candidate

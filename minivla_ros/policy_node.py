@@ -239,7 +239,8 @@ class PolicyNode(LifecycleNode):
 
     def state_parts(self) -> tuple[list[str], dict[str, str]]:
         """The inputs whose numbers make the state, in order, and how the log names each input."""
-        labels = {f"camera {i}": f"{camera} camera image" for i, camera in enumerate(self.cameras)}
+        labels = {f"camera {i}": "camera image" if camera == "camera" else f"{camera} camera image"
+                  for i, camera in enumerate(self.cameras)}  # (a robot bag's camera is called "camera")
         if self.robot.state_type == "RobotState":
             return ["state"], labels | {"state": "robot state"}
         parts = [part for part, topic in (("pose", self.robot.state_pose_topic),

@@ -1,4 +1,9 @@
-"""The one `main()` every node shares: init, spin, clean shutdown on Ctrl-C or external shutdown."""
+"""The one `main()` every node shares: init, spin, clean shutdown on Ctrl-C or external shutdown.
+
+A managed node that is active when it is stopped is deactivated first (the policy node holds the robot: a zero
+twist for a velocity interface) and shut down through its lifecycle, so Ctrl-C never leaves a robot that keeps its
+last velocity moving.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,16 @@ import os
 import signal
 import sys
 import threading
+import time
 
 import rclpy
+from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode
 from rclpy.signals import SignalHandlerOptions
 
 from minivla_core.errors import MiniVLAError
+from minivla_ros.lifecycle import current_state
 from minivla_ros.params import refuse_unknown_parameters
 
 
@@ -32,11 +41,28 @@ def follow_parent() -> None:
 
 # How long the executor waits for work before it looks at the stop flag again: the most a stop request waits.
 STOP_CHECK_SECONDS = 0.1
+# How long a managed node stopping waits for its last messages (the hold) to be acknowledged by their subscribers.
+HOLD_ACK_SECONDS = 1.0
+
+
+def wind_down(node) -> None:
+    """A managed node before it is destroyed: if active, deactivated (on_deactivate: the policy node holds), with up
+    to HOLD_ACK_SECONDS for what it published to be acknowledged; then shut down (on_shutdown frees what configure
+    made). A plain node: nothing to do."""
+    if not isinstance(node, LifecycleNode):
+        return
+    if current_state(node) == "active":
+        node.trigger_deactivate()
+        deadline = time.monotonic() + HOLD_ACK_SECONDS
+        for publisher in node.publishers:
+            publisher.wait_for_all_acked(Duration(seconds=max(0.0, deadline - time.monotonic())))
+    if current_state(node) in ("unconfigured", "inactive"):
+        node.trigger_shutdown()
 
 
 def run_node(node_class, args=None) -> None:
-    """Spin one node until Ctrl-C, SIGTERM or an external shutdown, then destroy it (its clean-up: a recorder
-    closes its bag) and shut down.
+    """Spin one node until Ctrl-C, SIGTERM or an external shutdown, then wind it down (wind_down: a managed node
+    holds and shuts down), destroy it (its clean-up: a recorder closes its bag) and shut down.
 
     The signals set a flag that the loop checks at least every STOP_CHECK_SECONDS, and rclpy installs no handlers
     of its own. With rclpy's handlers and a wait without end (`rclpy.spin`), about one SIGINT in 15 went unheeded
@@ -69,5 +95,7 @@ def run_node(node_class, args=None) -> None:
         # not interrupt the clean-up.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         if node is not None:
+            if rclpy.ok():  # after an external shutdown nothing can be published any more
+                wind_down(node)
             node.destroy_node()
         rclpy.try_shutdown()

@@ -162,6 +162,44 @@ def test_end_to_end_collect_train_eval(tmp_path, tiny_checkpoint):
     assert len(videos) == 1 and videos[0].stat().st_size > 1000
 
 
+def test_too_few_episodes_for_validation_choose_best_on_training_loss_and_say_so(tmp_path, two_episode_dataset,
+                                                                                 tiny_checkpoint):
+    """Two episodes at train.val_fraction 0.1 leave none for validation: `train` printed "val nan" and "best validation
+    loss inf", wrote NaN into history.json (not JSON) and kept whichever epoch came last. Now best.pt is the epoch of
+    the lowest training loss, and the output, history.json and the checkpoint's info say so."""
+    import dataclasses
+    import re
+
+    import yaml
+
+    from minivla_core.checkpoint import read_checkpoint
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({"model": dataclasses.asdict(tiny_model_config()), "train": {"warmup_steps": 2}}))
+    run = tmp_path / "run"
+    result = minivla("train", "--config", config, "--dataset", two_episode_dataset, "--out", run, "--image-size", "32",
+                     "--epochs", "3", "--batch-size", "16")
+    assert result.returncode == 0, result.stderr
+    assert not re.search(r"\b(nan|inf)\b", result.stdout, re.IGNORECASE), result.stdout
+    assert "note: 2 episodes leave none for validation at train.val_fraction 0.1 (a validation split needs 6 or more)" \
+        in result.stdout, result.stdout
+
+    def refuse(constant):
+        raise ValueError(f"history.json holds {constant}, which is not JSON")
+
+    history = json.loads((run / "history.json").read_text(), parse_constant=refuse)
+    assert history["val_loss"] == [None, None, None] and history["best_chosen_on"] == "training loss"
+    assert "none for validation" in history["note"]
+    best_epoch = int(np.argmin(history["train_loss"])) + 1
+    info = read_checkpoint(run / "best.pt")["info"]
+    assert info["epoch"] == best_epoch and info["best_chosen_on"] == "training loss" and info["val_loss"] is None
+    assert f"best.pt: epoch {best_epoch}, training loss {min(history['train_loss']):.4f}" in result.stdout
+    # With validation episodes (the fixture holds out one of two), best.pt is chosen on the validation loss.
+    validated = json.loads((tiny_checkpoint.parent / "history.json").read_text(), parse_constant=refuse)
+    assert validated["best_chosen_on"] == "validation loss" and all(np.isfinite(validated["val_loss"]))
+    assert validated["note"] == ""
+
+
 def test_resume_continues_the_epoch_count(tmp_path, two_episode_dataset, tiny_checkpoint):
     from minivla_core.config import Config, EnvConfig
     from minivla_core.train import train

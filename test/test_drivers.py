@@ -9,7 +9,8 @@ import pytest
 
 from minivla_core.checkpoint import load_policy
 from minivla_core.config import EnvConfig
-from minivla_core.drivers import Chunk, Command, FreeDriver, LockstepDriver, Stop, TimedDriver, why_not_ready
+from minivla_core.drivers import (
+    Chunk, Command, FreeDriver, LockstepDriver, Stop, TimedDriver, stop_action, why_not_ready)
 from minivla_core.episode_rules import EpisodeRules
 from minivla_core.errors import ConfigError
 from minivla_core.model.policy import PolicyRunner
@@ -121,6 +122,31 @@ def test_an_action_beyond_the_robots_limits_is_never_published_the_driver_holds(
     assert len(published) == 1 and isinstance(published[0], Stop)
     np.testing.assert_array_equal(published[0].action, [0, 0, 0, -1])  # standing still, gripper open
     assert "beyond robot.action_limits" in logged[0]
+
+
+def test_a_robot_with_no_gripper_gets_its_commands_whole_and_a_hold_of_all_zeros():
+    """A twist and no gripper: 3-number actions are published whole, and a hold zeroes every number (with a gripper
+    the hold keeps the last number, which here would be the z velocity last commanded: issue 23)."""
+    import torch
+
+    from minivla_core.model.policy import VLAPolicy
+    from minivla_core.model.tokenizer import WordTokenizer
+    from minivla_test_utils import tiny_model_config
+
+    vocab = WordTokenizer.from_texts(["reach the red dot"]).vocab
+    policy = VLAPolicy(tiny_model_config(), vocab, state_dim=5, action_dim=3, image_size=32)
+    policy.action_normalizer.fit(torch.rand(100, 3) * 2 - 1)
+    published = []
+    driver = LockstepDriver(PERIOD, policy.action_dim, published.append, lambda level, text: None, gripper=False)
+    driver.set_runner(PolicyRunner(policy, "reach the red dot"))
+    driver.activate()
+    driver.observe(observation(policy, state=(0.2, 0.3, 0.1, 0.5, 1.2)))
+    assert isinstance(published[0], Command) and published[0].action.shape == (3,), published
+    driver.last_action = np.array([0.3, -0.2, 0.5], np.float32)
+    driver.hold()
+    assert isinstance(published[-1], Stop)
+    np.testing.assert_array_equal(published[-1].action, [0.0, 0.0, 0.0])
+    assert stop_action(4, np.array([0.3, -0.2, 0.5, 1.0]), gripper=True).tolist() == [0.0, 0.0, 0.0, 1.0]
 
 
 # --- the timed driver -------------------------------------------------------------------------------------------

@@ -170,7 +170,13 @@ def _broken(payload, change):
 
 
 MALFORMED = {
-    "missing image_size": (lambda p: p["env"].pop("image_size"), "env.image_size must be an integer"),
+    "missing image_size": (lambda p: p["env"].pop("image_size"), "env lacks image_size"),
+    # issue 23: with no observation either, this read as a 'full' checkpoint whose state_dim does not fit
+    "missing image_size and observation": (lambda p: [p["env"].pop(k) for k in ("image_size", "observation")],
+                                           r"env lacks image_size \(the size of the images it was trained on\)"),
+    "missing observation": (lambda p: p["env"].pop("observation"),
+                            "state_dim 4 does not fit the 'full' protocol .39 numbers.: env lacks observation"),
+    "image_size as text": (lambda p: p["env"].update(image_size="32"), "env.image_size must be an integer"),
     "state_dim as text": (lambda p: p.update(state_dim="4"), "state_dim must be an integer"),
     "state_dim -1": (lambda p: p.update(state_dim=-1), "state_dim must be an integer in 1..4096"),
     "vocabulary without <pad>": (lambda p: p.update(vocab=["push", "puck"]), "vocab must be a list of words"),
@@ -195,6 +201,22 @@ def test_malformed_checkpoints_are_refused_by_field(tmp_path, name):
     result = minivla("eval", "--checkpoint", tmp_path / "bad.pt", "--episodes", "1")
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: checkpoint")
+
+
+def test_eval_of_weights_that_give_non_finite_actions_ends_with_one_error_line(tmp_path):
+    """Weights scaled by 1e30 are finite (the checkpoint loads) but every action they sample is NaN: that is the
+    checkpoint's fault, not an episode's, so `minivla eval` stops with one `error:` line and exit 2 (issue 23: a
+    traceback, exit 1), classic and timed alike. The policy node holds on it as on any action it must not send."""
+    policy = tiny_policy()
+    with torch.no_grad():
+        for weights in policy.parameters():
+            weights.mul_(1e30)
+    save_checkpoint(tmp_path / "huge.pt", policy, ENV)
+    for timing in ([], ["--latency", "0.05"]):
+        result = minivla("eval", "--checkpoint", tmp_path / "huge.pt", "--episodes", "1", *timing)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: checkpoint") and "weights produce non-finite actions" in last, last
 
 
 # --- [11] instructions -----------------------------------------------------------------------------------------

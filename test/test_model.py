@@ -115,6 +115,28 @@ def test_a_constant_action_dimension_is_pinned_to_its_value():
     torch.testing.assert_close(normalizer.unnormalize(normalizer.normalize(actions)), actions, atol=1e-5, rtol=0)
 
 
+def test_a_policy_for_a_robot_with_no_gripper_acts_in_its_commands_own_three_numbers(tmp_path):
+    """A planar arm's twist: x, y, and a z that is 0 in every demonstration; no gripper number. Through a checkpoint,
+    the policy's actions are those 3 numbers, z pinned to 0 (issue 23: an action was 4 numbers, gripper last)."""
+    from minivla_core.actions import check_action
+    from minivla_core.checkpoint import load_policy, save_checkpoint
+
+    vocab = WordTokenizer.from_texts(["reach the red dot"]).vocab
+    policy = VLAPolicy(tiny_model_config(), vocab, state_dim=5, action_dim=3, image_size=32)
+    policy.state_normalizer.fit(torch.randn(100, 5))
+    policy.action_normalizer.fit(torch.cat([torch.rand(200, 2) * 1.5 - 0.75, torch.zeros(200, 1)], dim=1))
+    save_checkpoint(tmp_path / "arm.pt", policy, {"task": "planar-reach", "observation": "robot", "camera": "camera",
+                                                  "camera_position": [], "image_size": 32})
+    loaded, payload = load_policy(tmp_path / "arm.pt", state_dim=5, action_dim=3)
+    assert payload["action_dim"] == 3
+    runner = PolicyRunner(loaded, "reach the red dot")
+    image, state = np.zeros((1, 32, 32, 3), np.uint8), np.array([0.2, 0.3, 0.1, 0.5, 1.2], np.float32)
+    actions = np.stack([check_action(runner.act(image, state), size=3) for _ in range(3)])
+    assert actions.shape == (3, 3) and np.all(actions[:, 2] == 0.0)
+    with pytest.raises(ValueError, match="action has 3 numbers, expected 4"):
+        check_action(actions[0])  # the simulated arms' size stays the default
+
+
 @pytest.mark.parametrize("prediction_type", ["epsilon", "sample", "v"])
 def test_sampler_recovers_a_learnable_target(prediction_type):
     """A denoiser trained on one fixed chunk must sample that chunk (real training, real DDIM)."""

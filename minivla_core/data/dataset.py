@@ -15,7 +15,9 @@
                          images_gripperPOV (T, H, W, 3)  the same from each extra camera, if any
                          states  (T, S)       float32 the policy's state before step t: S = 4 for
                                               "proprio" (hand xyz, gripper), 39 for "full"
-                         actions (T, 4)       float32 action taken at step t, in [-1, 1]
+                         actions (T, A)       float32 action taken at step t, in [-1, 1]: A = 4 for the
+                                              simulated arms (hand velocity xyz, gripper), a robot's
+                                              own command size otherwise (3: a twist, no gripper)
 
 An episode file is written under a temporary name and renamed, then its line is appended to
 episodes.jsonl, so a crash loses at most the episode being written. One writer at a time: a
@@ -207,29 +209,32 @@ def load_episodes(root: str | Path) -> tuple[dict, list[Episode]]:
     index = read_index(root)
     if not index:
         raise DatasetError(f"dataset {root} has no episodes")
-    episodes = []
-    for entry in index:
-        path = root / entry["file"]
-        if not path.is_file():
-            raise DatasetError(f"dataset {root} lists {entry['file']} but the file is missing")
-        try:
-            with np.load(path) as arrays:
-                views = [arrays["images"]] + [arrays[image_key(c)] for c in meta["extra_cameras"]]
-                states, actions = arrays["states"], arrays["actions"]
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-            raise DatasetError(f"episode file {path} is unreadable or truncated: {exc}") from exc
-        steps, size = entry["steps"], meta["image_size"]
-        if any(view.shape != views[0].shape for view in views):
-            raise DatasetError(f"episode file {path}: its cameras' images differ in shape "
-                               f"{[view.shape for view in views]}")
-        images = np.stack(views, axis=1)  # (T, cameras, H, W, 3)
-        if (images.shape[:1] + images.shape[2:] != (steps, size, size, 3) or states.shape != (steps, meta["state_dim"])
-                or actions.shape != (steps, meta["action_dim"])):
-            raise DatasetError(f"episode file {path} has shapes {images.shape}, {states.shape}, {actions.shape}, "
-                               f"which do not match its index entry ({steps} steps) and meta.json")
-        if images.dtype != np.uint8 or states.dtype != np.float32 or actions.dtype != np.float32:
-            raise DatasetError(f"episode file {path} has dtypes {images.dtype}, {states.dtype}, {actions.dtype}; "
-                               f"expected uint8, float32, float32")
-        check_values(states, actions, f"episode file {path}")
-        episodes.append(Episode(images, states, actions, entry["task"], entry["instruction"]))
-    return meta, episodes
+    return meta, [read_episode(root, meta, entry) for entry in index]
+
+
+def read_episode(root: str | Path, meta: dict, entry: dict) -> Episode:
+    """One episode of the index (`entry`), checked against meta.json: one at a time for a dataset too large to hold."""
+    root = Path(root)
+    path = root / entry["file"]
+    if not path.is_file():
+        raise DatasetError(f"dataset {root} lists {entry['file']} but the file is missing")
+    try:
+        with np.load(path) as arrays:
+            views = [arrays["images"]] + [arrays[image_key(c)] for c in meta["extra_cameras"]]
+            states, actions = arrays["states"], arrays["actions"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise DatasetError(f"episode file {path} is unreadable or truncated: {exc}") from exc
+    steps, size = entry["steps"], meta["image_size"]
+    if any(view.shape != views[0].shape for view in views):
+        raise DatasetError(f"episode file {path}: its cameras' images differ in shape "
+                           f"{[view.shape for view in views]}")
+    images = np.stack(views, axis=1)  # (T, cameras, H, W, 3)
+    if (images.shape[:1] + images.shape[2:] != (steps, size, size, 3) or states.shape != (steps, meta["state_dim"])
+            or actions.shape != (steps, meta["action_dim"])):
+        raise DatasetError(f"episode file {path} has shapes {images.shape}, {states.shape}, {actions.shape}, "
+                           f"which do not match its index entry ({steps} steps) and meta.json")
+    if images.dtype != np.uint8 or states.dtype != np.float32 or actions.dtype != np.float32:
+        raise DatasetError(f"episode file {path} has dtypes {images.dtype}, {states.dtype}, {actions.dtype}; "
+                           f"expected uint8, float32, float32")
+    check_values(states, actions, f"episode file {path}")
+    return Episode(images, states, actions, entry["task"], entry["instruction"])

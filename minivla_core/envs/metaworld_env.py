@@ -3,8 +3,9 @@
 What this wrapper decides for you:
 - Variants: Meta-World's MT1 benchmark fixes 50 goal/object layouts per seed. Here every
   episode draws a fresh layout from a seeded stream instead: episode `i` of a run with seed `S`
-  always gets the same layout, and two different run seeds never share one. Collection uses
-  seed 0 and evaluation seed 1000 by default, so evaluation is on layouts never seen in training.
+  always gets the same layout, and two different run seeds never share one. A seed's range is its role
+  (config.SEED_ROLES): collection 0-999 (seed 0 by default), validation 1000-1999 (`minivla eval`'s 1000),
+  test 2000 and up, so evaluation is on layouts never seen in training.
 - What the policy's state is, is one setting, `env.observation`:
     "proprio" (the default): hand x, y, z and gripper opening, the first 4 of Meta-World's numbers
         (LeRobot's `agent_pos`). A real arm knows these about itself. Where the puck, the drawer or

@@ -3,12 +3,14 @@ chunk-executing runner used by evaluation and by the ROS policy node.
 
     scene camera image ─── TinyCNN ──┐   (or KeypointCNN: model.image_encoder)
     [each extra camera ─── TinyCNN ──┤]  (env.extra_cameras, e.g. the gripper's view)
-    instruction words ─── TextGRU ───┼─ FusionMLP ─ cond ─ DiffusionHead ─ (B, horizon, 4) actions
+    instruction words ─── TextGRU ───┼─ FusionMLP ─ cond ─ DiffusionHead ─ (B, horizon, A) actions
     state (B,S) ── normalise ─ MLP ──┘
 
 The state is what env.observation says: 4 numbers (hand position, gripper) by default, so
 everything about the scene has to come through the images. Each camera has an encoder of its own
-(a view from the gripper and one from the corner show different things) and its own token.
+(a view from the gripper and one from the corner show different things) and its own token. An
+action is A = action_dim numbers: 4 for the simulated arms (hand velocity, gripper), a robot's own
+command size otherwise (3 for a twist and no gripper); the checkpoint records it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 from torch import nn
 
 from minivla_core.config import ModelConfig
+from minivla_core.errors import NonFiniteActions
 from minivla_core.model import engines
 from minivla_core.model.diffusion import DiffusionHead
 from minivla_core.model.encoders import FusionMLP, StateMLP, TextGRU, make_image_encoder
@@ -154,6 +157,15 @@ def example_inputs(policy: VLAPolicy, inpainting: bool = False) -> tuple[torch.T
 MAX_STATE_SIGMAS = 50.0  # a hand 50 standard deviations (about 5 m) from every training state is not real
 
 
+def finite_chunk(chunk: np.ndarray) -> np.ndarray:
+    """`chunk` if every number of it is finite; else NonFiniteActions."""
+    if not np.all(np.isfinite(chunk)):
+        raise NonFiniteActions(f"the policy sampled NaN or infinite actions ({int(np.sum(~np.isfinite(chunk)))} of "
+                               f"{chunk.size} numbers of a chunk) from an observation within its training range: its "
+                               f"weights produce non-finite actions")
+    return chunk
+
+
 def episode_seed(seed: int, episode: int) -> int:
     """The sampler's noise seed for one episode: an episode's actions do not depend on the episodes before it, so
     `minivla eval` and the ROS graph in lockstep (both reset the runner with the episode's number) draw the same
@@ -233,7 +245,7 @@ class PolicyRunner:
         states = torch.from_numpy(np.asarray(state, dtype=np.float32))[None]
         noise = torch.randn((1, self.policy.config.horizon, self.policy.action_dim), generator=self.generator)
         with torch.no_grad():
-            return self.sampler(image_to_tensor(images), states, self.text_token, noise)[0].numpy()
+            return finite_chunk(self.sampler(image_to_tensor(images), states, self.text_token, noise)[0].numpy())
 
     def sample_continuing(self, images: np.ndarray, state: np.ndarray, frozen: np.ndarray) -> np.ndarray:
         """A fresh chunk whose first len(frozen) actions are `frozen` (the previous chunk's actions that the robot
@@ -250,7 +262,7 @@ class PolicyRunner:
         self.prepare_continuing()
         with torch.no_grad():
             chunk = self.inpainting_sampler(image_to_tensor(images), states, self.text_token, noise, known, mask)
-        return chunk[0].numpy()
+        return finite_chunk(chunk[0].numpy())
 
     def prepare_continuing(self) -> None:
         """Build the inpainting sampler now (about a second, once per policy), not in the first chunk that needs it."""

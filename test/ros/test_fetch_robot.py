@@ -165,3 +165,20 @@ def test_the_fetch_policy_drives_the_arm_through_standard_messages_only():
     assert "/cmd_vel" in bridge["takes"] and "/camera/image_raw" in bridge["publishes"], bridge
     types = [t for types in (*bridge["publishes"].values(), *bridge["takes"].values()) for t in types]
     assert not [t for t in types if t.startswith("minivla_ros/")], bridge
+
+
+def test_the_expert_recorded_as_a_robot_with_no_gripper_gives_three_number_actions(tmp_path):
+    """`minivla record` and `bag2data` with robot.gripper_topic empty (issue 23): the expert node sends its twists
+    alone (its gripper number dropped: the simulated gripper stays open), the bag holds no gripper topic, and the
+    dataset's actions are the twists' 3 numbers."""
+    no_gripper = ["--set", 'robot.gripper_topic=""']
+    topics = [topic for topic in load_config(FETCH).recorder.topics if topic != "gripper_command"]
+    bag, out = tmp_path / "bag", tmp_path / "data"
+    minivla("record", "--config", str(FETCH), "--episodes", "1", "--out", str(bag), *no_gripper,
+            "--set", f"recorder.topics=[{', '.join(topics)}]")
+    with AnyReader([bag]) as reader:
+        assert sorted(c.topic for c in reader.connections) == sorted("/" + topic for topic in topics)
+    minivla("bag2data", str(bag), "--config", str(FETCH), *no_gripper, "--out", str(out))
+    meta, episodes = load_episodes(out)
+    assert meta["action_dim"] == 3 and episodes[0].actions.shape[1] == 3
+    assert np.abs(episodes[0].actions).max() > 0.1  # the expert's motion, in action units

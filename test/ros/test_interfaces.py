@@ -143,6 +143,27 @@ def test_every_command_type_carries_the_action_both_ways(name):
         assert msgs[0].points[0].time_from_start.nanosec == 50_000_000
 
 
+def test_a_robot_with_no_gripper_takes_actions_of_its_commands_own_size():
+    """A TwistStamped and no gripper topic: 3-number actions, one message each, read back whole; a 4-number policy
+    does not fit it, nor a 3-number policy the simulated arms' own ActionCommand (issue 23)."""
+    from minivla_ros.interfaces import action_size, has_gripper
+
+    robot = RobotConfig(**STANDARD, gripper_topic="", action_frame="planar_base")
+    assert (action_size(robot), has_gripper(robot)) == (3, False)
+    assert (action_size(RobotConfig(**STANDARD)), has_gripper(RobotConfig(**STANDARD))) == (4, True)
+    check_interface(robot, action_dim=3, state_dim=4, cameras=1)
+    action = np.array([0.5, -1.0, 0.0])
+    (msg,) = command_msgs(action, robot, STAMP, period=0.05)
+    assert msg.header.frame_id == "planar_base"
+    np.testing.assert_allclose(motion_from_msg(msg, robot), action, rtol=1e-9)
+    with pytest.raises(ValueError, match="policy's action has 4 .*a robot with no gripper takes actions of 3"):
+        check_interface(robot, action_dim=4)
+    with pytest.raises(ValueError, match="ActionCommand commands the simulated arms.*the policy's action has 3"):
+        check_interface(RobotConfig(), action_dim=3)
+    with pytest.raises(ValueError, match="TwistStamped command carries 3 numbers .x, y, z., got 4"):
+        command_msgs(np.zeros(4), robot, STAMP, period=0.05)
+
+
 def test_commands_a_policy_cannot_follow_are_named():
     robot = RobotConfig(action_type="JointTrajectory", action_joints=["j1", "j2", "j3"])
     trajectory = JointTrajectory(joint_names=["j1", "j3"], points=[JointTrajectoryPoint(positions=[0.0, 0.0])])

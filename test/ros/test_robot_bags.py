@@ -10,16 +10,17 @@ import numpy as np
 import pytest
 import yaml
 
-from minivla_core.config import Bag2DataConfig, RobotConfig
-from minivla_core.data.dataset import load_episodes
-from minivla_core.errors import DatasetError
+from minivla_core.config import Bag2DataConfig, Config, RobotConfig
+from minivla_core.data.dataset import load_episodes, read_index
+from minivla_core.errors import ConfigError, DatasetError
 from minivla_ros.bag_types import make_typestore
 from minivla_ros.robot_bags import convert_robot_bags
 
 ROOT = Path(__file__).resolve().parents[2]
 TYPES = {"/camera/color/image_raw": "sensor_msgs/msg/Image", "/ee_pose": "geometry_msgs/msg/PoseStamped",
          "/joint_states": "sensor_msgs/msg/JointState", "/servo/cmd_vel": "geometry_msgs/msg/TwistStamped",
-         "/gripper_command": "std_msgs/msg/Float64", "/instruction": "std_msgs/msg/String"}
+         "/gripper_command": "std_msgs/msg/Float64", "/instruction": "std_msgs/msg/String",
+         "/forward_command": "std_msgs/msg/Float64MultiArray"}
 ROBOT = RobotConfig(camera_topics=["/camera/color/image_raw"], state_type="PoseAndJoints", state_pose_topic="ee_pose",
                     state_joint_topic="joint_states", state_joints=["gripper"], action_type="TwistStamped",
                     action_topic="servo/cmd_vel", velocity_scale=0.2, gripper_topic="gripper_command")
@@ -82,7 +83,7 @@ def write_events(path: Path, events: list) -> Path:
     from mcap_ros2.writer import Writer
 
     typestore = make_typestore()
-    types = {**TYPES, "/episode": "std_msgs/msg/Header"}
+    types = {**TYPES, "/episode": "std_msgs/msg/Header", "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray"}
     with open(path, "wb") as stream:
         writer = Writer(stream)
         schemas = {topic: writer.register_msgdef(msgtype, typestore.generate_msgdef(msgtype, ros_version=2)[0])
@@ -113,6 +114,42 @@ def test_a_robot_bag_of_standard_messages_becomes_two_episodes(tmp_path):
     shades = first.images[:, 0, 0, 0, 0].astype(int)  # the newest frame at each tick: shades never go back
     assert np.all(np.diff(shades) >= 0) and shades[-1] > shades[0]
     assert first.instruction == "push the block"
+
+
+def test_a_robot_with_no_gripper_gives_actions_of_three_numbers(tmp_path):
+    """No gripper topic in the bag or the robot section: each action is the twist's x, y, z (issue 23: refused with
+    "a TwistStamped command carries 3 numbers ... the policy's action has 4")."""
+    bag = write_bag(tmp_path / "arm.mcap", drop="/gripper_command")
+    no_gripper = RobotConfig(**{**ROBOT.__dict__, "gripper_topic": ""})
+    summary = convert_robot_bags([bag], tmp_path / "data", no_gripper, Bag2DataConfig(rate=20.0), image_size=32)
+    assert summary.episodes == 2, summary
+    meta, (first, second) = load_episodes(tmp_path / "data")
+    assert meta["action_dim"] == 3
+    np.testing.assert_allclose(first.actions, np.tile([0.5, 0.0, 0.0], (len(first.actions), 1)), atol=1e-6)
+    np.testing.assert_allclose(second.actions, np.tile([0.0, 0.5, 0.0], (len(second.actions), 1)), atol=1e-6)
+
+
+def test_a_command_array_gives_actions_of_its_own_length_and_a_change_of_length_is_named(tmp_path):
+    """Float64MultiArray and no gripper topic: an action is the array, as long as the robot's commands are (here 2
+    joint velocities); a command of another length in the same bag is refused by name."""
+    array = RobotConfig(**{**ROBOT.__dict__, "action_type": "Float64MultiArray", "action_topic": "forward_command",
+                           "gripper_topic": ""})
+
+    def events(lengths):
+        found = [(0.0, "/instruction", {"data": "wave"})]
+        for i, t in enumerate(np.arange(0.0, 1.0, 0.05)):
+            found += frame_events(t, 0.0)[:3]
+            found.append((t + 0.01, "/forward_command", {"layout": {"dim": [], "data_offset": 0},
+                                                         "data": [0.25] * lengths(i)}))
+        return found
+
+    bag = write_events(tmp_path / "array.mcap", events(lambda i: 2))
+    convert_robot_bags([bag], tmp_path / "data", array, Bag2DataConfig(rate=0.0), image_size=32)
+    meta, (episode,) = load_episodes(tmp_path / "data")
+    assert meta["action_dim"] == 2 and np.all(episode.actions == 0.25)
+    changed = write_events(tmp_path / "changed.mcap", events(lambda i: 2 if i < 10 else 3))
+    with pytest.raises(DatasetError, match="changed.mcap.*action of 3 numbers, the ones before 2"):
+        convert_robot_bags([changed], tmp_path / "other", array, Bag2DataConfig(rate=0.0), image_size=32)
 
 
 def test_robot_bag_problems_are_named(tmp_path):
@@ -250,3 +287,149 @@ def test_an_episodes_frames_stay_in_it_at_the_marker(tmp_path, rate):
     if rate == 0:  # one step per frame, the final one included: it is labelled with the command then in force
         np.testing.assert_allclose(first.states[:, 0], first_frames, atol=1e-6)
         assert len(second.actions) == len(second_frames)
+
+
+# --- issue 23: bag2data's rules said, set or refused; errors that name the topic at fault --------------------------
+
+def test_a_missing_joint_is_named_on_the_joint_state_topic(tmp_path):
+    """The joints are read when a tick is observed, which a message on another topic (the pose, a gripper command)
+    sets off: the error names the topic the joint is missing from, not that one."""
+    wrong_joint = RobotConfig(**{**ROBOT.__dict__, "state_joints": ["finger"]})
+    with pytest.raises(DatasetError, match=r"arm\.mcap, topic /joint_states: joint state lacks joint\(s\) finger"):
+        convert_robot_bags([write_bag(tmp_path / "arm.mcap")], tmp_path / "a", wrong_joint, Bag2DataConfig(),
+                           image_size=32)
+
+
+def marked_episodes(results: dict[int, str] | None = None, late: tuple[int, ...] = ()) -> list:
+    """Three episodes a second apart (markers on /episode), each of frames every 50 ms for 0.9 s answered 10 ms later
+    (the hand at x = 10 * episode + t); `results`: episode -> its success value ("True", "False") in a
+    sim_bridge-style DiagnosticArray on /diagnostics, stamped as its final frame, or (episodes in `late`) 30 ms after
+    the next episode's marker."""
+    events = [(0.0, "/instruction", {"data": "push the block"})]
+    for episode in range(3):
+        start = float(episode)
+        events.append((start, "/episode", {"stamp": stamp(T0 + start), "frame_id": ""}))
+        frames = start + np.arange(0.0, 0.9, 0.05)
+        for t in frames:
+            events += frame_events(t, 10 * episode + t - start) + command_events(t + 0.01, 0.1, 0.0)
+        if results and episode in results:
+            at = start + 1.03 if episode in late else frames[-1]
+            status = {"level": 0, "name": "sim_bridge: episode", "message": "", "hardware_id": "sim_bridge",
+                      "values": [{"key": "episode", "value": str(episode)},
+                                 {"key": "success", "value": results[episode]}]}
+            events.append((at, "/diagnostics", {"header": {"stamp": stamp(T0 + at), "frame_id": ""},
+                                                "status": [status]}))
+    return events
+
+
+def test_episode_results_on_diagnostics_decide_what_is_kept(tmp_path):
+    """The simulator bridge (bridge.interface standard) says how each episode ended on /diagnostics: a failed one is
+    dropped unless keep_failed, even when its result comes after the next episode's marker."""
+    bag = write_events(tmp_path / "sim.mcap", marked_episodes({0: "True", 1: "False", 2: "True"}, late=(1,)))
+    summary = convert_robot_bags([bag], tmp_path / "kept", ROBOT, Bag2DataConfig(rate=0.0, episode_topic="/episode"),
+                                 image_size=32)
+    assert (summary.episodes, summary.failed_dropped, summary.success_unknown) == (2, 1, 0), summary
+    _, episodes = load_episodes(tmp_path / "kept")
+    assert [int(e.states[0, 0] // 10) for e in episodes] == [0, 2]  # the failed second one is gone
+    assert [entry["success"] for entry in read_index(tmp_path / "kept")] == [True, True]
+    options = Bag2DataConfig(rate=0.0, episode_topic="/episode", keep_failed=True)
+    summary = convert_robot_bags([bag], tmp_path / "all", ROBOT, options, image_size=32)
+    assert summary.episodes == 3 and "1 failed" not in str(summary)
+    assert [entry["success"] for entry in read_index(tmp_path / "all")] == [True, False, True]
+
+
+def test_episodes_without_a_result_are_kept_as_success_unknown(tmp_path):
+    bag = write_events(tmp_path / "quiet.mcap", marked_episodes({0: "False"}))
+    summary = convert_robot_bags([bag], tmp_path / "data", ROBOT, Bag2DataConfig(rate=0.0, episode_topic="/episode"),
+                                 image_size=32)
+    assert (summary.episodes, summary.failed_dropped, summary.success_unknown) == (2, 1, 2), summary
+    assert [entry["success"] for entry in read_index(tmp_path / "data")] == [None, None]
+    assert "2 of them with success unknown" in str(summary)
+    assert "quiet.mcap: 2 episode(s) kept as success unknown" in str(summary), summary
+
+
+def test_a_marker_topic_the_bag_lacks_is_refused(tmp_path):
+    """Misnamed, the markers used to be ignored: three episodes became one, with exit 0."""
+    bag = write_events(tmp_path / "sim.mcap", marked_episodes())
+    options = Bag2DataConfig(rate=0.0, episode_topic="/episode_start")
+    with pytest.raises(DatasetError, match=r"sim\.mcap has no message on /episode_start, the episode marker topic "
+                                           r"\(bag2data\.episode_topic\).*its topics: .*/episode, "):
+        convert_robot_bags([bag], tmp_path / "a", ROBOT, options, image_size=32)
+    assert not (tmp_path / "a").exists()
+    summary = convert_robot_bags([bag], tmp_path / "b", ROBOT, Bag2DataConfig(rate=0.0, episode_gap=0.0),
+                                 image_size=32)  # episode_topic empty: no markers asked for, one episode per bag
+    assert summary.episodes == 1
+
+
+def test_observations_before_the_first_marker_are_dropped_and_counted(tmp_path):
+    events = [(0.0, "/instruction", {"data": "push the block"}),
+              (0.5, "/episode", {"stamp": stamp(T0 + 0.5), "frame_id": ""})]
+    for t in np.arange(0.0, 1.5, 0.05):
+        events += frame_events(t, t) + command_events(t + 0.01, 0.1, 0.0)
+    summary = convert_robot_bags([write_events(tmp_path / "late.mcap", events)], tmp_path / "data", ROBOT,
+                                 Bag2DataConfig(rate=0.0, episode_topic="/episode"), image_size=32)
+    assert summary.episodes == 1, summary
+    _, (episode,) = load_episodes(tmp_path / "data")
+    assert episode.states[0, 0] == pytest.approx(0.5)  # the first frame of the marked episode
+    assert "late.mcap: 10 observations before the first message on /episode belong to no episode" in str(summary)
+
+
+def sparse_commands(tmp_path, stale_after: float) -> int:
+    """Frames every 50 ms for 2 s, a command every 0.4 s: how many frames are steps at this freshness window."""
+    events = [(0.0, "/instruction", {"data": "push the block"})]
+    for t in np.arange(0.0, 2.0, 0.05):
+        events += frame_events(t, t)
+    for t in np.arange(0.01, 2.0, 0.4):
+        events += command_events(t, 0.1, 0.0)
+    bag = write_events(tmp_path / f"sparse{stale_after}.mcap", events)
+    options = Bag2DataConfig(rate=0.0, episode_gap=0.0, stale_after=stale_after)
+    return convert_robot_bags([bag], tmp_path / f"data{stale_after}", ROBOT, options, image_size=32).steps
+
+
+def test_the_freshness_window_of_commands_is_a_setting(tmp_path):
+    """A frame's label is the command in force at the next frame, if no older than bag2data.stale_after then."""
+    # every frame but the bag's last (nothing after it shows that all its inputs are in): no command is older than
+    # 0.4 s at a frame
+    assert sparse_commands(tmp_path, 0.5) == 39
+    assert 20 <= sparse_commands(tmp_path, 0.25) <= 27  # about 5 of each 8 frames after a command
+    with pytest.raises(ConfigError, match="bag2data.stale_after must be > 0"):
+        Config.from_dict({"bag2data": {"stale_after": 0}})
+
+
+def test_header_stamps_going_backwards_are_refused(tmp_path):
+    """A clock reset one second in: the stamps start again from 0. Paired by stamp, the bag used to give a few short
+    episodes, and exit 0."""
+    events = [(0.0, "/instruction", {"data": "push the block"})]
+    for t in np.arange(0.0, 1.0, 0.05):
+        events += frame_events(t, t) + command_events(t + 0.01, 0.1, 0.0)
+    for t in np.arange(0.0, 1.0, 0.05):  # logged 3 s on, stamped as before
+        again = frame_events(t, 1 + t) + command_events(t + 0.01, 0.1, 0.0)
+        events += [(log + 3.0, topic, msg) for log, topic, msg in again]
+    with pytest.raises(DatasetError, match=r"reset\.mcap: header stamps go backwards on /camera/color/image_raw 1 "
+                                           r"time\(s\), by up to 0\.9\d0 s; on /ee_pose 1 time"):
+        convert_robot_bags([write_events(tmp_path / "reset.mcap", events)], tmp_path / "data", ROBOT,
+                           Bag2DataConfig(rate=0.0, episode_gap=0.0), image_size=32)
+
+
+def test_robot_and_config_read_the_same_sections_of_a_file(tmp_path):
+    """`--robot FILE` used to read only FILE's robot section (its bag2data and env sections were ignored)."""
+    def bag2data(*args):
+        return subprocess.run([sys.executable, "-m", "minivla", "bag2data", *map(str, args)], capture_output=True,
+                              text=True, cwd=ROOT)
+
+    bag = write_bag(tmp_path / "arm.mcap")
+    (tmp_path / "robot.yaml").write_text(yaml.safe_dump({"robot": ROBOT.__dict__, "env": {"image_size": 24},
+                                                         "bag2data": {"episode_gap": 0.0}}))
+    for flag in ("--robot", "--config"):
+        done = bag2data(bag, flag, tmp_path / "robot.yaml", "--out", tmp_path / flag.strip("-"))
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith("1 episodes"), done.stdout  # the file's episode_gap 0: one episode per bag
+        assert load_episodes(tmp_path / flag.strip("-"))[0]["image_size"] == 24
+    overridden = bag2data(bag, "--robot", tmp_path / "robot.yaml", "--set", "bag2data.episode_gap=1.0", "--out",
+                          tmp_path / "set")
+    assert overridden.stdout.startswith("2 episodes"), overridden.stdout + overridden.stderr  # --set wins
+    (tmp_path / "no_robot.yaml").write_text(yaml.safe_dump({"bag2data": {"episode_gap": 0.0}}))
+    refused = bag2data(bag, "--robot", tmp_path / "no_robot.yaml", "--out", tmp_path / "x")
+    assert refused.returncode == 2 and "has no `robot` section" in refused.stderr, refused.stderr
+    help_text = bag2data("--help").stdout
+    assert "--robot FILE, or --config FILE: both read every section" in " ".join(help_text.split())

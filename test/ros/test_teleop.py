@@ -3,6 +3,7 @@
 import os
 import pty
 import subprocess
+import sys
 import time
 
 import rclpy
@@ -30,6 +31,17 @@ def test_keys_set_a_velocity_that_holds_until_the_next_key():
     assert keys.gripper == 1.0 and not keys.quit
     keys.press("q")
     assert keys.quit
+
+
+def test_each_key_says_the_command_now_in_force():
+    """Pressing a key used to print nothing: what the arm is asked to do now is one line per key."""
+    keys = Keys(speed=0.1, max_speed=0.2)
+    assert keys.describe() == "stopped (speed 0.10 m/s), gripper open"
+    assert keys.press("d") and keys.describe() == "right (+x) at 0.10 m/s, gripper open"
+    assert keys.press("+") and keys.describe() == "right (+x) at 0.12 m/s, gripper open"
+    assert keys.press("g") and keys.describe() == "right (+x) at 0.12 m/s, gripper closed"
+    assert keys.press(" ") and keys.describe() == "stopped (speed 0.12 m/s), gripper closed"
+    assert not keys.press("x") and keys.describe() == "stopped (speed 0.12 m/s), gripper closed"  # not a key
 
 
 def test_keys_typed_in_a_terminal_move_the_simulated_arm(node_process):
@@ -62,10 +74,14 @@ def test_keys_typed_in_a_terminal_move_the_simulated_arm(node_process):
         # What the keys do, not how far the arm gets in a given time (that depends on how many steps the bridge and
         # the teleop node took meanwhile, which depends on scheduling).
         os.write(master, b"d")  # right: +x at 0.1 m/s
+        assert wait_until(node, lambda: b"'d': right (+x) at 0.10 m/s, gripper open" in screen, 30, read_screen), \
+            screen
         assert wait_until(node, lambda: position_from_pose(poses[-1])[0] - start[0] > 0.05, 60, read_screen), screen
         moved = position_from_pose(poses[-1]) - start
         assert abs(moved[1]) < 0.01 and abs(moved[2]) < 0.01, (moved, screen)
         os.write(master, b" g")  # stop, close the gripper: one read, one velocity and gripper published together
+        assert wait_until(node, lambda: b"'g': stopped (speed 0.10 m/s), gripper closed" in screen, 30,
+                          read_screen), screen
         assert wait_until(node, lambda: joint_positions(joints[-1], ["gripper"])[0] < opening - 0.1, 60,
                           read_screen), screen
         # Closing, the bridge was taking commands sent after the stop. Ten steps to settle, then ten more: still.
@@ -92,3 +108,17 @@ def test_teleop_without_a_terminal_says_so():
     done = subprocess.run(bringup.node_command("teleop", bringup.DEFAULT_PARAMS, {}), stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, env=bringup.ros_environment(), cwd=bringup.ROOT, timeout=60)
     assert done.returncode == 2 and "error: teleop reads keys from a terminal" in done.stdout
+
+
+def test_teleop_with_stdin_closed_says_so_in_one_line():
+    """With stdin closed (`<&-`) Python has no sys.stdin at all: teleop printed a traceback (AttributeError on
+    sys.stdin.isatty()). The node, and `minivla teleop`, end with one error line and status 2."""
+    node = bringup.node_command("teleop", bringup.DEFAULT_PARAMS, {})
+    command = [sys.executable, "-m", "minivla", "teleop"]
+    for argv in (node, command):
+        done = subprocess.run(["bash", "-c", 'exec "$@" <&-', "closed-stdin", *argv], capture_output=True, text=True,
+                              env=bringup.ros_environment(), cwd=bringup.ROOT, timeout=60)
+        output = done.stdout + done.stderr
+        assert done.returncode == 2 and "Traceback" not in output, output
+        errors = [line for line in output.splitlines() if line.startswith("error:")]
+        assert errors == ["error: teleop reads keys from a terminal; run it in one (stdin is closed)"], output
