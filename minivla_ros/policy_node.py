@@ -273,9 +273,10 @@ class PolicyNode(LifecycleNode):
         if self.timing == "timed" and self.config.seam == "inpaint":
             sampler_for(self.policy, steps, self.config.engine, inpainting=True)
         tasks = payload["env"].get("tasks") or [payload["env"]["task"]]
+        state = ("the robot's own state" if self.observation == "robot" else
+                 f"{observation_label(self.observation)} robot state")
         self.get_logger().info(f"loaded {path} (trained on {', '.join(tasks)}, "
-                               f"{self.image_size}px {' and '.join(self.cameras)} images, "
-                               f"{observation_label(self.observation)} robot state)")
+                               f"{self.image_size}px {' and '.join(self.cameras)} images, {state})")
         return True
 
     def on_image(self, msg: Image, index: int) -> None:

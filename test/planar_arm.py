@@ -226,3 +226,18 @@ def write_bags(folder: Path, bags: int = 2, episodes: int = 5, seed: int = 0) ->
                 writer.write(connections[role], int(round((T0 + t) * 1e9)), messages.serialize(msg, role))
         paths.append(path)
     return paths
+
+
+if __name__ == "__main__":  # the walk-through's bags: .venv/bin/python test/planar_arm.py bags [--bags 2 --episodes 5]
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Write planar-arm demonstration bags with the rosbags library's "
+                                                 "writer (docs/robot.md, 'A robot with no gripper').")
+    parser.add_argument("folder", type=Path, help="where the bag folders planar0, planar1, ... go (must not hold them)")
+    parser.add_argument("--bags", type=int, default=2)
+    parser.add_argument("--episodes", type=int, default=5, help="demonstrations per bag")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    args.folder.mkdir(parents=True, exist_ok=True)
+    for path in write_bags(args.folder, args.bags, args.episodes, args.seed):
+        print(f"wrote {path}")
