@@ -161,17 +161,25 @@ def image_key(camera: str) -> str:
     return f"images_{camera}"
 
 
+def read_json(path: Path, missing: str) -> dict:
+    """The JSON object in `path`; DatasetError with `missing` if there is no such file, or naming what is wrong."""
+    if not path.is_file():
+        raise DatasetError(missing)
+    try:
+        value = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise DatasetError(f"{path}: expected a JSON object")
+    return value
+
+
 def read_meta(root: str | Path) -> dict:
     root = Path(root)
     path = root / "meta.json"
     if not root.is_dir():
         raise DatasetError(f"dataset {root} does not exist")
-    if not path.is_file():
-        raise DatasetError(f"{root} is not a dataset: {path.name} is missing")
-    try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path} is not valid JSON: {exc}") from exc
+    meta = read_json(path, f"{root} is not a dataset: {path.name} is missing")
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise DatasetError(f"{path} is not a {FORMAT} version {VERSION} file")
     meta.setdefault("observation", "full")  # written before the protocol was recorded: Meta-World's 39 numbers

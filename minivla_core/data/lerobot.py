@@ -58,7 +58,7 @@ import pyarrow.parquet as pq
 
 from minivla_core.actions import ACTION_LIMIT
 from minivla_core.config import OBSERVATIONS, state_dim_of
-from minivla_core.data.dataset import DatasetWriter, check_values, read_episode, read_index, read_meta
+from minivla_core.data.dataset import DatasetWriter, check_values, read_episode, read_index, read_json, read_meta
 from minivla_core.errors import DatasetError
 
 CODEBASE_VERSION = "v3.0"
@@ -350,16 +350,8 @@ class ImportSummary:
         return "\n".join(lines + [f"note: {note}" for note in self.notes])
 
 
-def read_json(path: Path) -> dict:
-    if not path.is_file():
-        raise DatasetError(f"{path} is missing: not a LeRobot dataset {CODEBASE_VERSION}")
-    try:
-        value = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path} is not valid JSON: {exc}") from exc
-    if not isinstance(value, dict):
-        raise DatasetError(f"{path}: expected a JSON object")
-    return value
+def read_lerobot_json(path: Path) -> dict:
+    return read_json(path, f"{path} is missing: not a LeRobot dataset {CODEBASE_VERSION}")
 
 
 def read_parquet(path: Path, columns: list[str] | None = None) -> pa.Table:
@@ -381,7 +373,7 @@ def check_info(root: Path) -> dict:
     path = root / "meta" / "info.json"
     if not root.is_dir():
         raise DatasetError(f"LeRobot dataset {root} does not exist")
-    info = read_json(path)
+    info = read_lerobot_json(path)
     version = info.get("codebase_version")
     if version != CODEBASE_VERSION:
         hint = (" (LeRobot converts a v2.1 dataset: python -m lerobot.scripts.convert_dataset_v21_to_v30)"
