@@ -5,7 +5,7 @@ publishes what a driver hands to its `publish` callback; every rule lives here, 
 
 One small interface for the three modes:
     observe(observation)   a complete observation (lockstep: answered at once; timed: offered to the sampler)
-    tick(command_stamp, observation)   free timing: one command from the newest observation
+    tick(observation)      free timing: one command from the newest observation
     new_episode(episode)   an episode starts: the rest of the current chunk was planned for the scene before it,
                            and the sampler's noise restarts at the episode's seed (as in `minivla eval`)
     hold()                 stop the robot where it is (what a robot needs to stop depends on the mode)
@@ -137,6 +137,7 @@ class PolicyDriver:
         self.episode: int | None = None
         self.last_action: np.ndarray | None = None
         self.stats = ControlStats(period)
+        self.chunk_stamp: Stamp | None = None  # the observation the current chunk was sampled from (free, lockstep)
 
     # --- what the node sets -------------------------------------------------------------------------------
     def set_runner(self, runner) -> None:
@@ -190,7 +191,7 @@ class PolicyDriver:
     def observe(self, observation: SyncedObservation) -> None:
         """A complete observation (exact stamps)."""
 
-    def tick(self, command_stamp: Stamp, observation: SyncedObservation) -> None:
+    def tick(self, observation: SyncedObservation) -> None:
         """Free timing: a control tick, with the newest observation."""
 
     def act(self, observation: SyncedObservation, answers: Stamp | None) -> None:
@@ -223,9 +224,8 @@ class FreeDriver(PolicyDriver):
     observation its chunk was sampled from."""
 
     mode = "free"
-    chunk_stamp: Stamp | None = None
 
-    def tick(self, command_stamp: Stamp, observation: SyncedObservation) -> None:
+    def tick(self, observation: SyncedObservation) -> None:
         self.stats.tick(time.monotonic(), count_dropped=True)
         self.act(observation, None)
 
@@ -234,7 +234,6 @@ class LockstepDriver(PolicyDriver):
     """One command per observation, naming the observation it answers (the bridge steps when it comes)."""
 
     mode = "lockstep"
-    chunk_stamp: Stamp | None = None
 
     def observe(self, observation: SyncedObservation) -> None:
         self.stats.tick(time.monotonic())

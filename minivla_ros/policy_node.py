@@ -336,7 +336,7 @@ class PolicyNode(LifecycleNode):
     def tick(self) -> None:
         """Free timing: one command per control tick, from the newest inputs."""
         if self.ready_state() is not None:
-            self.driver.tick(stamp_key(self.get_clock().now().to_msg()), self.assembler.newest())
+            self.driver.tick(self.assembler.newest())
 
     def ready_state(self) -> str | None:
         """"ready" if the node can act; else None (the reason is logged when it changes, and once it can again:

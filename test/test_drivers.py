@@ -103,8 +103,8 @@ def test_lockstep_answers_each_observation_naming_it_and_a_free_tick_names_its_c
     free = FreeDriver(PERIOD, policy.action_dim, published.append, lambda level, text: None)
     free.set_runner(PolicyRunner(policy, INSTRUCTION))
     free.activate()
-    free.tick((9, 0), observation(policy, stamp=(8, 0)))
-    free.tick((9, 50_000_000), observation(policy, stamp=(8, 50_000_000)))
+    free.tick(observation(policy, stamp=(8, 0)))
+    free.tick(observation(policy, stamp=(8, 50_000_000)))
     assert [p.observation_stamp for p in published] == [(8, 0), (8, 0)]  # both from the chunk of (8, 0)
 
 
