@@ -75,9 +75,8 @@ class FreeStepping:
 class LockstepStepping(FreeStepping):
     mode = "lockstep"
 
-    def __init__(self, rules: EpisodeRules, step_rate: float, command_timeout: float):
+    def __init__(self, rules: EpisodeRules, step_rate: float):
         super().__init__(rules, step_rate)
-        self.command_timeout = command_timeout  # may change while running
         self.observation_key: tuple[int, int] | None = None  # (episode, step) of the newest observation
         self.answerable: set[Stamp] = set()  # the stamps it went out under (an episode's first is re-sent)
         self.answered_before: set[Stamp] = set()  # the previous observation's (late answers to it are no surprise)
@@ -95,7 +94,7 @@ class LockstepStepping(FreeStepping):
         return self.rules.tick(now)
 
     def tick(self, now: float, ros_now: float, subscribers_ready: bool = True) -> list:
-        if now - self.published_at < self.command_timeout:
+        if now - self.published_at < self.rules.command_timeout:  # (it may change while running)
             return []  # the answer to the newest observation steps the simulation; none came yet
         return self.rules.tick(now, subscribers_ready)
 
@@ -147,9 +146,9 @@ class TimedStepping(FreeStepping):
         return self.tick_time if self.tick_time is not None else ros_now
 
 
-def make_stepping(timing: str, rules: EpisodeRules, step_rate: float, command_timeout: float) -> FreeStepping:
+def make_stepping(timing: str, rules: EpisodeRules, step_rate: float) -> FreeStepping:
     if timing == "lockstep":
-        return LockstepStepping(rules, step_rate, command_timeout)
+        return LockstepStepping(rules, step_rate)
     if timing == "timed":
         return TimedStepping(rules, step_rate)
     return FreeStepping(rules, step_rate)

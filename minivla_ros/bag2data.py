@@ -179,12 +179,17 @@ def in_stamp_order(messages: Iterator[tuple[str, int, object]], window_ns: int =
         yield out(heapq.heappop(heap))
 
 
+def stamp_ns(stamp) -> int:
+    """A builtin_interfaces/Time in ns (0 for a zero stamp: not given)."""
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
 def header_stamp(msg) -> int | None:
     """A message's header stamp in ns; None for a message without a header, or with a zero stamp."""
     stamp = getattr(getattr(msg, "header", msg), "stamp", None)  # a std_msgs/Header is its own header
     if not hasattr(stamp, "nanosec") or not (stamp.sec or stamp.nanosec):
         return None
-    return stamp.sec * 1_000_000_000 + stamp.nanosec
+    return stamp_ns(stamp)
 
 
 class StampsForward:
@@ -288,7 +293,7 @@ def convert_bag(bag: Path, typestore, out, keep_failed: bool, summary: Summary, 
             elif topic == graph.INSTRUCTION.absolute:
                 instruction = msg.data
             elif topic == graph.ACTION.absolute:
-                answers = msg.observation_stamp.sec * 1_000_000_000 + msg.observation_stamp.nanosec  # 0: not given
+                answers = stamp_ns(msg.observation_stamp)  # 0: not given
                 if image is None or state is None or episode is None or 0 < answers < episode_start:
                     summary.unpaired_actions += 1
                     continue
@@ -304,7 +309,7 @@ def convert_bag(bag: Path, typestore, out, keep_failed: bool, summary: Summary, 
                     summary.dropped_incomplete += 1
                     steps = []
                 if msg.episode != episode:
-                    episode_start = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+                    episode_start = stamp_ns(msg.header.stamp)
                 episode, task, step = msg.episode, msg.task, msg.step
                 if msg.done:
                     stamps.check(bag)  # no episode across a jump back in time is written

@@ -26,7 +26,6 @@ import yaml
 
 from minivla_core.cli import Command
 from minivla_core.config import Config, RunConfig, read_config_file
-from minivla_core.timing import check_timing
 from minivla_core.errors import ConfigError, MiniVLAError
 from minivla_ros import graph
 
@@ -57,7 +56,7 @@ def cmd_run(config: Config, given: dict) -> int:
     instruction = check_instruction(config.policy_node.instruction or sim_instruction(task))
     overrides = node_settings(given, ("env", "bridge", "policy_node", "robot"))
     overrides.pop("policy_node.instruction", None)  # sent on the instruction topic, as a user would
-    timing = check_timing(config.run.timing, "run.timing")  # both nodes run with the same timing
+    timing = config.run.timing  # (checked by the schema) both nodes run with the same timing
     for section in ("bridge", "policy_node"):
         if overrides.get(f"{section}.timing", timing) != timing:
             raise ConfigError(f"{section}.timing {overrides[f'{section}.timing']!r} differs from run.timing "

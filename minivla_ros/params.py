@@ -16,7 +16,6 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from minivla_core.errors import ConfigError
-from minivla_ros.graph import resolve_path  # noqa: F401 (the policy node finds its checkpoint)
 
 # ROS cannot tell an empty list's element type; such fields are declared by their annotation instead.
 EMPTY_LIST_TYPES = {"list[str]": Parameter.Type.STRING_ARRAY, "list[float]": Parameter.Type.DOUBLE_ARRAY}

@@ -64,7 +64,7 @@ from minivla_ros.images import image_from_msg
 from minivla_ros.interfaces import check_interface, check_limits, has_gripper, joint_positions, position_from_pose
 from minivla_ros.lifecycle import guard_transitions
 from minivla_ros.msg import ActionChunk, ActionCommand, EpisodeStatus, PolicyStatus, RobotState
-from minivla_ros.params import declare_section, resolve_path
+from minivla_ros.params import declare_section
 from minivla_ros.spin import run_node
 
 # Every change of instruction is logged, up to this many a second; a flood of changes is summarised
@@ -250,7 +250,7 @@ class PolicyNode(LifecycleNode):
     # --- inputs -------------------------------------------------------------------------------
     def load(self, checkpoint: str) -> bool:
         """Load the checkpoint and check the robot interface against it; False (and the reason logged) if not."""
-        path = resolve_path(checkpoint)
+        path = graph.resolve_path(checkpoint)
         try:
             self.policy, payload = load_policy(path)
         except MiniVLAError as exc:

@@ -96,7 +96,7 @@ class SimBridgeNode(Node):
         self.lockstep, self.timed = timing == "lockstep", timing == "timed"
         self.rules = EpisodeRules(self.env_config, self.config.command_timeout, self.config.episodes,
                                   self.config.motion_noise)
-        self.stepping = make_stepping(timing, self.rules, self.config.step_rate, self.config.command_timeout)
+        self.stepping = make_stepping(timing, self.rules, self.config.step_rate)
         cameras = self.rules.env.cameras
         self.image_pubs = [self.create_publisher(Image, graph.image_topic(camera, i == 0), qos.profile(graph.IMAGE))
                            for i, camera in enumerate(cameras)]
@@ -215,8 +215,6 @@ class SimBridgeNode(Node):
             self.rules.request_task(changes["env.task"])
         self.config = config
         self.rules.command_timeout, self.rules.episodes = self.config.command_timeout, self.config.episodes
-        if self.lockstep:
-            self.stepping.command_timeout = self.config.command_timeout
         return SetParametersResult(successful=True)
 
     def on_reset_request(self, request, response):

@@ -266,7 +266,7 @@ def test_timed_stepping_refuses_chunks_too_long_of_a_bad_period_or_planned_for_a
 
 
 def test_lockstep_steps_only_on_an_answer_to_the_newest_observation(rules):
-    stepping = LockstepStepping(rules, step_rate=20.0, command_timeout=0.5)
+    stepping = LockstepStepping(rules, step_rate=20.0)  # rules.command_timeout: 0.5
     stepping.published(rules.env.episode, rules.env.step_count, (1, 0), now=0.0)
     assert stepping.tick(now=0.1, ros_now=1.1) == []  # waits for the answer
     step = rules.env.step_count
