@@ -26,7 +26,6 @@ import json
 import signal
 import sys
 import textwrap
-import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -55,13 +54,17 @@ def cmd_collect(config: Config, given: dict) -> int:
     from minivla_core.data.collect import collect
 
     check_seed_role(config.env.seed, "collection", "env.seed")  # never the layouts that choose or report
-    started = time.perf_counter()
     result = collect(config.env, config.collect)
-    seconds = time.perf_counter() - started
+    if len(result.tasks) > 1 or result.dropped:  # which experts failed, and how often
+        print(f"{'task':<30} {'kept':>5} {'dropped':>8} {'steps':>7}")
+        for task, row in result.tasks.items():
+            print(f"{task:<30} {row.kept:>5} {row.dropped:>8} {row.steps:>7}")
     print(f"kept {result.kept} successful episodes ({result.steps} steps), dropped {result.dropped} failed "
-          f"ones, in {seconds:.1f} s -> {config.collect.out}")
-    if result.kept < result.wanted:
-        print(f"error: only {result.kept} of {result.wanted} episodes succeeded", file=sys.stderr)
+          f"ones, in {result.seconds:.1f} s -> {config.collect.out}")
+    short = [f"{task} ({row.kept} of {row.wanted})" for task, row in result.tasks.items() if row.kept < row.wanted]
+    if short:
+        print(f"error: the expert succeeded too rarely on {', '.join(short)}; raise collect.max_attempts_factor "
+              f"or run again to try more layouts", file=sys.stderr)
         return 1
     return 0
 
@@ -135,6 +138,7 @@ def cmd_import_lerobot(config: Config, given: dict) -> int:
 COMMANDS = {
     "collect": Command(cmd_collect, "record successful scripted-expert episodes to a dataset folder", {
         "--task": "env.task", "--tasks": "collect.tasks", "--paraphrases": "collect.paraphrases",
+        "--lerobot-descriptions": "collect.lerobot_descriptions", "--workers": "collect.workers",
         "--episodes": "collect.episodes", "--steps-after-success": "collect.steps_after_success",
         "--out": "collect.out", "--seed": "env.seed", "--observation": "env.observation", "--camera": "env.camera",
         "--camera-position": "env.camera_position", "--extra-cameras": "env.extra_cameras",

@@ -263,11 +263,25 @@ class TrainConfig(Section):
 @dataclass
 class CollectConfig(Section):
     out: str = "data/push-v3"  # dataset folder; episodes are appended if it exists
-    episodes: int = 100  # successful episodes to keep, per task
+    # successful episodes each task should have in the folder: those it already holds count, so running the same
+    # command again finishes an interrupted collection, and a larger number adds episodes on new layouts
+    episodes: int = 100
     max_attempts_factor: float = 2.0  # give up after episodes * factor attempts
-    tasks: list[str] = field(default_factory=list)  # several tasks into one dataset (empty: env.task)
+    # several tasks into one dataset (empty: env.task); "mt50" or "mt10" stands for the suite's tasks
+    tasks: list[str] = field(default_factory=list)
     paraphrases: bool = False  # rotate each task's training paraphrases over its episodes
+    # label each episode with LeRobot's description of its task ("Open a drawer"), the instruction of LeRobot's
+    # Meta-World protocol and dataset, instead of ours (envs/metaworld_suites.py)
+    lerobot_descriptions: bool = False
     steps_after_success: int = 0  # keep recording the expert this many steps past its first success
+    # processes collecting at once, each running whole tasks (one writer, this process, appends their episodes);
+    # more than one pays off with several tasks and cores
+    workers: int = 1
+
+    def check_together(self, where: str) -> None:
+        if self.paraphrases and self.lerobot_descriptions:
+            raise ConfigError(f"{where}.paraphrases and {where}.lerobot_descriptions each choose the instructions: "
+                              f"set one of them")
 
 
 @dataclass
@@ -282,7 +296,10 @@ class EvalConfig(Section):
     # A Meta-World suite under LeRobot's protocol, with the difficulty-group table (docs/evaluation.md): "mt50",
     # "mt10" or task names separated by commas (empty: no suite; eval.tasks says what to evaluate)
     suite: str = ""
-    instructions: str = "plain"  # "plain", "held_out" (paraphrases never trained on), "other_task"
+    # "plain", "held_out" (paraphrases never trained on), "other_task", "lerobot" (LeRobot's task description: the
+    # instruction of its Meta-World protocol, for checkpoints trained on LeRobot's data or with
+    # collect.lerobot_descriptions)
+    instructions: str = "plain"
     instruction: str = ""  # one instruction for every episode (empty: as `instructions` says)
     image_ablation: str = "none"  # "black", "frozen" or "shuffled": what the policy sees instead (evaluate.py)
     inference_steps: int = 0  # DDIM steps per sampling call (0 = the checkpoint's)
@@ -620,7 +637,7 @@ def save_config(config: Config, path: str | Path) -> None:
 # Fields whose value is one of a few names (offered as choices on the command line).
 CHOICES = {"env.observation": tuple(OBSERVATIONS), "model.image_encoder": IMAGE_ENCODERS,
            "model.prediction_type": PREDICTION_TYPES, "train.device": ("cpu", "cuda"),
-           "eval.instructions": ("plain", "held_out", "other_task"),
+           "eval.instructions": ("plain", "held_out", "other_task", "lerobot"),
            "eval.image_ablation": ("none", "black", "frozen", "shuffled"), "recorder.storage": ("mcap", "sqlite3"),
            "bridge.interface": ("minivla", "standard"), "bridge.timing": TIMINGS, "policy_node.timing": TIMINGS,
            "policy_node.seam": SEAMS, "eval.seam": SEAMS, "run.timing": TIMINGS,
@@ -669,7 +686,7 @@ RANGES = {
     "train.word_dropout": SHARE, "train.foreign_instructions": SHARE, "train.threads": NOT_NEGATIVE,
     "train.seed": SEED,
     "collect.episodes": AT_LEAST_ONE, "collect.max_attempts_factor": Bounds(1),
-    "collect.steps_after_success": NOT_NEGATIVE,
+    "collect.steps_after_success": NOT_NEGATIVE, "collect.workers": Bounds(1, 64),
     "eval.episodes": AT_LEAST_ONE, "eval.seed": SEED, "eval.noise_seed": SEED, "eval.inference_steps": NOT_NEGATIVE,
     "eval.n_action_steps": NOT_NEGATIVE, "eval.threads": NOT_NEGATIVE, "eval.latency": NOT_NEGATIVE,
     "eval.step_rate": POSITIVE,

@@ -6,8 +6,9 @@ validation figures; test seeds (2000 and up) give the figures to report; a colle
 episode ends at its first successful step or after `env.max_episode_steps` steps. Several tasks give a per-task
 table and the average.
 
-`eval.suite` (mt50, mt10 or a list of tasks) runs LeRobot's Meta-World protocol (docs/evaluation.md): the task's
-plain instruction, success at any step, 500 steps, 10 episodes per task unless told otherwise, and the difficulty-
+`eval.suite` (mt50, mt10 or a list of tasks) runs LeRobot's Meta-World protocol (docs/evaluation.md): LeRobot's
+description of the task as the instruction (eval.instructions lerobot; our own instructions are listed as a
+difference), success at any step, 500 steps, 10 episodes per task unless told otherwise, and the difficulty-
 group table beside the published rows (envs/metaworld_suites.py). Tasks the checkpoint was not trained on are run
 and counted like the others (an MT50 figure covers all 50 tasks), and marked as not trained on. Where the
 checkpoint or the settings differ from the protocol (another camera, privileged state, held-out paraphrases ...),
@@ -44,7 +45,8 @@ from minivla_core.config import (CHOICES, VALIDATION_SEED, EnvConfig, EvalConfig
 from minivla_core.envs import check_sim_task, make_env, make_sim_expert, sim_instruction
 from minivla_core.envs.metaworld_env import INSTRUCTIONS, instruction_for, paraphrases
 from minivla_core.envs.metaworld_suites import (
-    GROUP_OF, PROTOCOL, PUBLISHED, PUBLISHED_SOURCE, group_table, group_table_markdown, percent, suite_name,
+    GROUP_OF, PROTOCOL, PUBLISHED, PUBLISHED_SOURCE, group_table, group_table_markdown, lerobot_description, percent,
+    suite_name,
     suite_tasks)
 from minivla_core.errors import CheckpointError, ConfigError, NonFiniteActions
 from minivla_core.model.policy import PolicyRunner
@@ -162,10 +164,13 @@ def eval_instructions(task: str, mode: str, all_tasks: list[str]) -> list[str]:
     """The instructions an evaluation of `task` cycles through.
 
     plain: the task's own instruction. held_out: its paraphrases that were never trained on.
-    other_task: the plain instruction of the next task in the list (does language matter?)."""
+    other_task: the plain instruction of the next task in the list (does language matter?).
+    lerobot: LeRobot's description of the task (its Meta-World protocol's instruction)."""
     check_value("eval.instructions", mode)  # a bare name: bench scripts give their own
     if mode == "plain":
         return [sim_instruction(task)]
+    if mode == "lerobot":
+        return [lerobot_description(task)]
     if mode == "held_out":
         return paraphrases(task, held_out=True) or [instruction_for(task)]
     known = [t for t in (all_tasks if len(all_tasks) > 1 else list(INSTRUCTIONS)) if t != task] or [task]
@@ -418,10 +423,10 @@ def protocol_deviations(checkpoint_env: dict, eval_config: EvalConfig, env_base:
         found.append(f"episodes end after {env_base.max_episode_steps} steps, not 500")
     if eval_config.episodes < PROTOCOL["episodes"]:
         found.append(f"{eval_config.episodes} episode{'s' if eval_config.episodes > 1 else ''} per task, not 10")
-    if eval_config.instruction or eval_config.instructions != "plain":
+    if eval_config.instruction or eval_config.instructions != "lerobot":
         given = f"the instruction {eval_config.instruction!r}" if eval_config.instruction else (
             f"eval.instructions {eval_config.instructions}")
-        found.append(f"{given}, not the task's own instruction")
+        found.append(f"{given}, not LeRobot's description of the task (eval.instructions lerobot)")
     if eval_config.image_ablation != "none":
         found.append(f"images replaced ({eval_config.image_ablation})")
     if eval_config.latency > 0:

@@ -39,7 +39,8 @@ from tqdm import tqdm
 
 from minivla_core.checkpoint import read_checkpoint, save_checkpoint
 from minivla_core.config import Config, camera_of, check_model_config, observation_label
-from minivla_core.data.dataset import load_episodes
+from minivla_core.data.dataset import read_episode, read_index, read_meta
+from minivla_core.distributed import World, join_world
 from minivla_core.envs.metaworld_env import scene_of
 from minivla_core.errors import ConfigError, DatasetError, TrainingError
 from minivla_core.model.policy import VLAPolicy
@@ -47,24 +48,35 @@ from minivla_core.model.tokenizer import WordTokenizer
 
 
 class StepDataset:
-    """All samples of a set of episodes, as tensors in memory (100 episodes at 64x64 ~ 80 MB)."""
+    """All samples of a set of episodes, as tensors in memory (2,500 MT50 episodes at 96x96: about 6 GB of uint8
+    images). Episodes are decoded one at a time straight into tensors sized for all of them (`steps`: their total),
+    so a dataset never sits in memory twice."""
 
-    def __init__(self, episodes, horizon: int, instruction_ids: dict[str, int], scene_ids: dict[str, int]):
-        images, states, chunks, instructions, scenes = [], [], [], [], []
+    def __init__(self, episodes, horizon: int, instruction_ids: dict[str, int], scene_ids: dict[str, int],
+                 steps: int | None = None):
+        if steps is None:
+            episodes = list(episodes)
+            steps = sum(len(episode.actions) for episode in episodes)
+        self.states = self.chunks = self.images = None
+        self.instructions = torch.zeros(steps, dtype=torch.long)
+        self.scenes = torch.zeros(steps, dtype=torch.long)
+        start = 0
         for episode in episodes:
-            steps = len(episode.actions)
+            end = start + len(episode.actions)
+            if self.images is None:  # shapes from the first episode: (N, cameras, 3, H, W) uint8 images
+                cameras, height, width = episode.images.shape[1:4]
+                self.images = torch.empty((steps, cameras, 3, height, width), dtype=torch.uint8)
+                self.states = torch.empty((steps, episode.states.shape[1]), dtype=torch.float32)
+                self.chunks = torch.empty((steps, horizon, episode.actions.shape[1]), dtype=torch.float32)
             padded = np.concatenate([episode.actions, np.repeat(episode.actions[-1:], horizon - 1, axis=0)])
-            chunks.append(np.stack([padded[t: t + horizon] for t in range(steps)]))
-            images.append(episode.images)
-            states.append(episode.states)
-            instructions.append(np.full(steps, instruction_ids[episode.instruction]))
-            scenes.append(np.full(steps, scene_ids[scene_of(episode.task)]))
-        # (N, cameras, 3, H, W) uint8
-        self.images = torch.from_numpy(np.concatenate(images)).permute(0, 1, 4, 2, 3).contiguous()
-        self.states = torch.from_numpy(np.concatenate(states))
-        self.chunks = torch.from_numpy(np.concatenate(chunks))
-        self.instructions = torch.from_numpy(np.concatenate(instructions))
-        self.scenes = torch.from_numpy(np.concatenate(scenes))
+            self.chunks[start:end] = torch.from_numpy(np.stack([padded[t: t + horizon] for t in range(end - start)]))
+            self.images[start:end] = torch.from_numpy(episode.images).permute(0, 1, 4, 2, 3)
+            self.states[start:end] = torch.from_numpy(episode.states)
+            self.instructions[start:end] = instruction_ids[episode.instruction]
+            self.scenes[start:end] = scene_ids[scene_of(episode.task)]
+            start = end
+        if start != steps:
+            raise DatasetError(f"the episodes hold {start} steps, their index says {steps}")
 
     def __len__(self) -> int:
         return len(self.states)
@@ -149,6 +161,9 @@ class Batch:
     lengths: torch.Tensor  # (B,) words per instruction
     chunks: torch.Tensor  # (B, horizon, action_dim) the demonstrated actions from this step on
 
+    def part(self, rows: slice) -> "Batch":
+        return Batch(self.images[rows], self.states[rows], self.tokens[rows], self.lengths[rows], self.chunks[rows])
+
 
 def batch_inputs(data: StepDataset, index: torch.Tensor, text: InstructionTable, device, shift: int = 0,
                  generator=None, word_dropout: float = 0.0, foreign_instructions: float = 0.0) -> Batch:
@@ -202,29 +217,24 @@ def plot_history(history: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name not in ("cpu", "cuda"):
-        raise ConfigError(f"device must be 'cpu' or 'cuda', got {name!r}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' asked for, but torch sees no CUDA GPU")
-    return torch.device(name)
-
-
 def train(config: Config, resume: str | None = None, progress: bool = True) -> dict:
     """Train on train.dataset, write best.pt / last.pt / loss.png / history.json to train.out_dir."""
     tc = config.train
     check_settings(config)
-    device = resolve_device(tc.device)
+    world = join_world(tc.device, tc.batch_size)  # this process alone, or its place among torchrun's processes
+    device = world.device
+    progress = progress and world.main
     if tc.threads > 0:
         torch.set_num_threads(tc.threads)
     torch.manual_seed(tc.seed)
     np.random.seed(tc.seed)
 
-    meta, episodes = load_checked_dataset(config)
+    meta, episodes = load_checked_dataset(config)  # the index entries: each episode is read once, into tensors
     train_eps, val_eps = split_episodes(episodes, tc.val_fraction, tc.seed)
     policy, text, train_data, val_data = build_policy_and_data(config, meta, episodes, train_eps, val_eps)
     policy.to(device)
     ema = copy.deepcopy(policy).eval().requires_grad_(False)  # evaluation and checkpoints use these weights
+    model = world.wrap(TrainingLoss(policy))  # what the optimisation step calls: gradients averaged over the world
 
     steps_per_epoch = max(1, len(train_data) // tc.batch_size)
     optimizer, scheduler = make_optimizer(policy, tc, total_steps=steps_per_epoch * tc.epochs)
@@ -235,11 +245,11 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> d
     if resume:
         history, best, best_epoch = restore_training(resume, policy, ema, optimizer, scheduler, chosen_on)
         start_epoch = len(history["train_loss"])
-        torch.manual_seed(tc.seed + start_epoch)
     history.update(best_chosen_on=chosen_on, note=note)
 
     out_dir = Path(tc.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if world.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
     env_info = checkpoint_env(config, meta, episodes)
     generator = torch.Generator().manual_seed(tc.seed + start_epoch)
     started = time.perf_counter() - (history["seconds"][-1] if history["seconds"] else 0.0)
@@ -248,8 +258,10 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> d
     if note:
         bar.write(f"note: {note}")
     for epoch in range(start_epoch, tc.epochs):
-        train_loss = train_one_epoch(policy, ema, optimizer, scheduler, train_data, text, tc, device, generator,
-                                     epoch, steps_per_epoch, bar)
+        train_loss = world.mean(train_one_epoch(model, policy, ema, optimizer, scheduler, train_data, text, tc,
+                                                world, generator, epoch, steps_per_epoch, bar))
+        if not world.main:  # rank 0 validates and writes; the others go on to the next epoch
+            continue
         val = validation_loss(ema, val_data, text, device, 512) if val_data is not None else None
         history["train_loss"].append(train_loss)
         history["val_loss"].append(val)  # None (null in history.json) without validation episodes
@@ -269,6 +281,7 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> d
         bar.write(f"epoch {epoch + 1}/{tc.epochs}  train {train_loss:.4f}  val "
                   f"{'n/a (none held out)' if val is None else f'{val:.4f}'}")
     bar.close()
+    world.close()
     # best_val: the lowest validation loss (None without validation episodes; best.pt was then chosen on best_loss,
     # the lowest training loss)
     return {"history": history, "out_dir": str(out_dir), "best_val": best if val_data is not None else None,
@@ -287,9 +300,12 @@ def check_settings(config: Config) -> None:
 
 
 def load_checked_dataset(config: Config):
-    """The dataset's meta and episodes, refused if they were recorded for another env than config.env."""
+    """The dataset's meta and index entries (one per episode: task, instruction, steps), refused if it was recorded
+    for another env than config.env. Each episode file is read and checked when the training tensors are built."""
     tc = config.train
-    meta, episodes = load_episodes(tc.dataset)
+    meta, episodes = read_meta(tc.dataset), read_index(tc.dataset)
+    if not episodes:
+        raise DatasetError(f"dataset {tc.dataset} has no episodes")
     if meta["image_size"] != config.env.image_size:
         raise DatasetError(f"dataset {tc.dataset} has {meta['image_size']}px images but env.image_size is "
                            f"{config.env.image_size}")
@@ -306,7 +322,7 @@ def load_checked_dataset(config: Config):
 def build_policy_and_data(config: Config, meta: dict, episodes, train_eps, val_eps):
     """A fresh policy whose vocabulary and normalisers come from the training data, and the data as tensors."""
     tc, mc = config.train, config.model
-    scene_of_instruction = {e.instruction: scene_of(e.task) for e in episodes}
+    scene_of_instruction = {e["instruction"]: scene_of(e["task"]) for e in episodes}
     instructions = sorted(scene_of_instruction)
     scene_ids = {scene: i for i, scene in enumerate(sorted(set(scene_of_instruction.values())))}
     if tc.foreign_instructions > 0 and len(scene_ids) < 2:
@@ -317,8 +333,12 @@ def build_policy_and_data(config: Config, meta: dict, episodes, train_eps, val_e
                        cameras=1 + len(meta["extra_cameras"]))
     text = InstructionTable(policy, instructions, [scene_ids[scene_of_instruction[i]] for i in instructions])
     ids = {instruction: i for i, instruction in enumerate(instructions)}
-    train_data = StepDataset(train_eps, mc.horizon, ids, scene_ids)
-    val_data = StepDataset(val_eps, mc.horizon, ids, scene_ids) if val_eps else None
+    def data(entries):
+        return StepDataset((read_episode(tc.dataset, meta, entry) for entry in entries), mc.horizon, ids, scene_ids,
+                           steps=sum(entry["steps"] for entry in entries))
+
+    train_data = data(train_eps)
+    val_data = data(val_eps) if val_eps else None
     policy.state_normalizer.fit(train_data.states)
     policy.action_normalizer.fit(train_data.chunks)
     return policy, text, train_data, val_data
@@ -354,25 +374,46 @@ def restore_training(resume: str, policy, ema, optimizer, scheduler, chosen_on: 
 
 def checkpoint_env(config: Config, meta: dict, episodes) -> dict:
     """What a checkpoint records of the env it was trained for (checkpoint.py reads it back)."""
-    tasks = sorted({e.task for e in episodes})
+    tasks = sorted({e["task"] for e in episodes})
     camera = meta["camera"] or camera_of(config.env)
     return {"task": tasks[0], "tasks": tasks, "observation": meta["observation"], "camera": camera["name"],
             "camera_position": camera["position"], "extra_cameras": meta["extra_cameras"],
             "image_size": meta["image_size"]}
 
 
-def train_one_epoch(policy, ema, optimizer, scheduler, data: StepDataset, text: InstructionTable, tc, device,
-                    generator: torch.Generator, epoch: int, steps: int, bar) -> float:
-    """One pass over the shuffled training samples; returns the mean loss."""
+class TrainingLoss(torch.nn.Module):
+    """The policy's diffusion loss as a module's forward, which DistributedDataParallel needs to see to average
+    gradients (distributed.py)."""
+
+    def __init__(self, policy: VLAPolicy):
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, batch: Batch, noise_samples: int, noise) -> torch.Tensor:
+        return self.policy.compute_loss(batch.images, batch.states, batch.tokens, batch.lengths, batch.chunks,
+                                        noise_samples, noise)
+
+
+def train_one_epoch(model, policy, ema, optimizer, scheduler, data: StepDataset, text: InstructionTable, tc,
+                    world: World, generator: torch.Generator, epoch: int, steps: int, bar) -> float:
+    """One pass over the shuffled training samples; returns the mean loss (of this process's shares).
+
+    Every random draw of a step (which samples, augmentation, diffusion levels and noise) is made for the whole
+    global batch from `generator`, in every process alike; each process then keeps its share (world.share), so
+    the update does not depend on how many processes share the batch."""
     policy.train()
     order = torch.randperm(len(data), generator=generator)
+    head = policy.head
     total = 0.0
     for step in range(steps):
         index = order[step * tc.batch_size: (step + 1) * tc.batch_size]
-        batch = batch_inputs(data, index, text, device, tc.image_shift, generator, tc.word_dropout,
+        batch = batch_inputs(data, index, text, world.device, tc.image_shift, generator, tc.word_dropout,
                              tc.foreign_instructions)
-        loss = policy.compute_loss(batch.images, batch.states, batch.tokens, batch.lengths, batch.chunks,
-                                   tc.noise_samples_per_obs)
+        levels = torch.randint(0, head.train_steps, (tc.noise_samples_per_obs, len(index)), generator=generator)
+        noise = torch.randn((tc.noise_samples_per_obs, *batch.chunks.shape), generator=generator)
+        mine = world.share(len(index))
+        loss = model(batch.part(mine), tc.noise_samples_per_obs,
+                     (levels[:, mine].flatten().to(world.device), noise[:, mine].flatten(0, 1).to(world.device)))
         if not torch.isfinite(loss):  # one NaN step would make every weight NaN, and the EMA with it
             raise TrainingError(f"the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; stopped "
                                 f"without writing this epoch (lower train.lr, or check {tc.dataset})")

@@ -173,6 +173,36 @@ def test_collection_can_record_the_expert_past_its_first_success(tmp_path):
     np.testing.assert_array_equal(settled[: len(stopped)], stopped)  # the same episode, only longer
     # the expert slows down at the goal: the recorded extra steps move the hand less than the approach did
     assert np.abs(settled[-5:, :3]).mean() < np.abs(stopped[-5:, :3]).mean()
-    with pytest.raises(ConfigError, match="steps_after_success must be 0 or more"):
+    with pytest.raises(ConfigError, match="steps_after_success must be >= 0"):
         collect(EnvConfig(image_size=16), CollectConfig(out=str(tmp_path / "d"), episodes=1, steps_after_success=-1),
                 progress=False)
+
+
+def test_workers_record_the_same_episodes_as_one_process(tmp_path):
+    """collect.workers: each task's episodes (layouts, instructions, frames) do not depend on which process ran it;
+    LeRobot's descriptions label them when asked."""
+    from minivla_core.envs.metaworld_suites import lerobot_description
+
+    tasks = ["reach-v3", "drawer-close-v3", "button-press-v3"]
+    for name, workers in (("one", 1), ("two", 2)):
+        config = CollectConfig(out=str(tmp_path / name), episodes=2, tasks=tasks, lerobot_descriptions=True,
+                               workers=workers)
+        result = collect(EnvConfig(image_size=16), config, progress=False)
+        assert result.kept == 6 and set(result.tasks) == set(tasks)
+    one, two = load_episodes(tmp_path / "one")[1], load_episodes(tmp_path / "two")[1]
+    entries = {name: read_index(tmp_path / name) for name in ("one", "two")}
+    key = lambda entry: (entry["task"], entry["episode"])  # noqa: E731
+    by_layout = {name: {key(e): i for i, e in enumerate(entries[name])} for name in entries}
+    assert set(by_layout["one"]) == set(by_layout["two"])
+    for layout, i in by_layout["one"].items():
+        j = by_layout["two"][layout]
+        assert one[i].instruction == two[j].instruction == lerobot_description(layout[0])
+        np.testing.assert_array_equal(one[i].images, two[j].images)
+        np.testing.assert_array_equal(one[i].actions, two[j].actions)
+
+
+def test_collect_refuses_paraphrases_and_lerobot_descriptions_together(tmp_path):
+    with pytest.raises(ConfigError, match="set one of them"):
+        collect(EnvConfig(image_size=16), CollectConfig(out=str(tmp_path / "d"), paraphrases=True,
+                                                        lerobot_descriptions=True), progress=False)
+    assert not (tmp_path / "d").exists()

@@ -143,8 +143,10 @@ def test_a_suite_run_writes_its_group_table_as_json_and_markdown(tmp_path, tiny_
     assert suite["groups"]["hard"]["tasks"] == 1 and suite["groups"]["medium"]["success"] is None
     assert suite["groups"]["easy"]["success"] == pytest.approx(100 * data["per_task"]["reach-v3"]["success_rate"])
     assert not suite["complete"] and suite["published"]["note"] == "their protocol, their numbers"
-    # The tiny checkpoint sees 32 px images from LeRobot's corner2 placement: only the step limit differs.
-    assert suite["deviations"] == ["episodes end after 2 steps, not 500"]
+    # The tiny checkpoint sees 32 px images from LeRobot's corner2 placement: the step limit and the instructions
+    # (ours; --instructions lerobot gives LeRobot's descriptions) differ.
+    assert suite["deviations"] == ["episodes end after 2 steps, not 500", "eval.instructions plain, not LeRobot's "
+                                   "description of the task (eval.instructions lerobot)"]
     assert data["role"] == "test"
     page = out.with_suffix(".md").read_text()
     assert page.startswith("# Meta-World 2 tasks, LeRobot's protocol")

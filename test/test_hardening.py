@@ -110,10 +110,13 @@ def test_a_second_writer_is_refused_while_the_first_writes(tmp_path):
         pass
 
 
-def test_collecting_again_continues_with_new_layouts(tmp_path):
+def test_collecting_again_finishes_what_is_missing_and_a_larger_number_adds_new_layouts(tmp_path):
+    """collect.episodes is what each task should hold: the same command again records nothing (an interrupted run
+    resumes), a larger number continues on layouts after the last one kept."""
     out = str(tmp_path / "d")
-    collect(EnvConfig(image_size=16), CollectConfig(out=out, episodes=2), progress=False)
-    collect(EnvConfig(image_size=16), CollectConfig(out=out, episodes=2), progress=False)
+    assert collect(EnvConfig(image_size=16), CollectConfig(out=out, episodes=2), progress=False).kept == 2
+    assert collect(EnvConfig(image_size=16), CollectConfig(out=out, episodes=2), progress=False).kept == 0
+    assert collect(EnvConfig(image_size=16), CollectConfig(out=out, episodes=4), progress=False).kept == 2
     layouts = [entry["episode"] for entry in read_index(out)]
     assert len(layouts) == 4 and len(set(layouts)) == 4, layouts
 

@@ -1,18 +1,32 @@
 """Scripted-expert demonstrations, streamed to disk one episode at a time.
 
-Only the frames of the episode being recorded are in memory, so memory stays flat however many
-episodes are collected. Episodes where the expert fails are dropped (and counted). An episode
-ends at the first step that reports success, or `collect.steps_after_success` steps later: the
-expert is still moving at full speed when success is first reported, and without those steps a
-policy never sees the hand stop at a goal or come back to one it overshot. Several tasks go into
-one dataset (collect.tasks), each episode labelled with its task's instruction, or with one of
-its training paraphrases in turn (collect.paraphrases).
+Only the frames of the episodes being recorded are in memory, so memory stays flat however many
+episodes are collected. Episodes where the expert fails are dropped, and counted per task (some of
+Meta-World's experts fail part of the time). An episode ends at the first step that reports success,
+or `collect.steps_after_success` steps later: the expert is still moving at full speed when success is
+first reported, and without those steps a policy never sees the hand stop at a goal or come back to one
+it overshot. Several tasks go into one dataset (collect.tasks, "mt50" for all fifty), each episode
+labelled with its task's instruction, one of its training paraphrases in turn (collect.paraphrases), or
+LeRobot's description of the task (collect.lerobot_descriptions).
+
+Resumable: `collect.episodes` is what each task should hold in the end. A task's episodes are recorded
+in layout order and each is on disk before the next is counted, so running the same command again after
+an interruption records only what is missing, on the layouts after the last one kept.
+
+Parallel: with collect.workers > 1, worker processes each run whole tasks and send every finished
+episode to this process, the dataset's only writer. A task's episodes are the same ones whichever
+worker records them (its layouts depend only on the seed and the layout number); only the order of
+tasks in the index differs.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+import multiprocessing
+import queue
+import time
+import traceback
+from dataclasses import dataclass, field
 
 import numpy as np
 from tqdm import tqdm
@@ -20,16 +34,32 @@ from tqdm import tqdm
 from minivla_core.actions import ACTION_DIM
 from minivla_core.config import CollectConfig, EnvConfig, camera_of, state_dim_of
 from minivla_core.data.dataset import DatasetWriter
-from minivla_core.errors import ConfigError
+from minivla_core.errors import CollectionError
 from minivla_core.envs.metaworld_env import MetaWorldEnv, check_task, make_expert, paraphrases
+from minivla_core.envs.metaworld_suites import expand_suites, lerobot_description
 
 
 @dataclass
 class CollectResult:
-    kept: int
-    dropped: int
+    kept: int  # successful episodes recorded by this run
+    dropped: int  # episodes where the expert failed
     steps: int
-    wanted: int  # successful episodes asked for
+    wanted: int  # successful episodes the run was asked to record (those the folder already held not counted)
+    seconds: float = 0.0
+    tasks: dict[str, "CollectResult"] = field(default_factory=dict)  # the same per task
+
+
+@dataclass
+class TaskJob:
+    """What one task still needs: `wanted` more successful episodes on layouts from `first_layout` on."""
+
+    env: EnvConfig  # env.task is the task
+    first_layout: int
+    wanted: int
+    held: int  # successful episodes the dataset already holds (the paraphrase rotation goes on from there)
+    max_attempts: int
+    steps_after_success: int
+    instructions: list[str]
 
 
 def run_expert_episode(env: MetaWorldEnv, expert, episode: int, steps_after_success: int = 0):
@@ -52,51 +82,134 @@ def run_expert_episode(env: MetaWorldEnv, expert, episode: int, steps_after_succ
     return images, states, actions, succeeded_at is not None
 
 
-def collect(env_config: EnvConfig, config: CollectConfig, progress: bool = True) -> CollectResult:
-    """`config.episodes` successful episodes of each task (config.tasks, or env.task) into one dataset.
+def expert_episodes(job: TaskJob):
+    """The task's episodes in layout order: yields ("kept", layout, (images, states, actions), instruction) for
+    each success and ("dropped", layout, None, None) for each failure, until `job.wanted` successes or
+    `job.max_attempts` tries."""
+    env = MetaWorldEnv(job.env)
+    expert = make_expert(env.task)
+    kept = 0
+    try:
+        for layout in range(job.first_layout, job.first_layout + job.max_attempts):
+            if kept == job.wanted:
+                return
+            images, states, actions, success = run_expert_episode(env, expert, layout, job.steps_after_success)
+            if not success:
+                yield "dropped", layout, None, None
+                continue
+            instruction = job.instructions[(job.held + kept) % len(job.instructions)]
+            kept += 1
+            yield "kept", layout, (np.stack(images), np.stack(states), np.stack(actions)), instruction
+    finally:
+        env.close()
 
-    Collecting again into a folder adds episodes on layouts after the ones it already holds."""
-    tasks = [check_task(task) for task in config.tasks or [env_config.task]]  # every name, before any work
-    if config.steps_after_success < 0:
-        raise ConfigError(f"collect.steps_after_success must be 0 or more, got {config.steps_after_success}")
-    total = CollectResult(0, 0, 0, 0)
+
+def collect(env_config: EnvConfig, config: CollectConfig, progress: bool = True) -> CollectResult:
+    """Until each task (config.tasks, or env.task) holds `config.episodes` successful episodes in config.out."""
+    config.validate("collect")
+    tasks = [check_task(task) for task in expand_suites(config.tasks or [env_config.task])]  # every name first
+    started = time.perf_counter()
     with DatasetWriter(config.out, env_config.image_size, state_dim_of(env_config.observation), ACTION_DIM,
                        observation=env_config.observation, camera=camera_of(env_config),
                        extra_cameras=env_config.extra_cameras) as writer:
-        for task in tasks:
-            result = collect_task(dataclasses.replace(env_config, task=task), config, writer, progress)
-            total = CollectResult(total.kept + result.kept, total.dropped + result.dropped,
-                                  total.steps + result.steps, total.wanted + result.wanted)
-    return total
+        jobs = [plan_task(writer, dataclasses.replace(env_config, task=task), config) for task in tasks]
+        results = {job.env.task: CollectResult(0, 0, 0, job.wanted) for job in jobs}
+        held = [job for job in jobs if job.held]
+        if held and progress:
+            print(f"{writer.root} already holds episodes of {len(held)} of the {len(jobs)} tasks; "
+                  f"{sum(job.held for job in held)} count towards the {config.episodes} per task")
+        bar = tqdm(total=sum(job.wanted for job in jobs), desc="collect", unit="ep", disable=not progress)
+        to_run = [job for job in jobs if job.wanted]
+        episodes = (run_in_workers(to_run, config.workers) if config.workers > 1 and len(to_run) > 1
+                    else run_here(to_run))
+        try:
+            for task, outcome, layout, arrays, instruction in episodes:
+                result = results[task]
+                if outcome == "dropped":
+                    result.dropped += 1
+                    bar.set_postfix(dropped=sum(r.dropped for r in results.values()))
+                    continue
+                images, states, actions = arrays
+                writer.append(images, states, actions, task=task, instruction=instruction, success=True,
+                              source="collect", seed=env_config.seed, episode=layout,
+                              steps_after_success=config.steps_after_success)
+                result.kept += 1
+                result.steps += len(actions)
+                bar.update(1)
+        finally:
+            bar.close()
+            episodes.close()  # stops the workers if the writer failed
+    seconds = time.perf_counter() - started
+    return CollectResult(sum(r.kept for r in results.values()), sum(r.dropped for r in results.values()),
+                         sum(r.steps for r in results.values()), sum(r.wanted for r in results.values()),
+                         seconds, results)
 
 
-def collect_task(env_config: EnvConfig, config: CollectConfig, writer: DatasetWriter, progress: bool) -> CollectResult:
-    env = MetaWorldEnv(env_config)
-    expert = make_expert(env.task)
-    instructions = paraphrases(env.task) if config.paraphrases else [env.instruction]
-    first = writer.next_episode(env.task, env_config.seed)
-    max_attempts = max(config.episodes, int(config.episodes * config.max_attempts_factor))
-    kept = dropped = steps = 0
-    bar = tqdm(total=config.episodes, desc=f"collect {env.task}", unit="ep", disable=not progress)
-    if first and progress:
-        bar.write(f"{writer.root} already holds {env.task} layouts 0..{first - 1} of seed {env_config.seed}; "
-                  f"continuing from layout {first}")
+def plan_task(writer: DatasetWriter, env_config: EnvConfig, config: CollectConfig) -> TaskJob:
+    task, seed = env_config.task, env_config.seed
+    if config.lerobot_descriptions:
+        instructions = [lerobot_description(task)]
+    elif config.paraphrases:
+        instructions = paraphrases(task)
+    else:
+        instructions = paraphrases(task)[:1]
+    held = sum(1 for e in writer.entries if e.get("task") == task and e.get("seed") == seed)
+    wanted = max(0, config.episodes - held)
+    return TaskJob(env_config, writer.next_episode(task, seed), wanted, held,
+                   max(wanted, int(wanted * config.max_attempts_factor)), config.steps_after_success, instructions)
+
+
+def run_here(jobs: list[TaskJob]):
+    """Every job in this process, one after the other: (task, outcome, layout, arrays, instruction) tuples."""
+    for job in jobs:
+        for outcome, layout, arrays, instruction in expert_episodes(job):
+            yield job.env.task, outcome, layout, arrays, instruction
+
+
+def run_in_workers(jobs: list[TaskJob], workers: int):
+    """The same tuples as run_here, from `workers` processes taking the jobs in turn; episodes arrive as they
+    finish. A worker's error (or death) stops the collection with its message; what arrived before it is kept."""
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked MuJoCo/EGL state
+    todo, done = context.Queue(), context.Queue(maxsize=4 * workers)  # bounded: memory stays flat
+    for job in jobs:
+        todo.put(job)
+    processes = [context.Process(target=worker_main, args=(todo, done), daemon=True)
+                 for _ in range(min(workers, len(jobs)))]
+    for process in processes:
+        todo.put(None)  # one stop sign per worker
+        process.start()
+    finished = 0
     try:
-        for episode in range(first, first + max_attempts):
-            if kept == config.episodes:
-                break
-            images, states, actions, success = run_expert_episode(env, expert, episode, config.steps_after_success)
-            if not success:
-                dropped += 1
-                bar.set_postfix(dropped=dropped)
+        while finished < len(jobs):
+            try:
+                message = done.get(timeout=2.0)
+            except queue.Empty:
+                dead = [p for p in processes if p.exitcode not in (None, 0)]
+                if dead:
+                    raise CollectionError(f"a collection worker died (exit code {dead[0].exitcode}) before "
+                                          f"finishing its task; run the command again to continue") from None
                 continue
-            writer.append(images, states, actions, task=env.task, instruction=instructions[kept % len(instructions)],
-                          success=True, source="collect", seed=env_config.seed, episode=episode,
-                          steps_after_success=config.steps_after_success)
-            kept += 1
-            steps += len(actions)
-            bar.update(1)
+            kind, task = message[0], message[1]
+            if kind == "error":
+                raise CollectionError(f"collecting {task} failed in a worker:\n{message[2]}")
+            if kind == "finished":
+                finished += 1
+                continue
+            yield message[1:]
     finally:
-        bar.close()
-        env.close()
-    return CollectResult(kept, dropped, steps, config.episodes)
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+            process.join(timeout=10)
+
+
+def worker_main(todo, done) -> None:
+    """A worker process: run jobs from `todo` until its stop sign, sending each episode to `done`."""
+    while (job := todo.get()) is not None:
+        try:
+            for outcome, layout, arrays, instruction in expert_episodes(job):
+                done.put(("episode", job.env.task, outcome, layout, arrays, instruction))
+        except Exception:  # noqa: BLE001 - sent to the parent, which stops with it
+            done.put(("error", job.env.task, traceback.format_exc()))
+            return
+        done.put(("finished", job.env.task))

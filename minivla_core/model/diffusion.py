@@ -122,10 +122,15 @@ class DiffusionHead(nn.Module):
         self.denoiser = Denoiser(horizon, action_dim, cond_dim, hidden, blocks)
         self.register_buffer("alpha_bar", cosine_alpha_bar(train_steps), persistent=False)
 
-    def loss(self, x0: torch.Tensor, cond: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """The DDPM objective: a uniformly random noise level per sample, MSE on the prediction."""
-        t = torch.randint(0, self.train_steps, (x0.shape[0],), device=x0.device, generator=generator)
-        eps = torch.randn(x0.shape, device=x0.device, generator=generator)
+    def loss(self, x0: torch.Tensor, cond: torch.Tensor, generator: torch.Generator | None = None,
+             noise: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """The DDPM objective: a uniformly random noise level per sample, MSE on the prediction. `noise`: the levels
+        (B,) and the noise (like x0), if drawn already (training draws them for a whole global batch)."""
+        if noise is None:
+            t = torch.randint(0, self.train_steps, (x0.shape[0],), device=x0.device, generator=generator)
+            eps = torch.randn(x0.shape, device=x0.device, generator=generator)
+        else:
+            t, eps = noise
         ab = self.alpha_bar[t].view(-1, 1, 1)
         x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * eps
         target = {"epsilon": eps, "sample": x0, "v": ab.sqrt() * eps - (1 - ab).sqrt() * x0}[self.prediction_type]

@@ -77,12 +77,14 @@ class VLAPolicy(nn.Module):
         state_token = self.state_encoder(self.state_normalizer.normalize(states))
         return self.fusion(image_tokens, text_token, state_token)
 
-    def compute_loss(self, images, states, tokens, lengths, action_chunks, noise_samples: int = 1) -> torch.Tensor:
+    def compute_loss(self, images, states, tokens, lengths, action_chunks, noise_samples: int = 1,
+                     noise: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """Diffusion loss for raw action chunks (B, horizon, A); each observation is encoded once
-        and scored against `noise_samples` independent noise draws."""
+        and scored against `noise_samples` independent noise draws (`noise`: the levels (noise_samples * B,) and
+        noise (noise_samples * B, horizon, A) to use, draw k of observation b at row k * B + b; else drawn here)."""
         cond = self.encode(images, states, tokens, lengths)
         x0 = self.action_normalizer.normalize(action_chunks)
-        return self.head.loss(x0.repeat(noise_samples, 1, 1), cond.repeat(noise_samples, 1))
+        return self.head.loss(x0.repeat(noise_samples, 1, 1), cond.repeat(noise_samples, 1), noise=noise)
 
     @torch.no_grad()
     def predict_action_chunk(self, images, states, tokens, lengths, inference_steps: int | None = None,
