@@ -307,6 +307,9 @@ class EvalConfig(Section):
     video_dir: str = ""  # when set, one mp4 per episode is written there
     json: str = ""  # when set, results are written there as JSON
     threads: int = 1  # torch CPU threads for the policy (1 = a laptop-like budget)
+    # processes evaluating tasks at once, each running whole tasks with its own copy of the policy (eval.threads
+    # each); the figures are the same as with one, since a task's layouts and sampler noise depend only on the seeds
+    workers: int = 1
     engine: str = "onnxruntime"  # what runs the sampler: "onnxruntime" or "torch" (TorchScript); the same actions
     # > 0: timed execution on a simulated robot clock (minivla_core/timed.py), as the graph's timed mode runs a real
     # robot, with every sampling call taking exactly this many seconds, from observation to the chunk's arrival.
@@ -688,7 +691,8 @@ RANGES = {
     "collect.episodes": AT_LEAST_ONE, "collect.max_attempts_factor": Bounds(1),
     "collect.steps_after_success": NOT_NEGATIVE, "collect.workers": Bounds(1, 64),
     "eval.episodes": AT_LEAST_ONE, "eval.seed": SEED, "eval.noise_seed": SEED, "eval.inference_steps": NOT_NEGATIVE,
-    "eval.n_action_steps": NOT_NEGATIVE, "eval.threads": NOT_NEGATIVE, "eval.latency": NOT_NEGATIVE,
+    "eval.n_action_steps": NOT_NEGATIVE, "eval.threads": NOT_NEGATIVE, "eval.workers": Bounds(1, 64),
+    "eval.latency": NOT_NEGATIVE,
     "eval.step_rate": POSITIVE,
     "run.episodes": NOT_NEGATIVE,
     "bag2data.rate": NOT_NEGATIVE, "bag2data.episode_gap": NOT_NEGATIVE, "bag2data.stale_after": POSITIVE,

@@ -28,10 +28,6 @@ class InstructionError(MiniVLAError):
     pass
 
 
-class CollectionError(MiniVLAError):
-    """A collection worker failed or died; the episodes already written stay, and running again continues."""
-
-
 class TrainingError(MiniVLAError):
     """Training cannot go on (the loss became NaN or infinite); no checkpoint is written from that point."""
 

@@ -51,6 +51,7 @@ from minivla_core.envs.metaworld_suites import (
 from minivla_core.errors import CheckpointError, ConfigError, NonFiniteActions
 from minivla_core.model.policy import PolicyRunner
 from minivla_core.timed import ChunkSchedule, run_timed_episode
+from minivla_core.workers import run_in_workers
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -434,6 +435,26 @@ def protocol_deviations(checkpoint_env: dict, eval_config: EvalConfig, env_base:
     return found
 
 
+@dataclass
+class TaskJob:
+    """One task's evaluation, as a worker process receives it (eval.workers)."""
+
+    eval_config: EvalConfig
+    env_base: EnvConfig
+    task: str
+    instructions: list[str]
+    progress: bool
+
+
+def evaluate_job(job: TaskJob):
+    """A worker's part (workers.py): the task's EvalResult, with the worker's own copy of the policy."""
+    if job.eval_config.threads > 0:
+        torch.set_num_threads(job.eval_config.threads)
+    policy, payload = load_policy(job.eval_config.checkpoint)
+    yield evaluate_task(policy, payload, job.task, job.eval_config, job.env_base, job.instructions,
+                        job.eval_config.inference_steps or None, job.eval_config.n_action_steps or None, job.progress)
+
+
 def evaluate(eval_config: EvalConfig, env_base: EnvConfig, progress: bool = True) -> MultiEvalResult:
     """Closed-loop evaluation of eval.checkpoint on each of eval.tasks (empty: the checkpoint's own) or of the
     tasks of eval.suite, with eval.instruction for every episode or else those of eval.instructions. The sampler
@@ -448,13 +469,15 @@ def evaluate(eval_config: EvalConfig, env_base: EnvConfig, progress: bool = True
     tasks = suite_tasks(eval_config.suite) if eval_config.suite else (eval_config.tasks or trained)
     for name in tasks:
         check_sim_task(name)
-    per_task = {}
-    for name in tasks:
-        instructions = ([eval_config.instruction] if eval_config.instruction
-                        else eval_instructions(name, eval_config.instructions, trained))
-        per_task[name] = evaluate_task(policy, payload, name, eval_config, env_base, instructions,
-                                       eval_config.inference_steps or None, eval_config.n_action_steps or None,
-                                       progress)
+    jobs = [TaskJob(eval_config, env_base, name, [eval_config.instruction] if eval_config.instruction
+                    else eval_instructions(name, eval_config.instructions, trained), progress) for name in tasks]
+    if eval_config.workers > 1 and len(jobs) > 1:  # whole tasks in worker processes, gathered in the tasks' order
+        done = {jobs[number].task: result for number, result in run_in_workers(evaluate_job, jobs, eval_config.workers)}
+        per_task = {name: done[name] for name in tasks}
+    else:
+        per_task = {job.task: evaluate_task(policy, payload, job.task, eval_config, env_base, job.instructions,
+                                            eval_config.inference_steps or None, eval_config.n_action_steps or None,
+                                            progress) for job in jobs}
     mode = "given" if eval_config.instruction else eval_config.instructions
     deviations = protocol_deviations(payload["env"], eval_config, env_base) if eval_config.suite else []
     return MultiEvalResult(str(eval_config.checkpoint), mode, per_task, eval_config.seed, eval_config.suite,

@@ -42,7 +42,7 @@ from minivla_core.config import Config, camera_of, check_model_config, observati
 from minivla_core.data.dataset import read_episode, read_index, read_meta
 from minivla_core.distributed import World, join_world
 from minivla_core.envs.metaworld_env import scene_of
-from minivla_core.errors import ConfigError, DatasetError, TrainingError
+from minivla_core.errors import CheckpointError, ConfigError, DatasetError, TrainingError
 from minivla_core.model.policy import VLAPolicy
 from minivla_core.model.tokenizer import WordTokenizer
 
@@ -242,8 +242,9 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> d
     note = "" if val_data is not None else no_validation_note(len(episodes), tc.val_fraction)
     history = {"train_loss": [], "val_loss": [], "seconds": []}
     start_epoch, best, best_epoch = 0, math.inf, 0
+    generator = torch.Generator().manual_seed(tc.seed)  # every draw of training: batches, augmentation, noise
     if resume:
-        history, best, best_epoch = restore_training(resume, policy, ema, optimizer, scheduler, chosen_on)
+        history, best, best_epoch = restore_training(resume, policy, ema, optimizer, scheduler, generator, chosen_on)
         start_epoch = len(history["train_loss"])
     history.update(best_chosen_on=chosen_on, note=note)
 
@@ -251,7 +252,6 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> d
     if world.main:
         out_dir.mkdir(parents=True, exist_ok=True)
     env_info = checkpoint_env(config, meta, episodes)
-    generator = torch.Generator().manual_seed(tc.seed + start_epoch)
     started = time.perf_counter() - (history["seconds"][-1] if history["seconds"] else 0.0)
     bar = tqdm(total=steps_per_epoch * tc.epochs, initial=start_epoch * steps_per_epoch, desc="train", unit="step",
                disable=not progress)
@@ -274,7 +274,7 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> d
             save_checkpoint(out_dir / "best.pt", ema, env_info, info)
         training = {"model": policy.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "history": history, "best_loss": best,
-                    "best_epoch": best_epoch, "best_chosen_on": chosen_on}
+                    "best_epoch": best_epoch, "best_chosen_on": chosen_on, "generator": generator.get_state()}
         save_checkpoint(out_dir / "last.pt", ema, env_info, info, training)
         (out_dir / "history.json").write_text(json.dumps(history, indent=1))
         plot_history(history, out_dir / "loss.png")
@@ -357,9 +357,11 @@ def make_optimizer(policy: VLAPolicy, tc, total_steps: int):
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
 
 
-def restore_training(resume: str, policy, ema, optimizer, scheduler, chosen_on: str) -> tuple[dict, float, int]:
-    """Weights, optimiser and schedule from a last.pt; returns its history, and the loss and epoch of its best.pt
-    where that was chosen on `chosen_on` too (else inf and 0: the next epoch's best.pt replaces it)."""
+def restore_training(resume: str, policy, ema, optimizer, scheduler, generator: torch.Generator,
+                     chosen_on: str) -> tuple[dict, float, int]:
+    """Weights, optimiser, schedule and the random stream from a last.pt, so that the epochs after it are the ones an
+    uninterrupted run would have trained; returns its history, and the loss and epoch of its best.pt where that was
+    chosen on `chosen_on` too (else inf and 0: the next epoch's best.pt replaces it)."""
     state = read_checkpoint(resume).get("training")
     if state is None:
         raise ConfigError(f"{resume} has no training state; resume from a last.pt")
@@ -367,6 +369,13 @@ def restore_training(resume: str, policy, ema, optimizer, scheduler, chosen_on: 
     ema.load_state_dict(state["ema"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
+    if "generator" in state:  # last.pt files before 2026-12-04 lack it: the stream starts again from a new seed
+        try:
+            generator.set_state(state["generator"])
+        except (RuntimeError, TypeError) as exc:
+            raise CheckpointError(f"{resume}: its random-stream state is damaged ({exc}); cannot resume") from None
+    else:
+        generator.manual_seed(generator.initial_seed() + len(state["history"]["train_loss"]))
     if state.get("best_chosen_on", "validation loss") != chosen_on:  # last.pt files before it record best_val only
         return state["history"], math.inf, 0
     return state["history"], float(state.get("best_loss", state.get("best_val"))), int(state.get("best_epoch", 0))

@@ -215,6 +215,38 @@ def test_resume_continues_the_epoch_count(tmp_path, two_episode_dataset, tiny_ch
         (tiny_checkpoint.parent / "history.json").read_text())["train_loss"]
 
 
+def test_a_run_interrupted_after_an_epoch_and_resumed_trains_what_an_uninterrupted_run_trains(
+        tmp_path, two_episode_dataset, monkeypatch):
+    """last.pt keeps the random stream with the weights, optimiser and schedule: resuming (another session, say)
+    gives the same epochs, not new random draws."""
+    import minivla_core.train as training
+    from minivla_core.checkpoint import read_checkpoint
+    from minivla_core.config import Config, EnvConfig
+
+    def config(out):
+        config = Config(env=EnvConfig(image_size=32), model=tiny_model_config())
+        config.train.dataset, config.train.out_dir = str(two_episode_dataset), str(out)
+        config.train.epochs, config.train.batch_size, config.train.warmup_steps = 3, 16, 2
+        config.train.val_fraction, config.train.image_shift, config.train.word_dropout = 0.5, 2, 0.2
+        return config
+
+    saved, kept = training.save_checkpoint, tmp_path / "after_epoch_1.pt"
+
+    def save_and_keep_the_first_last_pt(path, *args, **kwargs):  # what a run stopped after epoch 1 left on disk
+        saved(path, *args, **kwargs)
+        if path.name == "last.pt" and not kept.exists():
+            subprocess.run(["cp", str(path), str(kept)], check=True)
+
+    monkeypatch.setattr(training, "save_checkpoint", save_and_keep_the_first_last_pt)
+    straight = training.train(config(tmp_path / "straight"), progress=False)
+    monkeypatch.setattr(training, "save_checkpoint", saved)
+    resumed = training.train(config(tmp_path / "resumed"), resume=str(kept), progress=False)
+    assert resumed["history"]["train_loss"] == straight["history"]["train_loss"]
+    one = read_checkpoint(tmp_path / "straight" / "last.pt")["training"]["model"]
+    two = read_checkpoint(tmp_path / "resumed" / "last.pt")["training"]["model"]
+    assert all(torch.equal(one[name], two[name]) for name in one)
+
+
 def test_eval_over_several_tasks_writes_a_per_task_table(tmp_path, tiny_checkpoint):
     out = tmp_path / "multi.json"
     result = minivla("eval", "--checkpoint", tiny_checkpoint, "--tasks", "push-v3", "reach-v3", "--episodes", "1",

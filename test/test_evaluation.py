@@ -152,3 +152,31 @@ def test_a_suite_run_writes_its_group_table_as_json_and_markdown(tmp_path, tiny_
     assert page.startswith("# Meta-World 2 tasks, LeRobot's protocol")
     assert "**Test figure (seed 2000" in page and "| reach-v3 | easy | " in page and "| no |" in page
     assert "their protocol, their numbers" in page and "- episodes end after 2 steps, not 500" in page
+
+
+def test_workers_give_the_same_results_as_one_process(tmp_path, tiny_checkpoint):
+    """eval.workers: tasks run in worker processes; every episode's outcome, steps and instruction are the same."""
+    results = {}
+    for workers in ("1", "2"):
+        out = tmp_path / f"workers{workers}.json"
+        result = minivla("eval", "--checkpoint", tiny_checkpoint, "--suite", "push-v3,reach-v3,drawer-open-v3",
+                         "--episodes", "2", "--max-episode-steps", "20", "--seed", "2000", "--workers", workers,
+                         "--instructions", "lerobot", "--json", out)
+        assert result.returncode == 0, result.stderr
+        results[workers] = json.loads(out.read_text())
+    one, two = results["1"], results["2"]
+    assert list(two["per_task"]) == ["push-v3", "reach-v3", "drawer-open-v3"]
+    for task in one["per_task"]:
+        assert two["per_task"][task]["per_episode"] == one["per_task"][task]["per_episode"]
+    assert one["per_task"]["reach-v3"]["per_episode"][0]["instruction"] == "Reach a goal position"
+    assert one["suite"]["groups"] == two["suite"]["groups"]
+
+
+def test_a_worker_that_fails_ends_the_evaluation_with_its_error(tmp_path):
+    """The Fetch checkpoint's camera does not exist in Meta-World's scene: the worker evaluating push-v3 fails, and
+    its error arrives as the command's one error line, not as a hang or a traceback."""
+    result = minivla("eval", "--checkpoint", ROOT / "checkpoints/fetch_push.pt", "--tasks", "fetch-push", "push-v3",
+                     "--episodes", "1", "--max-episode-steps", "3", "--workers", "2")
+    assert result.returncode == 2, result.stderr
+    assert "error: unknown camera 'camera'" in result.stderr and "Traceback" not in result.stderr
+    assert "leaked" not in result.stderr  # the workers' queues are closed, not left to the interpreter

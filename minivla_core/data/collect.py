@@ -22,10 +22,7 @@ tasks in the index differs.
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
-import queue
 import time
-import traceback
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,9 +31,9 @@ from tqdm import tqdm
 from minivla_core.actions import ACTION_DIM
 from minivla_core.config import CollectConfig, EnvConfig, camera_of, state_dim_of
 from minivla_core.data.dataset import DatasetWriter
-from minivla_core.errors import CollectionError
 from minivla_core.envs.metaworld_env import MetaWorldEnv, check_task, make_expert, paraphrases
 from minivla_core.envs.metaworld_suites import expand_suites, lerobot_description
+from minivla_core.workers import run_in_workers
 
 
 @dataclass
@@ -120,7 +117,7 @@ def collect(env_config: EnvConfig, config: CollectConfig, progress: bool = True)
                   f"{sum(job.held for job in held)} count towards the {config.episodes} per task")
         bar = tqdm(total=sum(job.wanted for job in jobs), desc="collect", unit="ep", disable=not progress)
         to_run = [job for job in jobs if job.wanted]
-        episodes = (run_in_workers(to_run, config.workers) if config.workers > 1 and len(to_run) > 1
+        episodes = (run_spread(to_run, config.workers) if config.workers > 1 and len(to_run) > 1
                     else run_here(to_run))
         try:
             for task, outcome, layout, arrays, instruction in episodes:
@@ -166,50 +163,7 @@ def run_here(jobs: list[TaskJob]):
             yield job.env.task, outcome, layout, arrays, instruction
 
 
-def run_in_workers(jobs: list[TaskJob], workers: int):
-    """The same tuples as run_here, from `workers` processes taking the jobs in turn; episodes arrive as they
-    finish. A worker's error (or death) stops the collection with its message; what arrived before it is kept."""
-    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked MuJoCo/EGL state
-    todo, done = context.Queue(), context.Queue(maxsize=4 * workers)  # bounded: memory stays flat
-    for job in jobs:
-        todo.put(job)
-    processes = [context.Process(target=worker_main, args=(todo, done), daemon=True)
-                 for _ in range(min(workers, len(jobs)))]
-    for process in processes:
-        todo.put(None)  # one stop sign per worker
-        process.start()
-    finished = 0
-    try:
-        while finished < len(jobs):
-            try:
-                message = done.get(timeout=2.0)
-            except queue.Empty:
-                dead = [p for p in processes if p.exitcode not in (None, 0)]
-                if dead:
-                    raise CollectionError(f"a collection worker died (exit code {dead[0].exitcode}) before "
-                                          f"finishing its task; run the command again to continue") from None
-                continue
-            kind, task = message[0], message[1]
-            if kind == "error":
-                raise CollectionError(f"collecting {task} failed in a worker:\n{message[2]}")
-            if kind == "finished":
-                finished += 1
-                continue
-            yield message[1:]
-    finally:
-        for process in processes:
-            if process.is_alive():
-                process.terminate()
-            process.join(timeout=10)
-
-
-def worker_main(todo, done) -> None:
-    """A worker process: run jobs from `todo` until its stop sign, sending each episode to `done`."""
-    while (job := todo.get()) is not None:
-        try:
-            for outcome, layout, arrays, instruction in expert_episodes(job):
-                done.put(("episode", job.env.task, outcome, layout, arrays, instruction))
-        except Exception:  # noqa: BLE001 - sent to the parent, which stops with it
-            done.put(("error", job.env.task, traceback.format_exc()))
-            return
-        done.put(("finished", job.env.task))
+def run_spread(jobs: list[TaskJob], workers: int):
+    """The same tuples as run_here, from `workers` processes each running whole tasks, as episodes finish."""
+    for number, (outcome, layout, arrays, instruction) in run_in_workers(expert_episodes, jobs, workers):
+        yield jobs[number].env.task, outcome, layout, arrays, instruction
