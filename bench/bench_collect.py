@@ -14,6 +14,7 @@ is spread. Run it on a quiet machine: another process on the cores is time the w
 from __future__ import annotations
 
 import argparse
+import os
 import datetime
 import sys
 import tempfile
@@ -31,7 +32,9 @@ TASKS = ["reach-v3", "drawer-open-v3", "basketball-v3", "peg-insert-side-v3", "p
 
 def render_table(results: dict) -> str:
     lines = [f"# Collection throughput, {results['date']}", "",
-             f"Machine: {results['machine']}  ", f"Commit: {results['commit']}; command: `{results['command']}`", "",
+             f"Machine: {results['machine']}  ",
+             f"Commit: {results['commit']}; command: `{results['command']}`; 1-minute load average "
+             f"{results['load_before']:.1f} before, {results['load_after']:.1f} after", "",
              f"{len(results['tasks'])} tasks ({', '.join(results['tasks'])}) x {results['episodes']} successful "
              f"episodes, {results['image_size']} px, one camera.", "",
              "| workers | frames | episodes kept | dropped | seconds | frames/s | speed-up |", "| --- |" + " --- |" * 6]
@@ -51,6 +54,7 @@ def main() -> None:
     args = parser.parse_args()
 
     results = {"date": datetime.date.today().isoformat(), "machine": machine(), "commit": git_commit(),
+               "load_before": os.getloadavg()[0],
                "command": "bench/bench_collect.py " + " ".join(sys.argv[1:]), "tasks": TASKS,
                "episodes": args.episodes, "image_size": args.image_size, "runs": []}
     for workers in args.workers:
@@ -62,6 +66,7 @@ def main() -> None:
                                 "dropped": result.dropped, "seconds": result.seconds,
                                 "frames_per_second": result.steps / result.seconds})
         print(f"{workers} worker(s): {result.steps} frames in {result.seconds:.1f} s", flush=True)
+    results["load_after"] = os.getloadavg()[0]  # the 1-minute load average: what else wanted the cores
     write_results(results, render_table(results), args.out)
 
 

@@ -16,6 +16,7 @@ a quiet machine: the table is only as good as the cores it got.
 from __future__ import annotations
 
 import argparse
+import os
 import copy
 import datetime
 import signal
@@ -148,7 +149,9 @@ def measure_parts(config: Config, data: StepDataset, steps: int) -> dict:
 def render_table(results: dict) -> str:
     floor = results["floor_samples_per_second"]
     lines = [f"# Training throughput against the FLOP floor, {results['date']}", "",
-             f"Machine: {results['machine']}  ", f"Commit: {results['commit']}; command: `{results['command']}`", "",
+             f"Machine: {results['machine']}  ",
+             f"Commit: {results['commit']}; command: `{results['command']}`; 1-minute load average "
+             f"{results['load_before']:.1f} before, {results['load_after']:.1f} after", "",
              f"Recipe: {results['recipe']}; {results['threads']} threads. One sample costs "
              f"{results['flops_per_sample'] / 1e6:.1f} MFLOP (forward and backward); this machine's float32 sgemm "
              f"runs at {results['peak_gflops']:.1f} GFLOP/s, so the floor is **{floor:.0f} samples/s**.", "",
@@ -185,6 +188,7 @@ def main() -> None:
     data = synthetic_data(config)
     flops, peak = flops_per_sample(config, data), peak_flops()
     results = {"date": datetime.date.today().isoformat(), "machine": machine(), "commit": git_commit(),
+               "load_before": os.getloadavg()[0],
                "command": "bench/bench_train.py " + " ".join(sys.argv[1:]), "threads": args.threads,
                "recipe": f"{Path(args.config).name}, {config.env.image_size} px, text_film {config.model.text_film}, "
                          f"{config.train.noise_samples_per_obs} noise draws per observation",
@@ -193,6 +197,7 @@ def main() -> None:
     for variant in args.variants:
         results["rows"].append(measure(config, data, variant, args.steps, args.repeats))
         print(results["rows"][-1], flush=True)
+    results["load_after"] = os.getloadavg()[0]  # the 1-minute load average: what else wanted the cores
     write_results(results, render_table(results), args.out)
 
 
