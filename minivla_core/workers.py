@@ -14,8 +14,11 @@ from __future__ import annotations
 import multiprocessing
 import pickle
 import queue
+import threading
 import traceback
 from typing import Callable, Iterable, Iterator
+
+from tqdm import tqdm
 
 from minivla_core.errors import MiniVLAError
 
@@ -64,6 +67,7 @@ def run_in_workers(work: Callable, jobs: list, workers: int) -> Iterator[tuple[i
 
 def worker_main(work: Callable[[object], Iterable], todo, done) -> None:
     """One worker process: run jobs until the stop sign, sending each item, then "finished" (or the error)."""
+    tqdm.set_lock(threading.RLock())  # progress bars: no process-shared lock (the parent would report it leaked)
     while (next_job := todo.get()) is not None:
         number, job = next_job
         try:
