@@ -1,24 +1,31 @@
 """Training throughput on this CPU against its FLOP floor: where a training step's time goes, and what changes it.
 Prints a table and writes bench/results/train_throughput.{md,json} with the date, the commit and the machine.
 
-    .venv/bin/python bench/bench_train.py                          # the MT50 recipe (config/mt50.yaml), 2 threads
-    .venv/bin/python bench/bench_train.py --image-size 128 --variants baseline channels_last
+    .venv/bin/python bench/bench_train.py                   # the MT50 recipe (config/mt50.yaml: 96 px), 2 threads
+    .venv/bin/python bench/bench_train.py --steps 3 --warmup 1 --image-size 32 --out /tmp/train_throughput  # a check
 
-The step measured is train.py's own (train_one_epoch: batch_inputs, the diffusion noise for the global batch,
-compute_loss, backward, gradient clipping, AdamW, the EMA update) on a dataset of random images held in memory
-as training holds them. The floor is what the step's arithmetic would take at this machine's own float32 matrix
-multiplication speed (a large sgemm on the same threads): FLOPs per sample (forward and backward, counted by
-torch.utils.flop_counter) / peak FLOP/s. Columns: samples/s (median of --repeats timed runs of --steps steps,
-with the range), % of floor, ms per step. The parts (data, optimiser + EMA) are timed alone, per step. Run it on
-a quiet machine: the table is only as good as the cores it got.
+A step is train.py's own (train_one_epoch: batch_inputs, the diffusion levels and noise, compute_loss, backward,
+gradient clipping, AdamW, the EMA update, loss.item) on random uint8 images held in memory as training holds them;
+50 instructions of 8 words from a vocabulary of 300, state and action dimension 4. The floor is the step's matrix
+arithmetic at this machine's own float32 speed on the same threads (the best of a few 2048x2048 sgemms): peak
+FLOP/s / FLOPs per sample (forward and backward, counted by torch.utils.flop_counter).
+
+Rows: baseline (batch 128, as train.py runs today), batch_256, batch_64, channels_last (the policy and the image
+encoder's input in torch.channels_last), compile (torch.compile of TrainingLoss, the module train.py calls; one that
+fails, or whose warm-up takes over 180 s, is a row saying why), and the parts of a batch-128 step, each alone:
+data_only (batch_inputs), forward_backward_only (compute_loss + backward), optimizer_only (clipping, AdamW, the
+schedule, the EMA update). Columns: samples/s = batch / median step time (range: the slowest and the fastest timed
+step); % of floor = samples/s / floor ("-" for the parts without matrix products); ms/step = median step time; the
+--warmup steps before are not timed. Run it on a quiet machine: with --threads 2 and another busy process on a 2-core
+machine, a step takes many times longer (the threads wait for each other), so the load average is recorded.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import copy
 import datetime
+import os
 import signal
 import statistics
 import sys
@@ -37,17 +44,20 @@ from minivla_core.config import Config, read_config_file  # noqa: E402
 from minivla_core.data.dataset import Episode  # noqa: E402
 from minivla_core.distributed import World  # noqa: E402
 from minivla_core.model.policy import VLAPolicy  # noqa: E402
+from minivla_core.model.tokenizer import WordTokenizer  # noqa: E402
 from minivla_core.train import (  # noqa: E402
     InstructionTable, StepDataset, TrainingLoss, batch_inputs, make_optimizer, train_one_epoch, update_ema)
 
-VARIANTS = ("baseline", "batch_64", "batch_256", "channels_last", "compile")
-INSTRUCTIONS = [f"task number {i} of the suite" for i in range(50)]
+STEP_VARIANTS = ("baseline", "batch_256", "batch_64", "channels_last", "compile")
+PARTS = ("data_only", "forward_backward_only", "optimizer_only")
+WORDS = [f"word{i}" for i in range(300)]
+INSTRUCTIONS = [" ".join(np.random.default_rng(i).choice(WORDS, 8)) for i in range(50)]
+COMPILE_LIMIT_S = 180  # compiling takes minutes on two cores; longer than this and the row says so
 
 
-def synthetic_data(config: Config, episodes: int = 40, steps: int = 80):
-    """A StepDataset of random uint8 images and random states/actions, shaped like the recipe's."""
-    rng = np.random.default_rng(0)
-    size = config.env.image_size
+def synthetic_data(config: Config, episodes: int = 40, steps: int = 80) -> StepDataset:
+    """Random uint8 images and random states/actions, shaped like the recipe's (3,200 samples: 12 steps of 256)."""
+    rng, size = np.random.default_rng(0), config.env.image_size
     made = [Episode(rng.integers(0, 256, (steps, 1, size, size, 3), dtype=np.uint8),
                     rng.standard_normal((steps, 4)).astype(np.float32),
                     rng.uniform(-1, 1, (steps, 4)).astype(np.float32), f"task-{i % 50}", INSTRUCTIONS[i % 50])
@@ -57,93 +67,126 @@ def synthetic_data(config: Config, episodes: int = 40, steps: int = 80):
 
 
 def make_policy(config: Config, data: StepDataset) -> tuple[VLAPolicy, InstructionTable]:
-    vocab = ["<pad>", "<unk>"] + sorted({w for t in INSTRUCTIONS for w in t.split()})
+    vocab = WordTokenizer.from_texts(WORDS, config.model.stem_words).vocab
     policy = VLAPolicy(config.model, vocab, 4, 4, config.env.image_size, cameras=1)
     policy.state_normalizer.fit(data.states)
     policy.action_normalizer.fit(data.chunks)
     return policy, InstructionTable(policy, INSTRUCTIONS, list(range(50)))
 
 
-def flops_per_sample(config: Config, data: StepDataset) -> float:
+def flops_per_sample(config: Config, data: StepDataset, batch_size: int = 64) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     policy, text = make_policy(config, data)
-    batch = batch_inputs(data, torch.arange(64), text, "cpu")
+    batch = batch_inputs(data, torch.arange(batch_size), text, "cpu")
     with FlopCounterMode(display=False) as counter:
-        loss = policy.compute_loss(batch.images, batch.states, batch.tokens, batch.lengths, batch.chunks,
-                                   config.train.noise_samples_per_obs)
-        loss.backward()
-    return counter.get_total_flops() / 64
+        policy.compute_loss(batch.images, batch.states, batch.tokens, batch.lengths, batch.chunks,
+                            config.train.noise_samples_per_obs).backward()
+    return counter.get_total_flops() / batch_size
 
 
 def peak_flops(size: int = 2048, repeats: int = 5) -> float:
+    """float32 FLOP/s of the best of `repeats` square matrix products, after one unmeasured."""
     a, b = torch.randn(size, size), torch.randn(size, size)
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - started)
-    return 2 * size**3 / best
+    a @ b
+    return 2 * size**3 / min(seconds_of(lambda: a @ b) for _ in range(repeats))
 
 
-class Timeout(Exception):
+def seconds_of(work) -> float:
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
+
+
+class CompileTimeout(BaseException):  # not an Exception: torch's own error handling must not swallow it
     pass
 
 
-def measure(config: Config, data: StepDataset, variant: str, steps: int, repeats: int) -> dict:
-    """samples/s of train_one_epoch for one variant: a list of `repeats` timings of `steps` steps each."""
-    tc = config.train
+class StepClock(tqdm):
+    """train_one_epoch's progress bar, silent, noting the time at each update (once, at the end of each step)."""
+
+    def __init__(self):
+        super().__init__(disable=True)
+        self.times = [time.perf_counter()]
+
+    def update(self, n: int = 1) -> None:
+        self.times.append(time.perf_counter())
+
+
+def summary(variant: str, batch_size: int, seconds: list[float]) -> dict:
+    rates = [batch_size / s for s in seconds]
+    return {"variant": variant, "batch_size": batch_size, "samples_per_second": batch_size / statistics.median(seconds),
+            "range": [min(rates), max(rates)], "ms_per_step": 1000 * statistics.median(seconds),
+            "step_ms": [1000 * s for s in seconds]}
+
+
+def measure_step(config: Config, data: StepDataset, variant: str, warmup: int, steps: int) -> dict:
+    """train_one_epoch's steps for one variant, each timed; the first `warmup` are dropped."""
+    tc = copy.deepcopy(config.train)
     tc.batch_size = {"batch_64": 64, "batch_256": 256}.get(variant, 128)
     policy, text = make_policy(config, data)
     ema = copy.deepcopy(policy).requires_grad_(False)
     model = TrainingLoss(policy)
-    row = {"variant": variant, "batch_size": tc.batch_size}
-    if variant == "channels_last":
+    if variant == "channels_last":  # a convolution runs channels-last when its input or its weight is
         policy.to(memory_format=torch.channels_last)
+        policy.image_encoder.register_forward_pre_hook(
+            lambda _module, inputs: tuple(x.contiguous(memory_format=torch.channels_last) for x in inputs))
     if variant == "compile":
         model = torch.compile(model)
     optimizer, scheduler = make_optimizer(policy, tc, total_steps=10_000)
-    world, generator, bar = World(0, 1, torch.device("cpu")), torch.Generator().manual_seed(0), tqdm(disable=True)
+    world, generator, clock = World(0, 1, torch.device("cpu")), torch.Generator().manual_seed(0), StepClock()
+    per_epoch = len(data) // tc.batch_size  # train_one_epoch draws each sample once: more steps take more epochs
 
-    def run(count: int) -> float:
-        started = time.perf_counter()
-        train_one_epoch(model, policy, ema, optimizer, scheduler, data, text, tc, world, generator, 0, count, bar)
-        return time.perf_counter() - started
+    def run(count: int) -> None:
+        for epoch, start in enumerate(range(0, count, per_epoch)):
+            train_one_epoch(model, policy, ema, optimizer, scheduler, data, text, tc, world, generator, epoch,
+                            min(per_epoch, count - start), clock)
 
-    signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(Timeout()))
-    signal.alarm(300)  # compiling may take minutes on two cores; more than five and the row says so
+    row = {"variant": variant, "batch_size": tc.batch_size}
+    signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(CompileTimeout()))
+    signal.alarm(COMPILE_LIMIT_S)
     try:
-        row["warmup_seconds"] = run(3)
-    except Timeout:
-        return {**row, "error": "no result within 300 s (compiling)"}
+        run(warmup)  # compile's compiling happens here, in the first step
+    except CompileTimeout:
+        return {**row, "error": f"warm-up not done within {COMPILE_LIMIT_S} s (compiling)"}
     except Exception as exc:  # noqa: BLE001 - a variant that cannot run is a row that says why
-        return {**row, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
+        return {**row, "error": f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:200]}"}
     finally:
         signal.alarm(0)
-    rates = [steps * tc.batch_size / run(steps) for _ in range(repeats)]
-    return {**row, "samples_per_second": statistics.median(rates), "range": [min(rates), max(rates)],
-            "ms_per_step": 1000 * tc.batch_size / statistics.median(rates)}
+    run(steps)
+    return summary(variant, tc.batch_size, np.diff(clock.times[warmup:]).tolist())
 
 
-def measure_parts(config: Config, data: StepDataset, steps: int) -> dict:
-    """ms per step of the data part (batch_inputs) and of the optimiser + EMA part, each alone, at batch 128."""
+def measure_part(config: Config, data: StepDataset, part: str, warmup: int, steps: int) -> dict:
+    """One part of a batch-128 step alone, as train_one_epoch runs it, `steps` times after `warmup`."""
+    tc, batch_size = config.train, 128
     policy, text = make_policy(config, data)
     ema = copy.deepcopy(policy).requires_grad_(False)
-    optimizer, _ = make_optimizer(policy, config.train, total_steps=10_000)
-    for parameter in policy.parameters():
-        parameter.grad = torch.zeros_like(parameter)
+    optimizer, scheduler = make_optimizer(policy, tc, total_steps=10_000)
     generator, order = torch.Generator().manual_seed(0), torch.randperm(len(data))
-    batch_inputs(data, order[:128], text, "cpu", 0, generator)  # warm-up: first calls allocate
-    optimizer.step()
-    started = time.perf_counter()
-    for step in range(steps):
-        batch_inputs(data, order[step * 128:(step + 1) * 128], text, "cpu", 0, generator)
-    data_ms = 1000 * (time.perf_counter() - started) / steps
-    started = time.perf_counter()
-    for step in range(steps):
+
+    def load(step: int):
+        start = step * batch_size % (len(data) - batch_size)
+        return batch_inputs(data, order[start: start + batch_size], text, "cpu", tc.image_shift, generator,
+                            tc.word_dropout, tc.foreign_instructions)
+
+    batch = load(0)
+
+    def forward_backward(_step: int) -> None:
+        policy.zero_grad(set_to_none=True)
+        policy.compute_loss(batch.images, batch.states, batch.tokens, batch.lengths, batch.chunks,
+                            tc.noise_samples_per_obs).backward()
+
+    def optimize(step: int) -> None:
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
         optimizer.step()
-        update_ema(ema, policy, 0.995, step)
-    return {"data_ms": data_ms, "optimizer_ema_ms": 1000 * (time.perf_counter() - started) / steps}
+        scheduler.step()
+        update_ema(ema, policy, tc.ema_decay, step)
+
+    forward_backward(0)  # the optimiser needs gradients
+    work = {"data_only": load, "forward_backward_only": forward_backward, "optimizer_only": optimize}
+    seconds = [seconds_of(lambda: work[part](step)) for step in range(warmup + steps)]
+    return summary(part, batch_size, seconds[warmup:])
 
 
 def render_table(results: dict) -> str:
@@ -160,26 +203,31 @@ def render_table(results: dict) -> str:
         if "error" in row:
             lines.append(f"| {row['variant']} | {row['batch_size']} | {row['error']} | - | - |")
             continue
-        low, high = row["range"]
-        lines.append(f"| {row['variant']} | {row['batch_size']} | {row['samples_per_second']:.0f} "
-                     f"({low:.0f}-{high:.0f}) | {100 * row['samples_per_second'] / floor:.0f}% | "
-                     f"{row['ms_per_step']:.1f} |")
-    parts = results["parts"]
-    lines += ["", f"Parts of a batch-128 step, each timed alone: data (batch_inputs: indexing, uint8 to float) "
-              f"{parts['data_ms']:.1f} ms; AdamW + EMA {parts['optimizer_ema_ms']:.1f} ms."]
+        (low, high), rate = row["range"], row["samples_per_second"]
+        share = "-" if row["variant"] in ("data_only", "optimizer_only") else f"{100 * rate / floor:.0f}%"  # no FLOPs
+        lines.append(f"| {row['variant']} | {row['batch_size']} | {rate:.0f} ({low:.0f}-{high:.0f}) | {share} "
+                     f"| {row['ms_per_step']:.1f} |")
+    ms = {row["variant"]: row["ms_per_step"] for row in results["rows"] if "error" not in row}
+    if all(name in ms for name in ("baseline", *PARTS)):
+        rest = ms["baseline"] - sum(ms[part] for part in PARTS)
+        lines += ["", f"A baseline step of {ms['baseline']:.1f} ms: " + ", ".join(
+            f"{part} {ms[part]:.1f} ms ({100 * ms[part] / ms['baseline']:.0f}%)" for part in PARTS) +
+            f", the rest (noise draws, loss.item, Python) {rest:.1f} ms."]
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=str(ROOT / "config/mt50.yaml"), help="the recipe (model and train)")
-    parser.add_argument("--image-size", type=int, default=0, help="instead of the recipe's")
+    parser.add_argument("--config", default=str(ROOT / "config/mt50.yaml"), help="the recipe (env, model, train)")
+    parser.add_argument("--image-size", type=int, default=0, help="instead of the recipe's (96 in mt50.yaml)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=20, help="timed steps per repeat")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--warmup", type=int, default=3, help="steps run before the timed ones")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per variant")
+    parser.add_argument("--variants", nargs="+", default=[*STEP_VARIANTS, *PARTS], choices=[*STEP_VARIANTS, *PARTS])
     parser.add_argument("--out", default=str(ROOT / "bench/results/train_throughput"))
     args = parser.parse_args()
+    if args.steps < 1 or args.warmup < 1:
+        parser.error("--steps and --warmup must be 1 or more")
 
     torch.set_num_threads(args.threads)
     config = Config.from_dict(read_config_file(args.config))
@@ -193,10 +241,12 @@ def main() -> None:
                "recipe": f"{Path(args.config).name}, {config.env.image_size} px, text_film {config.model.text_film}, "
                          f"{config.train.noise_samples_per_obs} noise draws per observation",
                "flops_per_sample": flops, "peak_gflops": peak / 1e9, "floor_samples_per_second": peak / flops,
-               "rows": [], "parts": measure_parts(config, data, args.steps)}
+               "rows": []}
     for variant in args.variants:
-        results["rows"].append(measure(config, data, variant, args.steps, args.repeats))
-        print(results["rows"][-1], flush=True)
+        measure = measure_step if variant in STEP_VARIANTS else measure_part
+        row = measure(config, data, variant, args.warmup, args.steps)
+        results["rows"].append(row)
+        print(f"{variant}: {row.get('error') or '%.1f ms/step' % row['ms_per_step']}", flush=True)
     results["load_after"] = os.getloadavg()[0]  # the 1-minute load average: what else wanted the cores
     write_results(results, render_table(results), args.out)
 
