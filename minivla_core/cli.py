@@ -84,14 +84,20 @@ def cmd_train(config: Config, given: dict) -> int:
 def cmd_eval(config: Config, given: dict) -> int:
     from minivla_core.envs.metaworld_suites import PROTOCOL
     from minivla_core.evaluate import evaluate, write_json
+    from minivla_core.view import PolicyView
 
     if config.eval.suite and "episodes" not in given.get("eval", {}):
         config.eval.episodes = PROTOCOL["episodes"]  # a suite's protocol runs 10 episodes per task
-    result = evaluate(config.eval, config.env)
-    print(result.summary())
-    if config.eval.json:
-        written = write_json(result, config.eval.json)
-        print(f"results written to {' and '.join(map(str, written))}")
+    view = PolicyView.from_config(config.eval)  # eval.view, eval.view_save; else it does nothing
+    try:
+        result = evaluate(config.eval, config.env, view=view)
+        print(result.summary())
+        if config.eval.json:
+            written = write_json(result, config.eval.json)
+            print(f"results written to {' and '.join(map(str, written))}")
+        view.keep_serving()  # eval.view: until Ctrl-C, so the page can still be read
+    finally:
+        view.close()
     return 0
 
 
@@ -160,7 +166,8 @@ COMMANDS = {
         "--image-ablation": "eval.image_ablation", "--threads": "eval.threads", "--workers": "eval.workers",
         "--video-dir": "eval.video_dir",
         "--json": "eval.json", "--latency": "eval.latency", "--step-rate": "eval.step_rate",
-        "--seam": "eval.seam", "--suite": "eval.suite"},
+        "--seam": "eval.seam", "--suite": "eval.suite", "--view": "eval.view", "--view-save": "eval.view_save",
+        "--view-port": "eval.view_port"},
         defaults={"eval.episodes": "50; with --suite, the protocol's 10"},
         field_help={"env.observation": "the observation protocol the checkpoint was trained on, checked against it, so "
                                        "that a checkpoint of privileged state runs only when asked for by name: "

@@ -317,6 +317,13 @@ class EvalConfig(Section):
     latency: float = 0.0
     step_rate: float = 20.0  # with latency: the robot's control steps per second
     seam: str = "inpaint"  # with latency: how a new chunk meets the one before (as policy_node.seam)
+    # Show what the policy sees and plans, live, in a rerun web viewer (minivla_core/view.py) served from this
+    # computer: camera images, state, actions, each planned chunk as the hand's path, each DDIM step's chunk. The
+    # page's address is printed; the command waits for Ctrl-C after the results, so the page can still be read
+    view: bool = False
+    view_save: str = ""  # when set, the same recording is written to this rerun .rrd file (view.py)
+    # with view: the viewer page's port; the recording is served on the next port, to this computer only (127.0.0.1)
+    view_port: int = 9090
 
     def check_together(self, where: str) -> None:
         if seed_role(self.seed) == "collection":
@@ -330,6 +337,14 @@ class EvalConfig(Section):
         if self.suite and self.json.endswith(".md"):
             raise ConfigError(f"{where}.json {self.json} ends in .md, where a suite writes its markdown table (the "
                               f"same name, .md): name it .json")
+        if self.view_save and not self.view_save.endswith(".rrd"):
+            raise ConfigError(f"{where}.view_save {self.view_save}: a rerun recording is an .rrd file: name it .rrd")
+        if (self.view or self.view_save) and self.workers > 1:
+            raise ConfigError(f"{where}.view and {where}.view_save show one process's episodes, and {where}.workers "
+                              f"{self.workers} runs tasks in {self.workers} processes: view with {where}.workers 1")
+        if (self.view or self.view_save) and self.latency > 0:
+            raise ConfigError(f"{where}.view and {where}.view_save follow the classic loop; timed execution "
+                              f"({where}.latency {self.latency:g}) is not shown yet: view with {where}.latency 0")
 
 
 @dataclass
@@ -692,7 +707,7 @@ RANGES = {
     "collect.steps_after_success": NOT_NEGATIVE, "collect.workers": Bounds(1, 64),
     "eval.episodes": AT_LEAST_ONE, "eval.seed": SEED, "eval.noise_seed": SEED, "eval.inference_steps": NOT_NEGATIVE,
     "eval.n_action_steps": NOT_NEGATIVE, "eval.threads": NOT_NEGATIVE, "eval.workers": Bounds(1, 64),
-    "eval.latency": NOT_NEGATIVE,
+    "eval.latency": NOT_NEGATIVE, "eval.view_port": Bounds(1, 65534),
     "eval.step_rate": POSITIVE,
     "run.episodes": NOT_NEGATIVE,
     "bag2data.rate": NOT_NEGATIVE, "bag2data.episode_gap": NOT_NEGATIVE, "bag2data.stale_after": POSITIVE,

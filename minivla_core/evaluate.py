@@ -51,6 +51,7 @@ from minivla_core.envs.metaworld_suites import (
 from minivla_core.errors import CheckpointError, ConfigError, NonFiniteActions
 from minivla_core.model.policy import PolicyRunner
 from minivla_core.timed import ChunkSchedule, run_timed_episode
+from minivla_core.view import PolicyView
 from minivla_core.workers import run_in_workers
 
 
@@ -190,7 +191,9 @@ def broken_weights(checkpoint: str, task: str, episode: int, step: int, exc: Non
 
 def evaluate_task(policy, payload: dict, task: str, eval_config: EvalConfig, env_base: EnvConfig,
                   instructions: list[str], inference_steps: int | None, n_action_steps: int | None,
-                  progress: bool) -> EvalResult:
+                  progress: bool, view: PolicyView | None = None) -> EvalResult:
+    """`view`: where the episodes are shown (view.py; None: nowhere)."""
+    view = view or PolicyView()
     env_config = env_config_for(payload["env"], env_base, task)
     env_config.seed = eval_config.seed
     env = make_env(env_config)
@@ -221,6 +224,7 @@ def evaluate_task(policy, payload: dict, task: str, eval_config: EvalConfig, env
             obs = env.reset(episode)
             runner.reset(episode)  # the episode's own noise: the graph in lockstep draws the same
             ablation.reset(episode, obs.images)
+            view.start_episode(env, episode, instruction)
             frames = [obs.image]
             refused, executor = None, {}
             if schedule is not None:  # timed execution on a simulated clock
@@ -232,16 +236,19 @@ def evaluate_task(policy, payload: dict, task: str, eval_config: EvalConfig, env
                     raise broken_weights(eval_config.checkpoint, env.task, episode, env.step_count, exc) from exc
                 executor = {"executor": dataclasses.asdict(counts)}
             while schedule is None and not obs.success and not env.done:
+                seen = ablation(obs.images)
                 try:
-                    action = runner.act(ablation(obs.images), obs.state)
+                    action = runner.act(seen, obs.state)
                 except NonFiniteActions as exc:  # not this episode's doing: no episode of this checkpoint can run
                     raise broken_weights(eval_config.checkpoint, env.task, episode, env.step_count, exc) from exc
                 except ValueError as exc:  # a state far outside everything the checkpoint was trained on:
                     refused = f"step {env.step_count}: {exc}"  # the policy node would hold; the episode fails
                     break
+                view.step(runner, seen, obs.state, action)
                 obs = env.step(action)
                 if video_dir:
                     frames.append(obs.image)
+            view.end_episode(obs.success, env.step_count)
             per_episode.append({"episode": episode, "success": obs.success, "steps": env.step_count,
                                 "instruction": instruction, **({"refused": refused} if refused else {}), **executor})
             if video_dir:
@@ -455,10 +462,12 @@ def evaluate_job(job: TaskJob):
                         job.eval_config.inference_steps or None, job.eval_config.n_action_steps or None, job.progress)
 
 
-def evaluate(eval_config: EvalConfig, env_base: EnvConfig, progress: bool = True) -> MultiEvalResult:
+def evaluate(eval_config: EvalConfig, env_base: EnvConfig, progress: bool = True,
+             view: PolicyView | None = None) -> MultiEvalResult:
     """Closed-loop evaluation of eval.checkpoint on each of eval.tasks (empty: the checkpoint's own) or of the
     tasks of eval.suite, with eval.instruction for every episode or else those of eval.instructions. The sampler
-    settings (eval.inference_steps, eval.n_action_steps) default to the checkpoint's."""
+    settings (eval.inference_steps, eval.n_action_steps) default to the checkpoint's. The episodes are shown in
+    `view`, else in one this call opens and closes as eval.view and eval.view_save say (view.py)."""
     eval_config.validate()  # sections built in Python, not read by Config.from_dict, reach here unchecked
     env_base.validate()
     if eval_config.threads > 0:
@@ -475,9 +484,15 @@ def evaluate(eval_config: EvalConfig, env_base: EnvConfig, progress: bool = True
         done = {jobs[number].task: result for number, result in run_in_workers(evaluate_job, jobs, eval_config.workers)}
         per_task = {name: done[name] for name in tasks}
     else:
-        per_task = {job.task: evaluate_task(policy, payload, job.task, eval_config, env_base, job.instructions,
-                                            eval_config.inference_steps or None, eval_config.n_action_steps or None,
-                                            progress) for job in jobs}
+        own_view = view is None
+        view = view or PolicyView.from_config(eval_config)
+        try:
+            per_task = {job.task: evaluate_task(policy, payload, job.task, eval_config, env_base, job.instructions,
+                                                eval_config.inference_steps or None,
+                                                eval_config.n_action_steps or None, progress, view) for job in jobs}
+        finally:
+            if own_view:
+                view.close()
     mode = "given" if eval_config.instruction else eval_config.instructions
     deviations = protocol_deviations(payload["env"], eval_config, env_base) if eval_config.suite else []
     return MultiEvalResult(str(eval_config.checkpoint), mode, per_task, eval_config.seed, eval_config.suite,

@@ -14,6 +14,7 @@ Vocabulary (as in the DDPM and DDIM papers):
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from torch import nn
@@ -145,7 +146,8 @@ class DiffusionHead(nn.Module):
     @torch.no_grad()
     def sample(self, cond: torch.Tensor, inference_steps: int, generator: torch.Generator | None = None,
                noise: torch.Tensor | None = None, known: torch.Tensor | None = None,
-               mask: torch.Tensor | None = None) -> torch.Tensor:
+               mask: torch.Tensor | None = None, on_step: Callable[[int, torch.Tensor], None] | None = None
+               ) -> torch.Tensor:
         """Deterministic DDIM (eta = 0) from pure noise (`noise`, else drawn from `generator`); returns normalised
         chunks clipped to [-1, 1].
 
@@ -156,19 +158,25 @@ class DiffusionHead(nn.Module):
         Inpainting (real-time chunking's frozen actions): where `mask` (B, horizon, 1) is 1, the chunk is `known`
         (B, horizon, A, normalised): before each step those actions are set to `known` noised to the step's level
         with the chunk's own noise, so the network fills in the rest to continue them; the result holds them
-        exactly. A mask of zeros changes nothing."""
+        exactly. A mask of zeros changes nothing.
+
+        `on_step(i, x)`, if given, sees the chunk x after each step i (for a viewer of the denoising: view.py); it
+        changes nothing, and the samplers an engine runs (policy.py ChunkSampler) never pass it."""
         x = noise if noise is not None else torch.randn((cond.shape[0], self.horizon, self.action_dim),
                                                         device=cond.device, generator=generator)
         start_noise = x
         levels = ddim_timesteps(self.train_steps, inference_steps)
         alpha_bars = [float(self.alpha_bar[t]) for t in levels] + [1.0]
-        for modulation, ab, ab_next in zip(self.denoiser.modulations(levels, cond), alpha_bars, alpha_bars[1:]):
+        steps = zip(self.denoiser.modulations(levels, cond), alpha_bars, alpha_bars[1:])
+        for step, (modulation, ab, ab_next) in enumerate(steps):
             if known is not None:
                 x = torch.lerp(x, known * math.sqrt(ab) + start_noise * math.sqrt(1 - ab), mask)
             p, q = self.x0_coefficients(ab)
             x0 = torch.add(x * p, self.denoiser.denoise(x, modulation), alpha=q).clamp_(-1, 1)
             kx = math.sqrt(1 - ab_next) / math.sqrt(1 - ab)
             x = torch.add(x0 * (math.sqrt(ab_next) - kx * math.sqrt(ab)), x, alpha=kx)
+            if on_step is not None:
+                on_step(step, x)
         if known is not None:
             x = torch.lerp(x, known, mask)
         return x.clamp(-1, 1)

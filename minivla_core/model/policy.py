@@ -193,6 +193,7 @@ class PolicyRunner:
         self.chunk_index = -1  # how many chunks have been sampled since reset, minus one
         self.step_in_chunk = -1  # position in its chunk of the action act() returned last
         self.last_sample_seconds = 0.0  # duration of the latest sampling call
+        self.last_noise = self.last_chunk = None  # the latest _sample call's noise and (horizon, A) chunk
         self.unknown_words: list[str] = []
         self.set_instruction(instruction)
 
@@ -247,7 +248,22 @@ class PolicyRunner:
         states = torch.from_numpy(np.asarray(state, dtype=np.float32))[None]
         noise = torch.randn((1, self.policy.config.horizon, self.policy.action_dim), generator=self.generator)
         with torch.no_grad():
-            return finite_chunk(self.sampler(image_to_tensor(images), states, self.text_token, noise)[0].numpy())
+            chunk = finite_chunk(self.sampler(image_to_tensor(images), states, self.text_token, noise)[0].numpy())
+        self.last_noise, self.last_chunk = noise, chunk  # what a viewer shows (denoising, below)
+        return chunk
+
+    def denoising(self, images: np.ndarray, state: np.ndarray) -> list[np.ndarray]:
+        """The chunk after each DDIM step of the latest _sample call (raw actions, (horizon, A) each, clipped to the
+        action range as the last one is), for a viewer (view.py). The engine runs the sampler as one graph, with no
+        step in between to look at, so the plain torch sampler runs again on this observation with the same noise:
+        its last chunk is the one executed, to float rounding. Nothing the runner does depends on this call."""
+        steps = []
+        with torch.no_grad():
+            states = torch.from_numpy(np.asarray(state, dtype=np.float32))[None]
+            cond = self.policy.encode(image_to_tensor(images), states, None, None, self.text_token)
+            self.policy.head.sample(cond, self.inference_steps, noise=self.last_noise,
+                                    on_step=lambda step, x: steps.append(x.clamp(-1, 1)))
+        return [self.policy.action_normalizer.unnormalize(x)[0].numpy() for x in steps]
 
     def sample_continuing(self, images: np.ndarray, state: np.ndarray, frozen: np.ndarray) -> np.ndarray:
         """A fresh chunk whose first len(frozen) actions are `frozen` (the previous chunk's actions that the robot
