@@ -154,7 +154,8 @@ COMMANDS = {
     "train": Command(cmd_train, "train a policy on a dataset folder", {
         "--dataset": "train.dataset", "--out": "train.out_dir", "--epochs": "train.epochs",
         "--batch-size": "train.batch_size", "--lr": "train.lr", "--device": "train.device", "--seed": "train.seed",
-        "--threads": "train.threads", "--resume": "train.resume", "--observation": "env.observation",
+        "--threads": "train.threads", "--resume": "train.resume", "--compile": "train.compile",
+        "--observation": "env.observation",
         "--image-size": "env.image_size", "--extra-cameras": "env.extra_cameras",
         "--image-encoder": "model.image_encoder"}),
     "eval": Command(cmd_eval, "run closed-loop episodes on unseen layouts and report the success rate", {

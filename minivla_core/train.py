@@ -235,6 +235,8 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> d
     policy.to(device)
     ema = copy.deepcopy(policy).eval().requires_grad_(False)  # evaluation and checkpoints use these weights
     model = world.wrap(TrainingLoss(policy))  # what the optimisation step calls: gradients averaged over the world
+    if tc.compile:
+        model = torch.compile(model)
 
     steps_per_epoch = max(1, len(train_data) // tc.batch_size)
     optimizer, scheduler = make_optimizer(policy, tc, total_steps=steps_per_epoch * tc.epochs)

@@ -3,6 +3,7 @@ global batch: the same losses epoch by epoch and the same weights, up to the ord
 are taken. Real processes, a real dataset, the real `minivla train` command."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -62,3 +63,21 @@ def test_cuda_asked_for_without_a_gpu_is_a_clear_error(tmp_path, two_episode_dat
                              "--out", str(tmp_path / "gpu"), "--image-size", "32", "--device", "cuda"],
                             cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "torch sees no CUDA GPU" in result.stderr
+
+
+@pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc")),
+                    reason="torch.compile on CPUs needs a C compiler (cc/gcc), and this machine has none")
+def test_a_compiled_training_step_trains_the_same_policy(tmp_path, two_episode_dataset):
+    """train.compile (torch.compile of the step, bench/results/train_throughput.md) changes the speed, not what is
+    learnt: the losses agree with the plain step's up to floating-point order."""
+    losses = {}
+    for name, extra in (("plain", []), ("compiled", ["--compile"])):
+        result = subprocess.run([sys.executable, str(REPO / "minivla.py"), "train", "--dataset",
+                                 str(two_episode_dataset), "--out", str(tmp_path / name), "--image-size", "32",
+                                 "--epochs", "1", "--batch-size", "16", "--threads", "1", "--set",
+                                 "train.val_fraction=0.5", "--set", "model.d_model=32", "--set",
+                                 "model.denoiser_hidden=64", *extra],
+                                cwd=REPO, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        losses[name] = weights_and_losses(tmp_path / name)[1]
+    assert losses["compiled"] == pytest.approx(losses["plain"], rel=1e-4)
