@@ -460,6 +460,11 @@ class PolicyNodeConfig(Section):
     # waits for `ros2 lifecycle set /policy_node configure` and `activate` (what a real robot's bring-up wants).
     autostart: bool = True
     dry_run: bool = False  # compute and log actions, command nothing
+    # Publish each chunk the policy samples as the path the hand would take, a visualization_msgs/MarkerArray on
+    # policy_node/planned_path in robot.action_frame, for RViz or Foxglove (docs/topics.md). Only for a state that
+    # starts with the hand's position and a hand-velocity action (ActionCommand on Meta-World, TwistStamped); the
+    # node says at activation when it cannot. False: nothing is computed
+    publish_plan: bool = False
     # "free": one command per control_rate tick from the newest inputs. "lockstep": one command per observation
     # (images and state of one stamp), stamped with that observation's stamp, for a bridge in lockstep. "timed":
     # whole chunks with each action's due time on action_chunk, sampled ahead, as the chunk before runs out

@@ -57,7 +57,10 @@ class World:
         return tensor.item() / self.size
 
     def close(self) -> None:
+        """Leave the world together: a process that tore its connections down while rank 0 was still writing the
+        last checkpoint was aborted by gloo."""
         if self.size > 1 and dist.is_initialized():
+            dist.barrier()
             dist.destroy_process_group()
 
 

@@ -16,6 +16,8 @@ What drivers publish (`publish(output)`):
     Chunk     a whole chunk with due times (timed), or a chunk of standing still (timed hold)
     Stop      free and lockstep hold: zero motion, gripper as it is (all zeros for a robot with no gripper; sent
               to robots that keep moving on their last command: velocity interfaces)
+Every mode also hands each chunk it samples (and acts on) to `planned(observation, actions)`, when given: the
+one place a viewer of the plan (the node's policy_node/planned_path) hooks in; None costs nothing.
 
 Thread safety. Free and lockstep drivers act on the thread that calls them. The timed driver samples on a thread
 of its own; its schedule (minivla_core/timed.py: ChunkSchedule) is touched by that thread only, the runner only
@@ -124,13 +126,15 @@ class PolicyDriver:
     mode = ""
 
     def __init__(self, period: float, action_dim: int, publish: Callable, log: Callable[[str, str], None],
-                 check_limits: Callable[[np.ndarray], None] = lambda action: None, gripper: bool = True):
+                 check_limits: Callable[[np.ndarray], None] = lambda action: None, gripper: bool = True,
+                 planned: Callable[[SyncedObservation, np.ndarray], None] | None = None):
         """`publish(output)` sends a Command, Chunk or Stop; `log(level, text)` with level "error" or "warning";
         `check_limits(action)` raises ValueError for an action the robot must never get (robot.action_limits);
         `gripper`: the action's last number is a gripper's, which a hold keeps (false: a robot with none, whose
-        hold is all zeros)."""
+        hold is all zeros); `planned(observation, actions)`: each new chunk and the observation it was sampled from
+        (after its first action is published)."""
         self.period, self.action_dim, self.gripper = period, action_dim, gripper
-        self.publish, self.log, self.check_limits = publish, log, check_limits
+        self.publish, self.log, self.check_limits, self.planned = publish, log, check_limits, planned
         self.runner = None  # a PolicyRunner once an instruction came
         self.runner_lock = threading.Lock()  # the runner is used from the node's callbacks and the sampling thread
         self.active = False
@@ -205,10 +209,11 @@ class PolicyDriver:
             except ValueError as exc:  # e.g. a finite but absurd state (1e20) driving the network to NaN
                 error = exc
             else:
-                error = None
+                error, new_chunk = None, None
                 if runner.step_in_chunk == 0:  # a new chunk was sampled from this observation
                     self.stats.latencies.append(runner.last_sample_seconds)
                     self.chunk_stamp = observation.stamp
+                    new_chunk = runner.last_chunk
                 command = Command(action, answers or self.chunk_stamp, max(runner.chunk_index, 0),
                                   runner.step_in_chunk)
         if error is not None:
@@ -217,6 +222,17 @@ class PolicyDriver:
             return
         self.publish(command)
         self.last_action = action
+        if new_chunk is not None:
+            self.show_plan(observation, new_chunk)
+
+    def show_plan(self, observation: SyncedObservation, actions: np.ndarray) -> None:
+        """Hand a new chunk to `planned`, if given; a failure there is logged and never stops commanding."""
+        if self.planned is None:
+            return
+        try:
+            self.planned(observation, actions)
+        except Exception as exc:  # noqa: BLE001 - a viewer's problem must not stop the robot's commands
+            self.log("warning", f"showing the planned chunk failed: {exc}")
 
 
 class FreeDriver(PolicyDriver):
@@ -250,9 +266,10 @@ class TimedDriver(PolicyDriver):
 
     def __init__(self, period: float, action_dim: int, publish: Callable, log: Callable[[str, str], None],
                  horizon: int, inpaint: bool, clock: Callable[[], float],
-                 check_limits: Callable[[np.ndarray], None] = lambda action: None, gripper: bool = True):
+                 check_limits: Callable[[np.ndarray], None] = lambda action: None, gripper: bool = True,
+                 planned: Callable[[SyncedObservation, np.ndarray], None] | None = None):
         """`clock()`: the time the robot's due times count in (ROS time, seconds)."""
-        super().__init__(period, action_dim, publish, log, check_limits, gripper)
+        super().__init__(period, action_dim, publish, log, check_limits, gripper, planned)
         self.horizon, self.inpaint, self.clock = horizon, inpaint, clock
         self.publish_lock = threading.Lock()  # active, epoch, chunk numbers, and every publication
         self.epoch = 0  # one more at each hold: a chunk sampled before it is never published
@@ -376,6 +393,7 @@ class TimedDriver(PolicyDriver):
             self.publish(Chunk(chunk, observation_time + self.period, self.period, observation.episode,
                                observation.stamp, self.next_number(observation.episode), len(frozen)))
             self.last_action = chunk[0]
+            self.show_plan(observation, chunk)
         return True
 
 

@@ -33,6 +33,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+from minivla_core.actions import HAND_STEP
 from minivla_core.errors import ConfigError
 
 PLAN_COLOUR, EXECUTED_COLOUR = [150, 150, 150], [255, 140, 0]  # grey: the whole chunk; orange: its executed part
@@ -139,9 +140,7 @@ class PolicyView:
 
     def hand_path(self, state: np.ndarray, chunk: np.ndarray) -> np.ndarray:
         """(horizon + 1, 3): where the hand would go under the chunk's actions, from where it is now."""
-        moves = np.cumsum(np.asarray(chunk)[:, :3] * self.hand_step, axis=0)
-        start = np.asarray(state[:3], dtype=np.float64)
-        return np.vstack([start, start + moves])
+        return planned_hand_path(state, chunk, self.hand_step)
 
     def end_episode(self, success: bool, steps: int) -> None:
         if self.recording is None:
@@ -183,3 +182,31 @@ class PolicyView:
             self.recording.flush()
             self.recording.disconnect()
             self.recording = None
+
+
+def planned_hand_path(state, chunk, hand_step: float) -> np.ndarray:
+    """(len(chunk) + 1, 3): where the hand would go under the chunk's actions (n, >=3), from where it is now (the
+    state's first 3 numbers): the running sum of each action's x, y, z times `hand_step`, the metres the hand moves in
+    one step for an action of 1. Also what the policy node publishes on policy_node/planned_path."""
+    actions = np.asarray(chunk, dtype=np.float64)
+    if actions.ndim != 2 or actions.shape[1] < 3 or len(np.asarray(state)) < 3:
+        raise ValueError(f"a hand path needs a chunk of actions with x, y, z (n, >=3) and a state starting with the "
+                         f"hand's x, y, z; got a chunk of shape {actions.shape} and a state of {len(state)} numbers")
+    start = np.asarray(state[:3], dtype=np.float64)
+    return np.vstack([start, start + np.cumsum(actions[:, :3] * hand_step, axis=0)])
+
+
+def plan_hand_step(action_type: str, state_is_hand: bool, task: str, velocity_scale: float,
+                   control_rate: float) -> tuple[float | None, str]:
+    """Metres the hand moves in one control step for an action of 1, for drawing a chunk as a hand path, or None and
+    why not. `action_type` is robot.action_type; `state_is_hand`: the state's first 3 numbers are the hand's position
+    (the proprio and full protocols, or a robot state that starts with its pose); `task`: the checkpoint's."""
+    if not state_is_hand:
+        return None, "the state does not start with the hand's position"
+    if action_type == "TwistStamped":  # velocity_scale m/s for an action of 1, one action per control period
+        return velocity_scale / control_rate, ""
+    if action_type != "ActionCommand":
+        return None, f"a {action_type} action is not a hand velocity"
+    if task.startswith("fetch-"):  # its step depends on the bridge's env settings, which the node does not know
+        return None, f"the hand step of the {task} scene is the simulator bridge's, not known to the policy node"
+    return HAND_STEP, ""

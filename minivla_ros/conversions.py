@@ -159,3 +159,25 @@ def command_msgs(action: np.ndarray, robot: RobotConfig, stamp: Time, period: fl
     else:
         raise ValueError(f"robot.action_type {robot.action_type!r} is not supported")
     return [msg] if gripper is None else [msg, Float64(data=gripper)]
+
+
+def plan_markers(path: np.ndarray, frame_id: str, stamp: Time, executed: int):
+    """A planned hand path ((n, 3) points, metres) -> visualization_msgs/MarkerArray: the whole path as one
+    LINE_STRIP (namespace "planned", orange), and its first `executed` + 1 points, the part the robot executes
+    before the next chunk, as another (namespace "executed", green, thicker). Each replaces its namespace's marker
+    before it, so a viewer shows the newest chunk only. visualization_msgs is imported here: only a node with
+    policy_node.publish_plan needs it."""
+    from geometry_msgs.msg import Point
+    from visualization_msgs.msg import Marker, MarkerArray
+
+    points = [Point(x=float(x), y=float(y), z=float(z)) for x, y, z in np.asarray(path, dtype=np.float64)]
+    markers = []
+    for namespace, part, rgb, width in (("planned", points, (1.0, 0.55, 0.0), 0.004),
+                                        ("executed", points[: executed + 1], (0.1, 0.8, 0.2), 0.008)):
+        marker = Marker(ns=namespace, id=0, type=Marker.LINE_STRIP, action=Marker.ADD, points=part)
+        marker.header.stamp, marker.header.frame_id = stamp, frame_id
+        marker.pose.orientation.w = 1.0
+        marker.scale.x = width  # a line strip's width, metres
+        marker.color.r, marker.color.g, marker.color.b, marker.color.a = (*rgb, 1.0)
+        markers.append(marker)
+    return MarkerArray(markers=markers)

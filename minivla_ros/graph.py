@@ -65,6 +65,11 @@ ACTION_CHUNK = Topic("action_chunk", "minivla_ros/msg/ActionChunk", "reliable",
 INSTRUCTION = Topic("instruction", "std_msgs/msg/String", "reliable", "anyone (`ros2 topic pub`)", "policy_node",
                     recorded=True)
 POLICY_STATUS = Topic("policy_status", "minivla_ros/msg/PolicyStatus", "reliable", "policy_node", "anyone")
+PLANNED_PATH = Topic("policy_node/planned_path", "visualization_msgs/msg/MarkerArray", "reliable",
+                     "policy_node with policy_node.publish_plan (each sampled chunk as the hand's path, in "
+                     "robot.action_frame, stamped as the observation it was sampled from: LINE_STRIP markers "
+                     "`planned`, the whole chunk, and `executed`, its first n_action_steps)",
+                     "anyone (RViz, Foxglove)")
 # The same robot in standard messages (the `robot` config section's defaults name these topics): what a real
 # arm's drivers publish and what MoveIt Servo-style controllers take.
 EE_POSE = Topic("ee_pose", "geometry_msgs/msg/PoseStamped", "sensor", "sim_bridge (hand position, world frame)",
@@ -91,8 +96,8 @@ DIAGNOSTICS = Topic("diagnostics", "diagnostic_msgs/msg/DiagnosticArray", "relia
                     "policy_node (its health, once a second); sim_bridge with bridge.interface standard (each "
                     "episode's result, status `sim_bridge: episode`) or bridge.timing timed (what its executor did, "
                     "status `sim_bridge: executor`)", "anyone (rqt_robot_monitor, `minivla run`)")
-TOPICS = (IMAGE, STATE, PRIVILEGED_STATE, EPISODE_STATUS, ACTION, ACTION_CHUNK, INSTRUCTION, POLICY_STATUS, EE_POSE,
-          JOINT_STATES, CMD_VEL, GRIPPER_COMMAND, SCENE_STATE, EPISODE, DIAGNOSTICS)
+TOPICS = (IMAGE, STATE, PRIVILEGED_STATE, EPISODE_STATUS, ACTION, ACTION_CHUNK, INSTRUCTION, POLICY_STATUS,
+          PLANNED_PATH, EE_POSE, JOINT_STATES, CMD_VEL, GRIPPER_COMMAND, SCENE_STATE, EPISODE, DIAGNOSTICS)
 RECORDED = tuple(topic for topic in TOPICS if topic.recorded)  # what a demonstration bag holds
 
 RESET_SERVICE = "reset_episode"  # std_srvs/srv/Trigger, served by sim_bridge: end the episode, start the next

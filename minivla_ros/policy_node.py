@@ -29,6 +29,10 @@ published (an action beyond them is never sent: the node logs it and holds); the
 (std_srvs/SetBool) pauses and resumes; it publishes nothing while it has no policy, no instruction, or stale
 inputs, and says why on `policy_status` (once a second), /diagnostics and in the log.
 
+With `policy_node.publish_plan`, each chunk it samples (in every timing mode, dry run too) is also published as the
+path the hand would take, a visualization_msgs/MarkerArray on policy_node/planned_path (docs/topics.md), stamped as
+the observation it was sampled from: minivla_core/view.py computes the path, conversions.py builds the markers.
+
 Parameters: the fields of PolicyNodeConfig (`policy_node.*`) and RobotConfig (`robot.*`).
 """
 
@@ -44,6 +48,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.publisher import Publisher
 from rclpy.timer import Timer
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float64, Header, String
@@ -57,9 +62,10 @@ from minivla_core.errors import ConfigError, InstructionError, MiniVLAError
 from minivla_core.model.policy import PolicyRunner, sampler_for
 from minivla_core.model.tokenizer import check_instruction
 from minivla_core.sync import EpisodeStatus as StatusPart
-from minivla_core.sync import ObservationAssembler
+from minivla_core.sync import ObservationAssembler, SyncedObservation
+from minivla_core.view import plan_hand_step, planned_hand_path
 from minivla_ros import graph, qos
-from minivla_ros.conversions import COMMAND_TYPES, chunk_to_msg, command_msgs, state_from_msg
+from minivla_ros.conversions import COMMAND_TYPES, chunk_to_msg, command_msgs, plan_markers, state_from_msg
 from minivla_ros.images import image_from_msg
 from minivla_ros.interfaces import check_interface, check_limits, has_gripper, joint_positions, position_from_pose
 from minivla_ros.lifecycle import guard_transitions
@@ -101,6 +107,9 @@ class PolicyNode(LifecycleNode):
         self.episode_markers = 0  # robot.episode_topic: the n-th marker starts episode n-1
         self.cameras: list[str] = []
         self.command_pubs: list = []
+        self.plan_pub = None  # policy_node.publish_plan: the planned path's publisher, when the robot allows one
+        self.plan_step: float | None = None  # metres the hand moves per step for an action of 1 (the plan's scale)
+        self.plan_problem = ""  # why the planned path is not published, though asked for
         self.resources: list = []  # what configure made: subscriptions, publishers, the control timer
         self.instruction_log_times: deque[float] = deque(maxlen=INSTRUCTION_LOGS_PER_SECOND)
         self.unlogged_instructions = 0
@@ -130,8 +139,10 @@ class PolicyNode(LifecycleNode):
         self.assembler = ObservationAssembler(len(self.cameras), state_parts, exact and not self.robot.episode_topic,
                                               self.config.stale_after, exact, labels)
         driver_class = DRIVERS[self.timing]
+        self.create_plan_publisher()
         common = dict(period=self.period, action_dim=self.policy.action_dim, publish=self.send, log=self.log,
-                      check_limits=lambda action: check_limits(action, self.robot), gripper=has_gripper(self.robot))
+                      check_limits=lambda action: check_limits(action, self.robot), gripper=has_gripper(self.robot),
+                      planned=self.send_plan if self.plan_pub is not None else None)
         if driver_class is TimedDriver:
             self.driver = TimedDriver(**common, horizon=self.policy.config.horizon,
                                       inpaint=self.config.seam == "inpaint",
@@ -154,6 +165,9 @@ class PolicyNode(LifecycleNode):
         self.driver.activate()
         self.get_logger().info("active: dry run, computing actions, commanding nothing" if self.config.dry_run else
                                "active: commanding the robot")
+        if self.config.publish_plan:
+            self.get_logger().info(f"publishing each planned chunk on {graph.PLANNED_PATH.name}" if self.plan_pub
+                                   else f"not publishing the planned path: {self.plan_problem}")
         self.ready_state()  # the status says at once what, if anything, still stops it (not at an input)
         return super().on_activate(state)  # activates the command publishers
 
@@ -180,11 +194,13 @@ class PolicyNode(LifecycleNode):
         for resource in self.resources:
             if resource in self.command_pubs:
                 self.destroy_lifecycle_publisher(resource)
+            elif isinstance(resource, Publisher):
+                self.destroy_publisher(resource)
             elif isinstance(resource, Timer):
                 self.destroy_timer(resource)
             else:
                 self.destroy_subscription(resource)
-        self.resources, self.command_pubs = [], []
+        self.resources, self.command_pubs, self.plan_pub = [], [], None
         self.policy = self.driver = self.assembler = None
 
     def on_pause(self, request, response):
@@ -212,6 +228,27 @@ class PolicyNode(LifecycleNode):
                 self.command_pubs.append(self.create_lifecycle_publisher(Float64, robot.gripper_topic,
                                                                          qos.RELIABLE_QOS))
         self.resources += self.command_pubs
+
+    def create_plan_publisher(self) -> None:
+        """policy_node.publish_plan: the planned path's publisher, if the state starts with the hand's position and
+        the action is a hand velocity (else plan_problem says why)."""
+        if not self.config.publish_plan:
+            return
+        robot = self.robot
+        state_is_hand = (self.observation in ("proprio", "full") if robot.state_type == "RobotState"
+                         else bool(robot.state_pose_topic))  # PoseAndJoints: the pose's x, y, z come first
+        self.plan_step, self.plan_problem = plan_hand_step(robot.action_type, state_is_hand, self.task,
+                                                           robot.velocity_scale, self.config.control_rate)
+        if self.plan_step is None:
+            return
+        try:
+            from visualization_msgs.msg import MarkerArray
+        except ImportError:
+            self.plan_problem = "visualization_msgs is not installed (pip: ros-jazzy-visualization-msgs)"
+            self.get_logger().error(f"not publishing the planned path: {self.plan_problem}")
+            return
+        self.plan_pub = self.create_publisher(MarkerArray, graph.PLANNED_PATH.name, qos.profile(graph.PLANNED_PATH))
+        self.resources.append(self.plan_pub)
 
     def create_input_subscriptions(self) -> None:
         robot = self.robot
@@ -259,6 +296,7 @@ class PolicyNode(LifecycleNode):
             return False
         self.image_size, self.state_dim = payload["env"]["image_size"], payload["state_dim"]
         self.observation = payload["env"]["observation"]
+        self.task = payload["env"]["task"]
         self.cameras = [payload["env"]["camera"], *payload["env"]["extra_cameras"]]
         try:
             check_interface(self.robot, self.policy.action_dim, self.state_dim, len(self.cameras))
@@ -383,6 +421,14 @@ class PolicyNode(LifecycleNode):
             return
         for publisher, msg in zip(self.command_pubs[::-1], messages[::-1]):  # the gripper first: with the motion
             publisher.publish(msg)  # that follows, a robot applying the newest command has both
+
+    def send_plan(self, observation: SyncedObservation, actions: np.ndarray) -> None:
+        """A new chunk (the drivers' `planned`), as the path the hand would take from where the observation saw it;
+        the part executed before the next chunk is its first n_action_steps."""
+        runner = self.driver.runner if self.driver is not None else None
+        executed = min(runner.n_action_steps, len(actions)) if runner is not None else len(actions)
+        path = planned_hand_path(observation.state, actions, self.plan_step)
+        self.plan_pub.publish(plan_markers(path, self.robot.action_frame, stamp_msg(observation.stamp), executed))
 
     def log(self, level: str, text: str) -> None:
         logger = self.get_logger()

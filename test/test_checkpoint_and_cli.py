@@ -126,7 +126,8 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path, two_episode_dataset):
          r"holds proprio states but env.observation is 'full'"),
         (["collect", "--task", "push-v9", "--out", tmp_path / "x"], "unknown Meta-World task 'push-v9'"),
         (["train", "--dataset", tmp_path / "nowhere", "--out", tmp_path / "run"], "dataset .*nowhere does not exist"),
-        (["train", "--dataset", truncated, "--out", tmp_path / "run"], "000001.npz is unreadable or truncated"),
+        (["train", "--dataset", truncated, "--out", tmp_path / "run", "--image-size", "32"],
+         "000001.npz is unreadable or truncated"),
         (["eval", "--checkpoint", tmp_path / "good.pt", "--instruction", "  "], "is empty"),
         (["run", "--set", "bridge.timing=free"], "bridge.timing 'free' differs from run.timing 'lockstep'"),
     ]

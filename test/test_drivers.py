@@ -287,3 +287,44 @@ def test_one_timing_module_checks_that_both_sides_agree():
         check_agreement("timed", 20.0, "timed", 10.0)
     with pytest.raises(ConfigError, match="run.timing must be one of"):
         check_timing("fast", "run.timing")
+
+
+# --- the planned path (policy_node.publish_plan) ----------------------------------------------------------------
+def test_the_planned_hand_path_starts_at_the_hand_and_adds_each_step():
+    from minivla_core.view import planned_hand_path
+
+    chunk = np.array([[1.0, 0.0, 0.0, 1.0], [0.0, -1.0, 0.5, 1.0], [1.0, 1.0, 0.0, -1.0]])
+    path = planned_hand_path(np.array([0.1, 0.6, 0.2, 0.9]), chunk, hand_step=0.01)
+    np.testing.assert_allclose(path, [[0.1, 0.6, 0.2], [0.11, 0.6, 0.2], [0.11, 0.59, 0.205], [0.12, 0.6, 0.205]])
+    with pytest.raises(ValueError, match="x, y, z"):
+        planned_hand_path(np.zeros(4), np.zeros((8, 2)), 0.01)  # a two-joint robot's chunk is no hand path
+
+
+def test_the_plan_is_drawn_only_for_a_hand_position_and_a_hand_velocity():
+    from minivla_core.actions import HAND_STEP
+    from minivla_core.view import plan_hand_step
+
+    assert plan_hand_step("ActionCommand", True, "push-v3", 0.2, 20.0) == (HAND_STEP, "")
+    assert plan_hand_step("TwistStamped", True, "myarm", 0.2, 20.0) == (pytest.approx(0.01), "")
+    step, why = plan_hand_step("JointTrajectory", True, "myarm", 0.2, 20.0)
+    assert step is None and "not a hand velocity" in why
+    step, why = plan_hand_step("ActionCommand", False, "push-v3", 0.2, 20.0)
+    assert step is None and "hand's position" in why
+    step, why = plan_hand_step("ActionCommand", True, "fetch-push", 0.2, 20.0)
+    assert step is None and "fetch-push" in why
+
+
+@pytest.mark.parametrize("driver_class", [FreeDriver, LockstepDriver])
+def test_every_new_chunk_and_its_observation_reach_the_planned_hook_once(policy, driver_class):
+    """Free and lockstep drivers act step by step; the hook hears of each chunk once, when it is sampled."""
+    planned, commands = [], []
+    driver = driver_class(PERIOD, policy.action_dim, commands.append, lambda level, text: None,
+                          planned=lambda obs, actions: planned.append((obs.stamp, np.array(actions))))
+    driver.activate()
+    driver.set_runner(PolicyRunner(policy, INSTRUCTION, seed=0))
+    for step in range(policy.config.n_action_steps + 1):
+        seen = observation(policy, stamp=(10, step))
+        driver.observe(seen) if driver_class is LockstepDriver else driver.tick(seen)
+    assert [stamp for stamp, _ in planned] == [(10, 0), (10, policy.config.n_action_steps)]
+    assert planned[0][1].shape == (policy.config.horizon, policy.action_dim)
+    np.testing.assert_allclose(commands[0].action, planned[0][1][0], atol=1e-6)  # the chunk the robot executes
