@@ -150,7 +150,7 @@ def plan_task(writer: DatasetWriter, env_config: EnvConfig, config: CollectConfi
         instructions = paraphrases(task)
     else:
         instructions = paraphrases(task)[:1]
-    held = sum(1 for e in writer.entries if e.get("task") == task and e.get("seed") == seed)
+    held = len(writer.held(task, seed))
     wanted = max(0, config.episodes - held)
     return TaskJob(env_config, writer.next_episode(task, seed), wanted, held,
                    max(wanted, int(wanted * config.max_attempts_factor)), config.steps_after_success, instructions)

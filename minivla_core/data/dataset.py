@@ -117,11 +117,14 @@ class DatasetWriter:
     def __exit__(self, *exc):
         self.close()
 
+    def held(self, task: str, seed: int) -> list[dict]:
+        """The entries already recorded for (task, seed)."""
+        return [e for e in self.entries if e.get("task") == task and e.get("seed") == seed]
+
     def next_episode(self, task: str, seed: int) -> int:
         """The first layout number after every one already recorded for (task, seed): collecting again
         into the same folder continues with new layouts instead of recording the same ones twice."""
-        done = [e["episode"] for e in self.entries if e.get("task") == task and e.get("seed") == seed
-                and isinstance(e.get("episode"), int)]
+        done = [e["episode"] for e in self.held(task, seed) if isinstance(e.get("episode"), int)]
         return max(done) + 1 if done else 0
 
     def append(self, images, states, actions, task: str, instruction: str, **info) -> Path:
