@@ -1,14 +1,17 @@
-"""Training throughput on this CPU against its FLOP floor: where a training step's time goes, and what changes it.
-Prints a table and writes bench/results/train_throughput.{md,json} with the date, the commit and the machine.
+"""Training throughput on this CPU (or a CUDA GPU) against its FLOP floor: where a training step's time goes, and
+what changes it. Prints a table and writes bench/results/train_throughput.{md,json} (train_throughput_cuda with
+--device cuda) with the date, the commit and the machine.
 
     .venv/bin/python bench/bench_train.py                   # the MT50 recipe (config/mt50.yaml: 96 px), 2 threads
     .venv/bin/python bench/bench_train.py --steps 3 --warmup 1 --image-size 32 --out /tmp/train_throughput  # a check
+    python3 bench/bench_train.py --device cuda              # on a GPU: policy and step there, as `train --device cuda`
 
 A step is train.py's own (train_one_epoch: batch_inputs, the diffusion levels and noise, compute_loss, backward,
 gradient clipping, AdamW, the EMA update, loss.item) on random uint8 images held in memory as training holds them;
 50 instructions of 8 words from a vocabulary of 300, state and action dimension 4. The floor is the step's matrix
-arithmetic at this machine's own float32 speed on the same threads (the best of a few 2048x2048 sgemms): peak
-FLOP/s / FLOPs per sample (forward and backward, counted by torch.utils.flop_counter).
+arithmetic at this machine's own float32 speed on the same threads (the best of a few 2048x2048 sgemms; on cuda
+the GPU's, the best of a few 8192x8192 float32 products at torch's float32 matmul precision, which training runs at
+too): peak FLOP/s / FLOPs per sample (forward and backward, counted by torch.utils.flop_counter).
 
 Rows: baseline (batch 128, as train.py runs today), batch_256, batch_64, channels_last (the policy and the image
 encoder's input in torch.channels_last), compile (torch.compile of TrainingLoss, the module train.py calls; one that
@@ -18,6 +21,9 @@ schedule, the EMA update). Columns: samples/s = batch / median step time (range:
 step); % of floor = samples/s / floor ("-" for the parts without matrix products); ms/step = median step time; the
 --warmup steps before are not timed. Run it on a quiet machine: with --threads 2 and another busy process on a 2-core
 machine, a step takes many times longer (the threads wait for each other), so the load average is recorded.
+
+On cuda the data stays in CPU memory and each batch is copied to the GPU, as train.py does; every clock reading
+waits for the GPU's queued work first (torch.cuda.synchronize), and --threads is not applied (torch's default).
 """
 
 from __future__ import annotations
@@ -74,6 +80,12 @@ def make_policy(config: Config, data: StepDataset) -> tuple[VLAPolicy, Instructi
     return policy, InstructionTable(policy, INSTRUCTIONS, list(range(50)))
 
 
+def make_policy_on(config: Config, data: StepDataset, device: torch.device) -> tuple[VLAPolicy, InstructionTable]:
+    """make_policy, moved to `device` as train.py moves it (the instruction table stays in CPU memory there too)."""
+    policy, text = make_policy(config, data)
+    return policy.to(device), text
+
+
 def flops_per_sample(config: Config, data: StepDataset, batch_size: int = 64) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -85,17 +97,26 @@ def flops_per_sample(config: Config, data: StepDataset, batch_size: int = 64) ->
     return counter.get_total_flops() / batch_size
 
 
-def peak_flops(size: int = 2048, repeats: int = 5) -> float:
-    """float32 FLOP/s of the best of `repeats` square matrix products, after one unmeasured."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def peak_flops(device: torch.device, repeats: int = 5) -> float:
+    """float32 FLOP/s of the best of `repeats` square matrix products on `device`, after one unmeasured (a GPU
+    needs larger matrices than a CPU to reach its speed)."""
+    size = 8192 if device.type == "cuda" else 2048
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
     a @ b
-    return 2 * size**3 / min(seconds_of(lambda: a @ b) for _ in range(repeats))
+    return 2 * size**3 / min(seconds_of(lambda: a @ b, device) for _ in range(repeats))
 
 
-def seconds_of(work) -> float:
-    started = time.perf_counter()
+def now(device: torch.device) -> float:
+    """The clock, once the work queued on `device` is done (a GPU runs it after the Python call returns)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def seconds_of(work, device: torch.device) -> float:
+    started = now(device)
     work()
-    return time.perf_counter() - started
+    return now(device) - started
 
 
 class CompileTimeout(BaseException):  # not an Exception: torch's own error handling must not swallow it
@@ -105,12 +126,13 @@ class CompileTimeout(BaseException):  # not an Exception: torch's own error hand
 class StepClock(tqdm):
     """train_one_epoch's progress bar, silent, noting the time at each update (once, at the end of each step)."""
 
-    def __init__(self):
+    def __init__(self, device: torch.device):
         super().__init__(disable=True)
-        self.times = [time.perf_counter()]
+        self.device = device
+        self.times = [now(device)]
 
     def update(self, n: int = 1) -> None:
-        self.times.append(time.perf_counter())
+        self.times.append(now(self.device))
 
 
 def summary(variant: str, batch_size: int, seconds: list[float]) -> dict:
@@ -120,11 +142,12 @@ def summary(variant: str, batch_size: int, seconds: list[float]) -> dict:
             "step_ms": [1000 * s for s in seconds]}
 
 
-def measure_step(config: Config, data: StepDataset, variant: str, warmup: int, steps: int) -> dict:
+def measure_step(config: Config, data: StepDataset, variant: str, warmup: int, steps: int,
+                 device: torch.device) -> dict:
     """train_one_epoch's steps for one variant, each timed; the first `warmup` are dropped."""
     tc = copy.deepcopy(config.train)
     tc.batch_size = {"batch_64": 64, "batch_256": 256}.get(variant, 128)
-    policy, text = make_policy(config, data)
+    policy, text = make_policy_on(config, data, device)
     ema = copy.deepcopy(policy).requires_grad_(False)
     model = TrainingLoss(policy)
     if variant == "channels_last":  # a convolution runs channels-last when its input or its weight is
@@ -134,7 +157,7 @@ def measure_step(config: Config, data: StepDataset, variant: str, warmup: int, s
     if variant == "compile":
         model = torch.compile(model)
     optimizer, scheduler = make_optimizer(policy, tc, total_steps=10_000)
-    world, generator, clock = World(0, 1, torch.device("cpu")), torch.Generator().manual_seed(0), StepClock()
+    world, generator, clock = World(0, 1, device), torch.Generator().manual_seed(0), StepClock(device)
     per_epoch = len(data) // tc.batch_size  # train_one_epoch draws each sample once: more steps take more epochs
 
     def run(count: int) -> None:
@@ -157,17 +180,18 @@ def measure_step(config: Config, data: StepDataset, variant: str, warmup: int, s
     return summary(variant, tc.batch_size, np.diff(clock.times[warmup:]).tolist())
 
 
-def measure_part(config: Config, data: StepDataset, part: str, warmup: int, steps: int) -> dict:
+def measure_part(config: Config, data: StepDataset, part: str, warmup: int, steps: int,
+                 device: torch.device) -> dict:
     """One part of a batch-128 step alone, as train_one_epoch runs it, `steps` times after `warmup`."""
     tc, batch_size = config.train, 128
-    policy, text = make_policy(config, data)
+    policy, text = make_policy_on(config, data, device)
     ema = copy.deepcopy(policy).requires_grad_(False)
     optimizer, scheduler = make_optimizer(policy, tc, total_steps=10_000)
     generator, order = torch.Generator().manual_seed(0), torch.randperm(len(data))
 
     def load(step: int):
         start = step * batch_size % (len(data) - batch_size)
-        return batch_inputs(data, order[start: start + batch_size], text, "cpu", tc.image_shift, generator,
+        return batch_inputs(data, order[start: start + batch_size], text, device, tc.image_shift, generator,
                             tc.word_dropout, tc.foreign_instructions)
 
     batch = load(0)
@@ -185,18 +209,26 @@ def measure_part(config: Config, data: StepDataset, part: str, warmup: int, step
 
     forward_backward(0)  # the optimiser needs gradients
     work = {"data_only": load, "forward_backward_only": forward_backward, "optimizer_only": optimize}
-    seconds = [seconds_of(lambda: work[part](step)) for step in range(warmup + steps)]
+    seconds = [seconds_of(lambda: work[part](step), device) for step in range(warmup + steps)]
     return summary(part, batch_size, seconds[warmup:])
+
+
+def where(results: dict) -> str:
+    """Where the steps ran, for the table (results of CPU runs from before --device have no "device")."""
+    if results.get("device", "cpu") == "cpu":
+        return f"{results['threads']} threads"
+    return f"on the GPU ({results['gpu']}), torch's default {results['threads']} CPU threads for the host's part"
 
 
 def render_table(results: dict) -> str:
     floor = results["floor_samples_per_second"]
+    floor_source = results.get("floor_source", "this machine's float32 sgemm")  # results from before --device
     lines = [f"# Training throughput against the FLOP floor, {results['date']}", "",
              f"Machine: {results['machine']}  ",
              f"Commit: {results['commit']}; command: `{results['command']}`; 1-minute load average "
              f"{results['load_before']:.1f} before, {results['load_after']:.1f} after", "",
-             f"Recipe: {results['recipe']}; {results['threads']} threads. One sample costs "
-             f"{results['flops_per_sample'] / 1e6:.1f} MFLOP (forward and backward); this machine's float32 sgemm "
+             f"Recipe: {results['recipe']}; {where(results)}. One sample costs "
+             f"{results['flops_per_sample'] / 1e6:.1f} MFLOP (forward and backward); {floor_source} "
              f"runs at {results['peak_gflops']:.1f} GFLOP/s, so the floor is **{floor:.0f} samples/s**.", "",
              "| variant | batch | samples/s (range) | % of floor | ms/step |", "| --- | --- | --- | --- | --- |"]
     for row in results["rows"]:
@@ -220,35 +252,50 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(ROOT / "config/mt50.yaml"), help="the recipe (env, model, train)")
     parser.add_argument("--image-size", type=int, default=0, help="instead of the recipe's (96 in mt50.yaml)")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where the policy and the step run (cuda: the first GPU, as `train --device cuda`)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (--device cpu only)")
     parser.add_argument("--warmup", type=int, default=3, help="steps run before the timed ones")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per variant")
     parser.add_argument("--variants", nargs="+", default=[*STEP_VARIANTS, *PARTS], choices=[*STEP_VARIANTS, *PARTS])
-    parser.add_argument("--out", default=str(ROOT / "bench/results/train_throughput"))
+    parser.add_argument("--out", default="", help="results path without .md/.json (default: "
+                        "bench/results/train_throughput, or train_throughput_cuda with --device cuda)")
     args = parser.parse_args()
     if args.steps < 1 or args.warmup < 1:
         parser.error("--steps and --warmup must be 1 or more")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit(f"error: --device cuda asked for, but torch {torch.__version__} sees no CUDA GPU here")
+    device = torch.device(args.device)
+    out = args.out or str(ROOT / ("bench/results/train_throughput" + ("_cuda" if device.type == "cuda" else "")))
 
-    torch.set_num_threads(args.threads)
+    if device.type == "cpu":  # on a GPU the host only feeds it: torch's default threads, as `train` leaves them
+        torch.set_num_threads(args.threads)
     config = Config.from_dict(read_config_file(args.config))
     if args.image_size:
         config.env.image_size = args.image_size
     data = synthetic_data(config)
-    flops, peak = flops_per_sample(config, data), peak_flops()
-    results = {"date": datetime.date.today().isoformat(), "machine": machine(), "commit": git_commit(),
-               "load_before": os.getloadavg()[0],
-               "command": "bench/bench_train.py " + " ".join(sys.argv[1:]), "threads": args.threads,
+    flops, peak = flops_per_sample(config, data), peak_flops(device)
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    if gpu:
+        where_run = f"{gpu}, CUDA {torch.version.cuda}; host: {machine()}"
+        floor_source = (f"this GPU's ({gpu}) float32 matmul (8192x8192, precision "
+                        f"'{torch.get_float32_matmul_precision()}')")
+    else:
+        where_run, floor_source = machine(), "this machine's float32 sgemm"
+    results = {"date": datetime.date.today().isoformat(), "machine": where_run, "commit": git_commit(),
+               "load_before": os.getloadavg()[0], "device": args.device, "gpu": gpu,
+               "command": "bench/bench_train.py " + " ".join(sys.argv[1:]), "threads": torch.get_num_threads(),
                "recipe": f"{Path(args.config).name}, {config.env.image_size} px, text_film {config.model.text_film}, "
                          f"{config.train.noise_samples_per_obs} noise draws per observation",
-               "flops_per_sample": flops, "peak_gflops": peak / 1e9, "floor_samples_per_second": peak / flops,
-               "rows": []}
+               "flops_per_sample": flops, "peak_gflops": peak / 1e9, "floor_source": floor_source,
+               "floor_samples_per_second": peak / flops, "rows": []}
     for variant in args.variants:
         measure = measure_step if variant in STEP_VARIANTS else measure_part
-        row = measure(config, data, variant, args.warmup, args.steps)
+        row = measure(config, data, variant, args.warmup, args.steps, device)
         results["rows"].append(row)
         print(f"{variant}: {row.get('error') or '%.1f ms/step' % row['ms_per_step']}", flush=True)
     results["load_after"] = os.getloadavg()[0]  # the 1-minute load average: what else wanted the cores
-    write_results(results, render_table(results), args.out)
+    write_results(results, render_table(results), out)
 
 
 if __name__ == "__main__":

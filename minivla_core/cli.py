@@ -84,20 +84,26 @@ def cmd_train(config: Config, given: dict) -> int:
 def cmd_eval(config: Config, given: dict) -> int:
     from minivla_core.envs.metaworld_suites import PROTOCOL
     from minivla_core.evaluate import evaluate, write_json
-    from minivla_core.view import PolicyView
+    from minivla_core.view import PolicyView, ViewerServer
 
     if config.eval.suite and "episodes" not in given.get("eval", {}):
         config.eval.episodes = PROTOCOL["episodes"]  # a suite's protocol runs 10 episodes per task
-    view = PolicyView.from_config(config.eval)  # eval.view, eval.view_save; else it does nothing
+    server = ViewerServer(config.eval.view_port) if config.eval.view else None
     try:
-        result = evaluate(config.eval, config.env, view=view)
+        view = PolicyView.for_eval(config.eval, server)  # eval.view, eval.view_save; else it does nothing
+        try:
+            result = evaluate(config.eval, config.env, view=view)
+        finally:
+            view.close()
         print(result.summary())
         if config.eval.json:
             written = write_json(result, config.eval.json)
             print(f"results written to {' and '.join(map(str, written))}")
-        view.keep_serving()  # eval.view: until Ctrl-C, so the page can still be read
+        if server:
+            server.wait()  # until Ctrl-C, so the page can still be read
     finally:
-        view.close()
+        if server:
+            server.close()
     return 0
 
 

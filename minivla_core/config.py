@@ -362,6 +362,10 @@ class RunConfig(Section):
     # timed chunks, sampled ahead: what a real robot runs) or "free" (both nodes on their own timers, the newest
     # command applied)
     timing: str = "lockstep"
+    # `minivla run`: serve a rerun web viewer from this computer (127.0.0.1) and stream the policy node's view to it
+    # (policy_node.view_url); the page's address is printed, and the command waits for Ctrl-C after the results
+    view: bool = False
+    view_port: int = 9090  # with view: the viewer page's port; the recording is served on the next port
 
 
 @dataclass
@@ -465,6 +469,12 @@ class PolicyNodeConfig(Section):
     # starts with the hand's position and a hand-velocity action (ActionCommand on Meta-World, TwistStamped); the
     # node says at activation when it cannot. False: nothing is computed
     publish_plan: bool = False
+    # Stream what the policy sees and plans (camera images, state, actions, each chunk as the hand's path, each DDIM
+    # step's chunk: minivla_core/view.py) to a rerun viewer at this gRPC address, e.g. rerun+http://127.0.0.1:9876/proxy
+    # for a `rerun` viewer started on this computer (`minivla run --view` starts one and sets this). Logged on a thread
+    # of its own, never in the control loop's way. Empty: nothing is computed
+    view_url: str = ""
+    view_save: str = ""  # when set, the same recording is written to this rerun .rrd file (in the node's process)
     # "free": one command per control_rate tick from the newest inputs. "lockstep": one command per observation
     # (images and state of one stamp), stamped with that observation's stamp, for a bridge in lockstep. "timed":
     # whole chunks with each action's due time on action_chunk, sampled ahead, as the chunk before runs out
@@ -473,6 +483,15 @@ class PolicyNodeConfig(Section):
     # timed: how a new chunk meets the one before. "inpaint": the actions due while it is sampled are kept from the
     # chunk before and the rest inpainted to continue them (real-time chunking); "replace": sampled freely
     seam: str = "inpaint"
+
+    def check_together(self, where: str) -> None:
+        if self.view_url and not (self.view_url.startswith(("rerun://", "rerun+http://", "rerun+https://"))
+                                  and self.view_url.endswith("/proxy")):
+            raise ConfigError(f"{where}.view_url {self.view_url!r} is not a rerun viewer's gRPC address: "
+                              f"rerun+http://HOST:PORT/proxy (a `rerun` viewer started here listens on "
+                              f"rerun+http://127.0.0.1:9876/proxy)")
+        if self.view_save and not self.view_save.endswith(".rrd"):
+            raise ConfigError(f"{where}.view_save {self.view_save}: a rerun recording is an .rrd file: name it .rrd")
 
 
 @dataclass
@@ -715,7 +734,7 @@ RANGES = {
     "collect.steps_after_success": NOT_NEGATIVE, "collect.workers": Bounds(1, 64),
     "eval.episodes": AT_LEAST_ONE, "eval.seed": SEED, "eval.noise_seed": SEED, "eval.inference_steps": NOT_NEGATIVE,
     "eval.n_action_steps": NOT_NEGATIVE, "eval.threads": NOT_NEGATIVE, "eval.workers": Bounds(1, 64),
-    "eval.latency": NOT_NEGATIVE, "eval.view_port": Bounds(1, 65534),
+    "eval.latency": NOT_NEGATIVE, "eval.view_port": Bounds(1, 65534), "run.view_port": Bounds(1, 65534),
     "eval.step_rate": POSITIVE,
     "run.episodes": NOT_NEGATIVE,
     "bag2data.rate": NOT_NEGATIVE, "bag2data.episode_gap": NOT_NEGATIVE, "bag2data.stale_after": POSITIVE,

@@ -224,7 +224,7 @@ def evaluate_task(policy, payload: dict, task: str, eval_config: EvalConfig, env
             obs = env.reset(episode)
             runner.reset(episode)  # the episode's own noise: the graph in lockstep draws the same
             ablation.reset(episode, obs.images)
-            view.start_episode(env, episode, instruction)
+            view.start_episode(env.task, episode, instruction, env.cameras, env.hand_step)
             frames = [obs.image]
             refused, executor = None, {}
             if schedule is not None:  # timed execution on a simulated clock
@@ -237,6 +237,7 @@ def evaluate_task(policy, payload: dict, task: str, eval_config: EvalConfig, env
                 executor = {"executor": dataclasses.asdict(counts)}
             while schedule is None and not obs.success and not env.done:
                 seen = ablation(obs.images)
+                view.observe(seen, obs.state)
                 try:
                     action = runner.act(seen, obs.state)
                 except NonFiniteActions as exc:  # not this episode's doing: no episode of this checkpoint can run
@@ -244,7 +245,10 @@ def evaluate_task(policy, payload: dict, task: str, eval_config: EvalConfig, env
                 except ValueError as exc:  # a state far outside everything the checkpoint was trained on:
                     refused = f"step {env.step_count}: {exc}"  # the policy node would hold; the episode fails
                     break
-                view.step(runner, seen, obs.state, action)
+                if runner.step_in_chunk == 0:  # a chunk sampled from this observation
+                    view.chunk(obs.state, runner.last_chunk, runner.last_sample_seconds,
+                               lambda: runner.denoising(seen, obs.state))
+                view.action(action, runner.step_in_chunk)
                 obs = env.step(action)
                 if video_dir:
                     frames.append(obs.image)
@@ -467,7 +471,7 @@ def evaluate(eval_config: EvalConfig, env_base: EnvConfig, progress: bool = True
     """Closed-loop evaluation of eval.checkpoint on each of eval.tasks (empty: the checkpoint's own) or of the
     tasks of eval.suite, with eval.instruction for every episode or else those of eval.instructions. The sampler
     settings (eval.inference_steps, eval.n_action_steps) default to the checkpoint's. The episodes are shown in
-    `view`, else in one this call opens and closes as eval.view and eval.view_save say (view.py)."""
+    `view`, else in a recording this call writes to eval.view_save, if set (view.py)."""
     eval_config.validate()  # sections built in Python, not read by Config.from_dict, reach here unchecked
     env_base.validate()
     if eval_config.threads > 0:
@@ -485,7 +489,7 @@ def evaluate(eval_config: EvalConfig, env_base: EnvConfig, progress: bool = True
         per_task = {name: done[name] for name in tasks}
     else:
         own_view = view is None
-        view = view or PolicyView.from_config(eval_config)
+        view = view or PolicyView(save=eval_config.view_save)  # (eval.view: the command serves a viewer)
         try:
             per_task = {job.task: evaluate_task(policy, payload, job.task, eval_config, env_base, job.instructions,
                                                 eval_config.inference_steps or None,

@@ -62,13 +62,26 @@ def cmd_run(config: Config, given: dict) -> int:
             raise ConfigError(f"{section}.timing {overrides[f'{section}.timing']!r} differs from run.timing "
                               f"{timing!r}: `minivla run` gives both nodes run.timing; set that instead")
         overrides[f"{section}.timing"] = timing
+    if overrides.get("policy_node.view_save"):  # the nodes run in the repository root, the user is elsewhere
+        overrides["policy_node.view_save"] = str(Path(overrides["policy_node.view_save"]).resolve())
     bringup = import_ros("minivla_ros.bringup", "run")
     params = config.run.params_file or graph.PARAMS_FILE
-    result = bringup.run(config.run.episodes, task, instruction, params, overrides)
-    print(bringup.summarize(result))
-    if config.run.json:
-        bringup.write_json(result, config.run.json)
-        print(f"results written to {config.run.json}")
+    server = None
+    if config.run.view:  # the viewer outlives the nodes: this process serves it, the policy node streams to it
+        from minivla_core.view import ViewerServer
+        server = ViewerServer(config.run.view_port, "run.view_port")
+        overrides["policy_node.view_url"] = server.uri
+    try:
+        result = bringup.run(config.run.episodes, task, instruction, params, overrides)
+        print(bringup.summarize(result))
+        if config.run.json:
+            bringup.write_json(result, config.run.json)
+            print(f"results written to {config.run.json}")
+        if server:
+            server.wait()  # until Ctrl-C, so the page can still be read
+    finally:
+        if server:
+            server.close()
     return 0
 
 
@@ -234,7 +247,8 @@ RUN_FLAGS = {"--episodes": "run.episodes", "--task": "env.task", "--instruction"
              "--timing": "run.timing", "--checkpoint": "policy_node.checkpoint",
              "--control-rate": "policy_node.control_rate", "--inference-steps": "policy_node.inference_steps",
              "--n-action-steps": "policy_node.n_action_steps", "--seed": "env.seed",
-             "--params-file": "run.params_file", "--json": "run.json"}
+             "--params-file": "run.params_file", "--json": "run.json", "--view": "run.view",
+             "--view-port": "run.view_port", "--view-save": "policy_node.view_save"}
 
 # Each command: what it does, and its named flags, flag -> the config field it sets (minivla_core/cli.py: Command).
 COMMANDS = {

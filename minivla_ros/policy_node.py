@@ -63,7 +63,7 @@ from minivla_core.model.policy import PolicyRunner, sampler_for
 from minivla_core.model.tokenizer import check_instruction
 from minivla_core.sync import EpisodeStatus as StatusPart
 from minivla_core.sync import ObservationAssembler, SyncedObservation
-from minivla_core.view import plan_hand_step, planned_hand_path
+from minivla_core.view import LiveView, PolicyView, plan_hand_step, planned_hand_path
 from minivla_ros import graph, qos
 from minivla_ros.conversions import COMMAND_TYPES, chunk_to_msg, command_msgs, plan_markers, state_from_msg
 from minivla_ros.images import image_from_msg
@@ -82,6 +82,10 @@ UNCONFIGURED = "unconfigured (lifecycle: configure, then activate)"
 def stamp_key(stamp) -> tuple[int, int]:
     """A builtin_interfaces/Time as a comparable pair."""
     return stamp.sec, stamp.nanosec
+
+
+def seconds(key: tuple[int, int]) -> float:
+    return key[0] + key[1] * 1e-9
 
 
 def stamp_msg(key: tuple[int, int] | None) -> Time:
@@ -110,6 +114,7 @@ class PolicyNode(LifecycleNode):
         self.plan_pub = None  # policy_node.publish_plan: the planned path's publisher, when the robot allows one
         self.plan_step: float | None = None  # metres the hand moves per step for an action of 1 (the plan's scale)
         self.plan_problem = ""  # why the planned path is not published, though asked for
+        self.view: LiveView | None = None  # policy_node.view_url / view_save: the rerun view, logged on its thread
         self.resources: list = []  # what configure made: subscriptions, publishers, the control timer
         self.instruction_log_times: deque[float] = deque(maxlen=INSTRUCTION_LOGS_PER_SECOND)
         self.unlogged_instructions = 0
@@ -140,9 +145,10 @@ class PolicyNode(LifecycleNode):
                                               self.config.stale_after, exact, labels)
         driver_class = DRIVERS[self.timing]
         self.create_plan_publisher()
+        self.create_view()
         common = dict(period=self.period, action_dim=self.policy.action_dim, publish=self.send, log=self.log,
                       check_limits=lambda action: check_limits(action, self.robot), gripper=has_gripper(self.robot),
-                      planned=self.send_plan if self.plan_pub is not None else None)
+                      planned=self.show_plan if self.plan_pub is not None or self.view is not None else None)
         if driver_class is TimedDriver:
             self.driver = TimedDriver(**common, horizon=self.policy.config.horizon,
                                       inpaint=self.config.seam == "inpaint",
@@ -191,6 +197,11 @@ class PolicyNode(LifecycleNode):
     def release(self) -> None:
         if self.driver is not None:
             self.driver.close()
+        if self.view is not None:
+            self.view.close(timeout=2.0)  # what is queued, briefly: a viewer never holds up a transition for long
+            if self.view.dropped:
+                self.get_logger().info(f"the view fell behind and dropped {self.view.dropped} steps")
+            self.view = None
         for resource in self.resources:
             if resource in self.command_pubs:
                 self.destroy_lifecycle_publisher(resource)
@@ -232,14 +243,12 @@ class PolicyNode(LifecycleNode):
     def create_plan_publisher(self) -> None:
         """policy_node.publish_plan: the planned path's publisher, if the state starts with the hand's position and
         the action is a hand velocity (else plan_problem says why)."""
-        if not self.config.publish_plan:
-            return
         robot = self.robot
         state_is_hand = (self.observation in ("proprio", "full") if robot.state_type == "RobotState"
                          else bool(robot.state_pose_topic))  # PoseAndJoints: the pose's x, y, z come first
         self.plan_step, self.plan_problem = plan_hand_step(robot.action_type, state_is_hand, self.task,
                                                            robot.velocity_scale, self.config.control_rate)
-        if self.plan_step is None:
+        if not self.config.publish_plan or self.plan_step is None:
             return
         try:
             from visualization_msgs.msg import MarkerArray
@@ -249,6 +258,22 @@ class PolicyNode(LifecycleNode):
             return
         self.plan_pub = self.create_publisher(MarkerArray, graph.PLANNED_PATH.name, qos.profile(graph.PLANNED_PATH))
         self.resources.append(self.plan_pub)
+
+    def create_view(self) -> None:
+        """policy_node.view_url / view_save: the rerun view of what the policy sees and plans (minivla_core/view.py).
+        A view that cannot start is logged, and the node commands as without it."""
+        if not (self.config.view_url or self.config.view_save):
+            return
+        try:
+            view = PolicyView(self.config.view_url, self.config.view_save, "policy_node.view_url", "minivla_run")
+        except ConfigError as exc:
+            self.get_logger().error(f"no view: {exc}")
+            return
+        self.view = LiveView(view, lambda text: self.get_logger().warning(text, throttle_duration_sec=5.0))
+        self.view.describe(self.cameras, self.plan_step)
+        where = " and ".join(filter(None, [self.config.view_url, self.config.view_save]))
+        self.get_logger().info(f"showing what the policy sees and plans in rerun: {where}"
+                               + ("" if self.plan_step else f" (no hand path: {self.plan_problem})"))
 
     def create_input_subscriptions(self) -> None:
         robot = self.robot
@@ -336,6 +361,8 @@ class PolicyNode(LifecycleNode):
                       self.robot.state_joint_topic)
 
     def on_episode_status(self, msg: EpisodeStatus) -> None:
+        if self.view is not None and msg.done:
+            self.view.end_episode(msg.success, msg.step)
         if self.robot.episode_topic or self.assembler is None:
             return  # the episodes come from robot.episode_topic
         if self.timing == "free":
@@ -363,6 +390,8 @@ class PolicyNode(LifecycleNode):
             self.new_episode(observation.episode, observation.stamp)
         observation.episode = self.driver.episode
         if self.ready_state() is not None:
+            if self.view is not None:
+                self.view.observe(observation.images, observation.state, seconds(observation.stamp))
             self.driver.observe(observation)
 
     def new_episode(self, episode: int, first_stamp: tuple[int, int]) -> None:
@@ -370,11 +399,16 @@ class PolicyNode(LifecycleNode):
         the scene before it, and the noise restarts at the episode's seed."""
         if self.driver.new_episode(episode):
             self.assembler.start_episode(first_stamp)
+            if self.view is not None:
+                self.view.start_episode(self.task, episode, self.instruction, self.cameras, self.plan_step)
 
     def tick(self) -> None:
         """Free timing: one command per control tick, from the newest inputs."""
         if self.ready_state() is not None:
-            self.driver.tick(self.assembler.newest())
+            observation = self.assembler.newest()
+            if self.view is not None and observation is not None:
+                self.view.observe(observation.images, observation.state, seconds(observation.stamp))
+            self.driver.tick(observation)
 
     def ready_state(self) -> str | None:
         """"ready" if the node can act; else None (the reason is logged when it changes, and once it can again:
@@ -396,6 +430,8 @@ class PolicyNode(LifecycleNode):
     # --- outputs ------------------------------------------------------------------------------
     def send(self, output) -> None:
         """What a driver decided, as messages (called on the sampling thread too: publishing is thread-safe)."""
+        if isinstance(output, Command) and self.view is not None:  # (in dry run too: what it would send)
+            self.view.action(output.action, output.step_in_chunk)
         if isinstance(output, Stop):
             if self.robot.action_type != "TwistStamped" or not self.command_pubs:
                 return  # a trajectory or forward command controller holds its last target; the simulator holds too
@@ -422,13 +458,19 @@ class PolicyNode(LifecycleNode):
         for publisher, msg in zip(self.command_pubs[::-1], messages[::-1]):  # the gripper first: with the motion
             publisher.publish(msg)  # that follows, a robot applying the newest command has both
 
-    def send_plan(self, observation: SyncedObservation, actions: np.ndarray) -> None:
-        """A new chunk (the drivers' `planned`), as the path the hand would take from where the observation saw it;
-        the part executed before the next chunk is its first n_action_steps."""
+    def show_plan(self, observation: SyncedObservation, actions: np.ndarray) -> None:
+        """A new chunk (the drivers' `planned`): published as the path the hand would take from where the observation
+        saw it (the part executed before the next chunk is its first n_action_steps), and shown in the view with
+        its denoising, which the view's thread computes again from what this sampling call drew (its noise)."""
         runner = self.driver.runner if self.driver is not None else None
-        executed = min(runner.n_action_steps, len(actions)) if runner is not None else len(actions)
-        path = planned_hand_path(observation.state, actions, self.plan_step)
-        self.plan_pub.publish(plan_markers(path, self.robot.action_frame, stamp_msg(observation.stamp), executed))
+        if self.plan_pub is not None:
+            executed = min(runner.n_action_steps, len(actions)) if runner is not None else len(actions)
+            path = planned_hand_path(observation.state, actions, self.plan_step)
+            self.plan_pub.publish(plan_markers(path, self.robot.action_frame, stamp_msg(observation.stamp), executed))
+        if self.view is not None and runner is not None:
+            sampling, images, state = runner.last_sampling, observation.images, observation.state
+            self.view.chunk(state, actions, runner.last_sample_seconds,
+                            lambda: runner.denoising(images, state, sampling), seconds(observation.stamp))
 
     def log(self, level: str, text: str) -> None:
         logger = self.get_logger()

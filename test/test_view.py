@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from browser_view import free_port_pair, listening_addresses
 from minivla_test_utils import ROOT
 from minivla_core.actions import HAND_STEP
 from minivla_core.config import Config
@@ -103,3 +104,77 @@ def test_the_denoising_shown_ends_at_the_chunk_executed(tiny_checkpoint):
 def test_a_view_it_cannot_show_is_refused(setting, message):
     with pytest.raises(ConfigError, match=message):
         Config.from_dict({"eval": setting})
+
+
+def test_the_denoising_of_an_inpainted_chunk_ends_at_it_even_after_later_sampling(tiny_checkpoint):
+    """Timed execution samples with frozen actions (inpainting); its denoising runs the same, and a viewer on another
+    thread may ask for it after the runner sampled again (the node's view: its last_sampling then)."""
+    from minivla_core.checkpoint import load_policy
+    from minivla_core.model.policy import PolicyRunner
+
+    policy, payload = load_policy(tiny_checkpoint)
+    runner = PolicyRunner(policy, "push the puck to the goal", seed=5)
+    runner.reset(0)
+    size = payload["env"]["image_size"]
+    images = np.random.default_rng(1).integers(0, 256, (policy.cameras, size, size, 3), dtype=np.uint8)
+    state = np.array([0.0, 0.6, 0.2, 1.0], dtype=np.float32)
+    frozen = runner.sample_chunk(images, state)[:2]
+    chunk = runner.sample_continuing(images, state, frozen)
+    sampling = runner.last_sampling
+    runner.sample_continuing(images, state, chunk[:3])  # the runner goes on
+    steps = runner.denoising(images, state, sampling)
+    assert len(steps) == runner.inference_steps
+    np.testing.assert_allclose(steps[-1], chunk, atol=1e-4)
+    np.testing.assert_allclose(steps[-1][:2], frozen, atol=1e-4)  # the frozen actions, kept
+
+
+def test_a_live_view_never_waits_and_shows_each_step_whole(tmp_path):
+    """A view that falls behind (here: a denoising that blocks) drops steps, counted, never holding up the caller;
+    a step is shown whole or not at all, an episode's start and end always; a failure is reported and the view
+    goes on."""
+    import threading
+    import time
+
+    from minivla_core.view import LiveView, PolicyView
+
+    recording, errors, release = tmp_path / "live.rrd", [], threading.Event()
+    live = LiveView(PolicyView(save=str(recording)), errors.append, max_queued=4)
+    images, state, chunk = np.zeros((1, 8, 8, 3), np.uint8), np.array([0.0, 0.6, 0.2, 1.0]), np.zeros((4, 4))
+    live.start_episode("push-v3", 0, "push the puck", ["corner"], HAND_STEP)
+    live.observe(images, state, 1.0)
+    live.chunk(state, chunk, 0.01, lambda: [chunk] if release.wait(60) else [])
+    live.action(chunk[0], 0)
+    for step in range(40):  # the view's thread is stuck in the denoising above
+        live.observe(images, state, 2.0 + step)
+        live.action(chunk[0], 1)
+        assert live.queue.qsize() <= 4 + 2  # a step's chunk and action past the limit at most
+    live.chunk(state, chunk, 0.01, lambda: 1 / 0)
+    live.end_episode(True, 41)
+    assert live.dropped >= 40 - 4
+    release.set()
+    while live.queue.qsize():  # the view catches up
+        time.sleep(0.01)
+    live.observe(images, state, 100.0)
+    live.chunk(state, chunk, 0.01, lambda: 1 / 0)  # a failure in the view's thread: reported, the view goes on
+    live.observe(images, state, 101.0)
+    live.close()
+    assert any("ZeroDivisionError" in error for error in errors)
+
+    chunks = list(rerun_chunk.RrdReader(recording).stream())
+    steps = {name: rows_by_step(chunks, f"/{name}", column) for name, column in
+             [("state", "Scalars:scalars"), ("action", "Scalars:scalars"), ("episode/log", "TextLog:text")]}
+    assert len(steps["episode/log"]) == 2  # the start and the end, though steps around them were dropped
+    assert len(steps["state"]) == 41 - live.dropped + 2  # those not dropped, and the two after the release
+    assert len(steps["action"]) == len(steps["state"]) - 2  # each shown step's action; none without its step
+
+
+def test_the_viewer_listens_on_this_computer_only():
+    from minivla_core.view import ViewerServer
+
+    port = free_port_pair()
+    server = ViewerServer(port)
+    try:
+        assert listening_addresses(port) == listening_addresses(port + 1) == {"127.0.0.1"}
+    finally:
+        server.close()
+    assert listening_addresses(port) == set()  # closed with the command

@@ -30,7 +30,6 @@ import warnings
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless; must be set before mujoco is imported
 
-import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
 from minivla_core.actions import ACTION_DIM, HAND_STEP, check_action  # noqa: E402
@@ -139,6 +138,9 @@ ARM_JOINTS = ("right_j0", "right_j1", "right_j2", "right_j3", "right_j4", "right
 
 class MetaWorldEnv:
     def __init__(self, config: EnvConfig):
+        # the simulator is imported here, not at the top: training imports this module (scene_of) on machines
+        # without MuJoCo, a GPU server say
+        import mujoco
         from metaworld.env_dict import ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE
 
         self.config = config
@@ -172,6 +174,7 @@ class MetaWorldEnv:
         model.vis.quality.offsamples = 0  # no multisampling
         model.vis.quality.shadowsize = 0  # no shadow map
         self._renderer = mujoco.Renderer(model, config.image_size, config.image_size)
+        self.forward_kinematics = mujoco.mj_forward
         for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION,
                      mujoco.mjtRndFlag.mjRND_SKYBOX):
             self._renderer.scene.flags[flag] = 0
@@ -190,7 +193,7 @@ class MetaWorldEnv:
         full_state, _ = self._env.reset()
         # Meta-World moves the goal marker (a site) after its last kinematics pass: without this the first
         # image of every episode would show the goal where it was before, not where the state says it is.
-        mujoco.mj_forward(self._env.model, self._env.data)
+        self.forward_kinematics(self._env.model, self._env.data)
         self.step_count = 0
         return self._observe(full_state)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -175,6 +176,15 @@ def episode_seed(seed: int, episode: int) -> int:
     return seed * 1_000_003 + episode
 
 
+class SamplingInputs(NamedTuple):
+    """What a sampling call drew on besides the observation: enough to run it again step by step (denoising)."""
+    noise: torch.Tensor  # (1, horizon, A), normalised
+    text_token: torch.Tensor  # the instruction, encoded
+    inference_steps: int
+    known: torch.Tensor | None = None  # timed execution's frozen actions (raw, (1, horizon, A)) and their mask
+    mask: torch.Tensor | None = None
+
+
 class PolicyRunner:
     """Closed-loop use of a VLAPolicy: one action per call, sampling a new chunk only when the
     previous chunk's first `n_action_steps` actions have been used (LeRobot's select_action)."""
@@ -193,7 +203,8 @@ class PolicyRunner:
         self.chunk_index = -1  # how many chunks have been sampled since reset, minus one
         self.step_in_chunk = -1  # position in its chunk of the action act() returned last
         self.last_sample_seconds = 0.0  # duration of the latest sampling call
-        self.last_noise = self.last_chunk = None  # the latest _sample call's noise and (horizon, A) chunk
+        self.last_chunk = None  # the latest sampling call's (horizon, A) chunk,
+        self.last_sampling: SamplingInputs | None = None  # and what it was sampled from besides the observation
         self.unknown_words: list[str] = []
         self.set_instruction(instruction)
 
@@ -245,24 +256,35 @@ class PolicyRunner:
     def _sample(self, images: np.ndarray, state: np.ndarray) -> np.ndarray:
         """What predict_action_chunk computes, through the runner's sampler (its engine); the noise comes from this
         runner's generator."""
+        started = time.perf_counter()
         states = torch.from_numpy(np.asarray(state, dtype=np.float32))[None]
         noise = torch.randn((1, self.policy.config.horizon, self.policy.action_dim), generator=self.generator)
         with torch.no_grad():
             chunk = finite_chunk(self.sampler(image_to_tensor(images), states, self.text_token, noise)[0].numpy())
-        self.last_noise, self.last_chunk = noise, chunk  # what a viewer shows (denoising, below)
+        self.last_sample_seconds = time.perf_counter() - started
+        self.last_chunk, self.last_sampling = chunk, SamplingInputs(noise, self.text_token, self.inference_steps)
         return chunk
 
-    def denoising(self, images: np.ndarray, state: np.ndarray) -> list[np.ndarray]:
-        """The chunk after each DDIM step of the latest _sample call (raw actions, (horizon, A) each, clipped to the
-        action range as the last one is), for a viewer (view.py). The engine runs the sampler as one graph, with no
-        step in between to look at, so the plain torch sampler runs again on this observation with the same noise:
-        its last chunk is the one executed, to float rounding. Nothing the runner does depends on this call."""
+    def denoising(self, images: np.ndarray, state: np.ndarray,
+                  sampling: SamplingInputs | None = None) -> list[np.ndarray]:
+        """The chunk after each DDIM step of a sampling call (raw actions, (horizon, A) each, clipped to the action
+        range as the last one is), for a viewer (view.py): the latest call's, or the one `sampling` (its
+        last_sampling then) describes, with the observation it was sampled from. The engine runs the sampler as one
+        graph, with no step in between to look at, so the plain torch sampler runs again with the same noise (and
+        frozen actions): its last chunk is the one executed, to float rounding. Nothing the runner does depends on
+        this call, and it reads nothing a later sampling call changes (so another thread may make it)."""
+        sampling = sampling or self.last_sampling
         steps = []
         with torch.no_grad():
             states = torch.from_numpy(np.asarray(state, dtype=np.float32))[None]
-            cond = self.policy.encode(image_to_tensor(images), states, None, None, self.text_token)
-            self.policy.head.sample(cond, self.inference_steps, noise=self.last_noise,
-                                    on_step=lambda step, x: steps.append(x.clamp(-1, 1)))
+            cond = self.policy.encode(image_to_tensor(images), states, None, None, sampling.text_token)
+            known = None if sampling.known is None else self.policy.action_normalizer.normalize(sampling.known)
+
+            def keep(step: int, x: torch.Tensor) -> None:  # each step's chunk, its frozen actions as they stay
+                steps.append((x if known is None else torch.lerp(x, known, sampling.mask)).clamp(-1, 1))
+
+            self.policy.head.sample(cond, sampling.inference_steps, noise=sampling.noise, known=known,
+                                    mask=sampling.mask, on_step=keep)
         return [self.policy.action_normalizer.unnormalize(x)[0].numpy() for x in steps]
 
     def sample_continuing(self, images: np.ndarray, state: np.ndarray, frozen: np.ndarray) -> np.ndarray:
@@ -278,9 +300,13 @@ class PolicyRunner:
         noise = torch.randn((1, horizon, action_dim), generator=self.generator)
         states = torch.from_numpy(np.asarray(state, dtype=np.float32))[None]
         self.prepare_continuing()
+        started = time.perf_counter()
         with torch.no_grad():
             chunk = self.inpainting_sampler(image_to_tensor(images), states, self.text_token, noise, known, mask)
-        return finite_chunk(chunk[0].numpy())
+        self.last_sample_seconds = time.perf_counter() - started
+        self.last_chunk = finite_chunk(chunk[0].numpy())
+        self.last_sampling = SamplingInputs(noise, self.text_token, self.inference_steps, known, mask)
+        return self.last_chunk
 
     def prepare_continuing(self) -> None:
         """Build the inpainting sampler now (about a second, once per policy), not in the first chunk that needs it."""
@@ -292,9 +318,7 @@ class PolicyRunner:
         also those that only pop the queue."""
         self.check_inputs(images, state)
         if not self.queue:
-            started = time.perf_counter()
             chunk = self._sample(images, state)  # inputs checked above
-            self.last_sample_seconds = time.perf_counter() - started
             self.queue.extend(chunk[: self.n_action_steps])
             self.chunk_index += 1
         self.step_in_chunk = self.n_action_steps - len(self.queue)

@@ -69,3 +69,27 @@ def test_the_planned_chunk_is_published_as_the_hands_path_from_the_observed_hand
         assert "publishing each planned chunk on policy_node/planned_path" in policy_log()
     finally:
         viewer.destroy_node()
+
+
+def test_timed_chunks_are_published_as_paths_from_the_hand_they_were_sampled_at(node_process):
+    """In timed execution a chunk arrives while the robot moves on (sampled ahead, on the node's sampling thread):
+    its path still starts at the hand of the observation it was sampled from, stamped with that observation."""
+    model = read_checkpoint(CHECKPOINT)["model_config"]
+    _, bridge_log = node_process("sim_bridge", **{"bridge.timing": "timed"})
+    _, policy_log = node_process("policy_node", **{
+        "policy_node.timing": "timed", "policy_node.checkpoint": str(CHECKPOINT),
+        "policy_node.instruction": "push the puck to the goal", "policy_node.publish_plan": True})
+    viewer = PlanViewer()
+    try:
+        def matched():
+            return [plan for plan in viewer.plans if stamp_key(plan.markers[0].header.stamp) in viewer.states]
+
+        assert wait_until(viewer, lambda: len(matched()) >= 3, 120), policy_log() + bridge_log()
+        for plan in matched():
+            planned = {marker.ns: marker for marker in plan.markers}["planned"]
+            assert planned.header.frame_id == "world"
+            points = np.array([[p.x, p.y, p.z] for p in planned.points])
+            assert len(points) >= model["horizon"] + 1  # (a chunk stretched for a slow sampler is longer)
+            np.testing.assert_allclose(points[0], viewer.states[stamp_key(planned.header.stamp)][:3], atol=1e-6)
+    finally:
+        viewer.destroy_node()
