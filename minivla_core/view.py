@@ -4,11 +4,11 @@
 
 What is logged, on two timelines: "step" counts the observations of the whole run (each episode follows the one
 before, so none hides another), "denoise_step" counts DDIM steps the same way (each chunk's follow the chunk's
-before).
+before). A robot's observations (the policy node's) are also on a third, "stamp": their time.
     camera/NAME          each camera's image as the policy sees it (after eval.image_ablation)
     state, action        the policy's state and the applied action (plots)
     world/hand           the hand's position: the state's first 3 numbers on the simulated robots
-    world/hand_trail     where the hand has been this episode
+    world/hand_trail     where the hand has been this episode (its last TRAIL_STEPS steps)
     world/plan/chunk     each sampled chunk as the path the hand would take: the hand's position plus the running
                          sum of the chunk's xyz actions times the hand step (metres per step for an action of 1)
     world/plan/executed  the part of that path executed so far, in another colour
@@ -39,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import Callable
 from urllib.parse import quote
@@ -52,6 +53,7 @@ PLAN_COLOUR, EXECUTED_COLOUR = [150, 150, 150], [255, 140, 0]  # grey: the whole
 DENOISING_COLOUR, HAND_COLOUR = [80, 140, 255], [220, 40, 40]
 HAND_RADIUS, PATH_RADIUS = 0.005, 0.0015  # metres: a chunk's path spans a few centimetres
 ACTION_NAMES = ["dx", "dy", "dz", "gripper"]  # the simulated arms' 4 numbers (hand velocity, gripper)
+TRAIL_STEPS = 500  # a robot with no episodes would otherwise log an ever longer trail at every step
 SERVER_START_S = 30.0  # the viewer server answers within a second or two; a slow machine gets more
 
 
@@ -150,7 +152,7 @@ class PolicyView:
         self.cameras: list[str] = []  # those of the blueprint sent
         self.hand_step: float | None = None  # metres per step for an action of 1; None: no hand to draw
         self.plan_path: np.ndarray | None = None
-        self.trail: list[np.ndarray] = []  # the hand's positions this episode
+        self.trail: deque[np.ndarray] = deque(maxlen=TRAIL_STEPS)  # the hand's positions this episode
         if not (connect or save):
             return
         rr = self.rr = import_rerun(setting)
@@ -177,7 +179,8 @@ class PolicyView:
         if self.recording is None:
             return
         self.describe(cameras, hand_step)
-        self.plan_path, self.trail = None, []
+        self.plan_path = None
+        self.trail.clear()
         self.recording.set_time("step", sequence=self.step_count)
         self.recording.log("episode/log", self.rr.TextLog(f"{task} episode {episode} starts: {instruction!r}"))
 
@@ -206,7 +209,8 @@ class PolicyView:
         if self.hand_step is not None:
             self.trail.append(np.asarray(state[:3], dtype=np.float64))
             log("world/hand", rr.Points3D([state[:3]], colors=[HAND_COLOUR], radii=HAND_RADIUS))
-            log("world/hand_trail", rr.LineStrips3D([self.trail], colors=[HAND_COLOUR], radii=PATH_RADIUS / 2))
+            log("world/hand_trail", rr.LineStrips3D([np.array(self.trail)], colors=[HAND_COLOUR],
+                                                    radii=PATH_RADIUS / 2))
 
     def chunk(self, state: np.ndarray, actions: np.ndarray, sample_seconds: float,
               denoise: Callable[[], list[np.ndarray]] | None = None, stamp: float | None = None) -> None:
