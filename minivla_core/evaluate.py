@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from minivla_core.checkpoint import load_policy
+from minivla_core.checkpoint import load_policy, read_checkpoint
 from minivla_core.checkpoint import check_observation_matches
 from minivla_core.config import (CHOICES, VALIDATION_SEED, EnvConfig, EvalConfig, check_value, figure_label,
                                  observation_label, seed_role)
@@ -476,7 +476,7 @@ def evaluate(eval_config: EvalConfig, env_base: EnvConfig, progress: bool = True
     env_base.validate()
     if eval_config.threads > 0:
         torch.set_num_threads(eval_config.threads)
-    policy, payload = load_policy(eval_config.checkpoint)
+    payload = read_checkpoint(eval_config.checkpoint)  # (the policy itself: where it runs, below or in workers)
     check_observation_matches(payload, env_base.observation, eval_config.checkpoint, "env.observation")
     trained = payload["env"].get("tasks") or [payload["env"]["task"]]
     tasks = suite_tasks(eval_config.suite) if eval_config.suite else (eval_config.tasks or trained)
@@ -488,6 +488,7 @@ def evaluate(eval_config: EvalConfig, env_base: EnvConfig, progress: bool = True
         done = {jobs[number].task: result for number, result in run_in_workers(evaluate_job, jobs, eval_config.workers)}
         per_task = {name: done[name] for name in tasks}
     else:
+        policy, payload = load_policy(eval_config.checkpoint)
         own_view = view is None
         view = view or PolicyView(save=eval_config.view_save)  # (eval.view: the command serves a viewer)
         try:
