@@ -92,11 +92,12 @@ def fetch_bag(tmp_path_factory):
     output = minivla("record", "--config", str(FETCH), "--episodes", "3", "--out", str(bag))
     # "episode N: success in S steps" or "episode N: failed after S steps": the steps the bridge took
     steps = [int(line.split()[4]) for line in output.splitlines() if line.startswith("episode ")]
-    return bag, steps
+    succeeded = [line.split()[2] == "success" for line in output.splitlines() if line.startswith("episode ")]
+    return bag, steps, succeeded
 
 
 def test_fetch_demonstrations_are_standard_messages_only(fetch_bag):
-    bag, steps = fetch_bag
+    bag, steps, succeeded = fetch_bag
     # Every episode ended. (Whether the scripted pusher succeeds before the time-out depends on scheduling here: the
     # bridge steps on its own clock and holds still when a command comes late.)
     assert len(steps) == 3, steps
@@ -115,12 +116,14 @@ def test_fetch_demonstrations_are_standard_messages_only(fetch_bag):
 
 
 def test_fetch_bag_converts_with_the_robot_section_and_splits_episodes(fetch_bag, tmp_path):
-    bag, steps = fetch_bag
+    bag, steps, succeeded = fetch_bag
     out = tmp_path / "data"
     minivla("bag2data", str(bag), "--config", str(FETCH), "--out", str(out))
     _, episodes = load_episodes(out)
     recorded = bag_episodes(bag, load_config(FETCH).robot.velocity_scale)
-    kept = [e for e, s in zip(recorded, steps) if s >= 2]  # a layout can start with the block at the goal: 1 step
+    # A layout can start with the block at the goal (1 step), and a failed demonstration is left out: the bag holds
+    # each episode's result (the bridge's /diagnostics, which config/fetch.yaml records).
+    kept = [e for e, s, ok in zip(recorded, steps, succeeded) if s >= 2 and ok]
     assert len(episodes) == len(kept)  # one per /episode message, none merged
     # How many steps an episode has is not the bridge's count: the bridge re-sends an episode's first frame at each
     # tick until the expert's first command comes, and how many times depends on scheduling (under load the answer
