@@ -181,13 +181,17 @@ def cmd_bag2data(config: Config, given: dict) -> int:
 
 
 def cmd_teleop(config: Config, given: dict) -> int:
-    """The keyboard teleop node in this terminal, publishing to the graph of ROS_DOMAIN_ID."""
+    """The keyboard teleop node in this terminal, publishing to the graph of ROS_DOMAIN_ID on the topics of the robot
+    section (--config myarm.yaml, as `minivla policy` reads it; without one, the simulator bridge's)."""
     bringup = import_ros("minivla_ros.bringup", "teleop")
     if "ROS_DOMAIN_ID" not in os.environ:
         print("note: ROS_DOMAIN_ID is not set, so teleop gets a domain of its own and drives nothing; give it the "
               "graph's (`minivla run` and `minivla record` print theirs): ROS_DOMAIN_ID=N minivla teleop",
               file=sys.stderr)
-    command = bringup.node_command("teleop", graph.PARAMS_FILE, node_settings(given, ("teleop",)))
+    # rcl cannot type an empty list (`-p robot.camera_topics:=[]`), and teleop reads none of the robot's lists (a
+    # gripperless arm's `state_joints: []` among them): such a field keeps the node's default.
+    overrides = {name: value for name, value in node_settings(given, ("teleop", "robot")).items() if value != []}
+    command = bringup.node_command("teleop", graph.PARAMS_FILE, overrides)
     return subprocess.run(command, env=bringup.ros_environment(), cwd=bringup.ROOT).returncode
 
 
@@ -252,8 +256,10 @@ RUN_FLAGS = {"--episodes": "run.episodes", "--task": "env.task", "--instruction"
 
 # Each command: what it does, and its named flags, flag -> the config field it sets (minivla_core/cli.py: Command).
 COMMANDS = {
-    "teleop": Command(cmd_teleop, "drive the arm from the keyboard (TwistStamped on cmd_vel, gripper on "
-                      "gripper_command) in a running graph: ROS_DOMAIN_ID=N minivla teleop",
+    "teleop": Command(cmd_teleop, "drive the arm from the keyboard in a running graph: TwistStamped on "
+                      "robot.action_topic, the gripper on robot.gripper_topic (none if empty); their defaults, "
+                      "cmd_vel and gripper_command, are the simulator bridge's: ROS_DOMAIN_ID=N minivla teleop "
+                      "[--config myarm.yaml]",
                       {"--speed": "teleop.speed"}),
     "policy": Command(cmd_policy, "start the policy node alone against a running robot, from the robot's config file "
                       "(its policy_node and robot sections), until Ctrl-C", {
