@@ -135,8 +135,8 @@ NODES = {"sim_bridge": "minivla_ros.sim_bridge", "policy_node": "minivla_ros.pol
 # Which nodes declare each config section as their parameters (minivla_ros/params.py). The expert commands the
 # robot through the same robot interface as the policy, so its demonstrations hold the policy's own commands.
 SECTION_NODES = {"env": ("sim_bridge",), "bridge": ("sim_bridge",), "policy_node": ("policy_node",),
-                 "expert": ("expert_node",), "recorder": ("recorder",), "robot": ("policy_node", "expert_node", "teleop"),
-                 "teleop": ("teleop",)}
+                 "expert": ("expert_node",), "recorder": ("recorder",),
+                 "robot": ("policy_node", "expert_node", "teleop"), "teleop": ("teleop",)}
 
 # The parameters `ros2 param set` may change while a node runs (each node applies them in its parameter
 # callback); every other parameter is declared read-only, so setting it is refused instead of ignored.

@@ -125,7 +125,7 @@ def test_minivla_params_writes_a_robot_file_as_a_parameter_file_rcl_reads(tmp_pa
     params_file = tmp_path / "ros_params.yaml"
     params_file.write_text(result.stdout)
     written = yaml.safe_load(result.stdout)
-    assert set(written) == {"policy_node", "expert_node"}  # the nodes that declare policy_node or robot
+    assert set(written) == {"policy_node", "expert_node", "teleop"}  # the nodes that declare policy_node or robot
     context = rclpy.Context()
     rclpy.init(args=["--ros-args", "--params-file", str(params_file)], context=context)
     try:
