@@ -26,6 +26,7 @@ import json
 import signal
 import sys
 import textwrap
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -88,8 +89,7 @@ def cmd_eval(config: Config, given: dict) -> int:
 
     if config.eval.suite and "episodes" not in given.get("eval", {}):
         config.eval.episodes = PROTOCOL["episodes"]  # a suite's protocol runs 10 episodes per task
-    server = ViewerServer(config.eval.view_port) if config.eval.view else None
-    try:
+    with ViewerServer(config.eval.view_port) if config.eval.view else nullcontext() as server:
         view = PolicyView.for_eval(config.eval, server)  # eval.view, eval.view_save; else it does nothing
         try:
             result = evaluate(config.eval, config.env, view=view)
@@ -101,9 +101,6 @@ def cmd_eval(config: Config, given: dict) -> int:
             print(f"results written to {' and '.join(map(str, written))}")
         if server:
             server.wait()  # until Ctrl-C, so the page can still be read
-    finally:
-        if server:
-            server.close()
     return 0
 
 

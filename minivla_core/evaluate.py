@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from minivla_core.checkpoint import load_policy, read_checkpoint
+from minivla_core.checkpoint import load_policy, policy_from_payload, read_checkpoint
 from minivla_core.checkpoint import check_observation_matches
 from minivla_core.config import (CHOICES, VALIDATION_SEED, EnvConfig, EvalConfig, check_value, figure_label,
                                  observation_label, seed_role)
@@ -488,7 +488,7 @@ def evaluate(eval_config: EvalConfig, env_base: EnvConfig, progress: bool = True
         done = {jobs[number].task: result for number, result in run_in_workers(evaluate_job, jobs, eval_config.workers)}
         per_task = {name: done[name] for name in tasks}
     else:
-        policy, payload = load_policy(eval_config.checkpoint)
+        policy = policy_from_payload(payload, eval_config.checkpoint)
         own_view = view is None
         view = view or PolicyView(save=eval_config.view_save)  # (eval.view: the command serves a viewer)
         try:

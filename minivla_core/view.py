@@ -121,6 +121,12 @@ class ViewerServer:
             time.sleep(0.1)
         print(f"viewer: {self.url}", flush=True)
 
+    def __enter__(self) -> ViewerServer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def wait(self) -> None:
         """Keep serving until Ctrl-C, so the page can still be read after the run."""
         print(f"the viewer keeps serving {self.url}: Ctrl-C to end", flush=True)

@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from contextlib import nullcontext
 import time
 from pathlib import Path
 
@@ -51,6 +52,7 @@ def cmd_run(config: Config, given: dict) -> int:
     """The ROS graph (simulator bridge + policy node) for N episodes. Needs the ROS 2 set-up."""
     from minivla_core.envs import check_sim_task, sim_instruction
     from minivla_core.model.tokenizer import check_instruction
+    from minivla_core.view import ViewerServer
 
     task = check_sim_task(config.env.task)
     instruction = check_instruction(config.policy_node.instruction or sim_instruction(task))
@@ -66,12 +68,10 @@ def cmd_run(config: Config, given: dict) -> int:
         overrides["policy_node.view_save"] = str(Path(overrides["policy_node.view_save"]).resolve())
     bringup = import_ros("minivla_ros.bringup", "run")
     params = config.run.params_file or graph.PARAMS_FILE
-    server = None
-    if config.run.view:  # the viewer outlives the nodes: this process serves it, the policy node streams to it
-        from minivla_core.view import ViewerServer
-        server = ViewerServer(config.run.view_port, "run.view_port")
-        overrides["policy_node.view_url"] = server.uri
-    try:
+    # The viewer outlives the nodes: this process serves it, the policy node streams to it.
+    with ViewerServer(config.run.view_port, "run.view_port") if config.run.view else nullcontext() as server:
+        if server:
+            overrides["policy_node.view_url"] = server.uri
         result = bringup.run(config.run.episodes, task, instruction, params, overrides)
         print(bringup.summarize(result))
         if config.run.json:
@@ -79,9 +79,6 @@ def cmd_run(config: Config, given: dict) -> int:
             print(f"results written to {config.run.json}")
         if server:
             server.wait()  # until Ctrl-C, so the page can still be read
-    finally:
-        if server:
-            server.close()
     return 0
 
 

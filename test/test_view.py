@@ -77,18 +77,23 @@ def test_eval_view_save_records_what_the_policy_sees_and_plans(tmp_path, tiny_ch
     np.testing.assert_allclose(np.diff(first_path[:3], axis=0), HAND_STEP * actions[:2, :3], atol=1e-6)
 
 
-def test_the_denoising_shown_ends_at_the_chunk_executed(tiny_checkpoint):
-    """runner.denoising() runs the torch sampler again with the chunk's noise: one chunk per DDIM step, the last the
-    one the engine (ONNX Runtime) sampled, to float rounding."""
+def runner_and_observation(checkpoint, seed: int):
+    """A PolicyRunner of `checkpoint` at episode 0, and random images with a state for it."""
     from minivla_core.checkpoint import load_policy
     from minivla_core.model.policy import PolicyRunner
 
-    policy, payload = load_policy(tiny_checkpoint)
-    runner = PolicyRunner(policy, "push the puck to the goal", seed=3)
+    policy, payload = load_policy(checkpoint)
+    runner = PolicyRunner(policy, "push the puck to the goal", seed=seed)
     runner.reset(0)
     size = payload["env"]["image_size"]
-    images = np.random.default_rng(0).integers(0, 256, (policy.cameras, size, size, 3), dtype=np.uint8)
-    state = np.array([0.0, 0.6, 0.2, 1.0], dtype=np.float32)
+    images = np.random.default_rng(seed).integers(0, 256, (policy.cameras, size, size, 3), dtype=np.uint8)
+    return runner, images, np.array([0.0, 0.6, 0.2, 1.0], dtype=np.float32)
+
+
+def test_the_denoising_shown_ends_at_the_chunk_executed(tiny_checkpoint):
+    """runner.denoising() runs the torch sampler again with the chunk's noise: one chunk per DDIM step, the last the
+    one the engine (ONNX Runtime) sampled, to float rounding."""
+    runner, images, state = runner_and_observation(tiny_checkpoint, seed=3)
     runner.act(images, state)
     steps = runner.denoising(images, state)
     assert len(steps) == runner.inference_steps
@@ -109,15 +114,7 @@ def test_a_view_it_cannot_show_is_refused(setting, message):
 def test_the_denoising_of_an_inpainted_chunk_ends_at_it_even_after_later_sampling(tiny_checkpoint):
     """Timed execution samples with frozen actions (inpainting); its denoising runs the same, and a viewer on another
     thread may ask for it after the runner sampled again (the node's view: its last_sampling then)."""
-    from minivla_core.checkpoint import load_policy
-    from minivla_core.model.policy import PolicyRunner
-
-    policy, payload = load_policy(tiny_checkpoint)
-    runner = PolicyRunner(policy, "push the puck to the goal", seed=5)
-    runner.reset(0)
-    size = payload["env"]["image_size"]
-    images = np.random.default_rng(1).integers(0, 256, (policy.cameras, size, size, 3), dtype=np.uint8)
-    state = np.array([0.0, 0.6, 0.2, 1.0], dtype=np.float32)
+    runner, images, state = runner_and_observation(tiny_checkpoint, seed=5)
     frozen = runner.sample_chunk(images, state)[:2]
     chunk = runner.sample_continuing(images, state, frozen)
     sampling = runner.last_sampling

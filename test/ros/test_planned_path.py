@@ -46,15 +46,21 @@ class PlanViewer(Node):
         return None
 
 
+def start_graph_publishing_plans(node_process, timing: str):
+    """The simulator and the policy node in `timing`, the plan published: a function returning both nodes' logs."""
+    _, bridge_log = node_process("sim_bridge", **{"bridge.timing": timing})
+    _, policy_log = node_process("policy_node", **{
+        "policy_node.timing": timing, "policy_node.checkpoint": str(CHECKPOINT),
+        "policy_node.instruction": "push the puck to the goal", "policy_node.publish_plan": True})
+    return lambda: policy_log() + bridge_log()
+
+
 def test_the_planned_chunk_is_published_as_the_hands_path_from_the_observed_hand(node_process):
     model = read_checkpoint(CHECKPOINT)["model_config"]
-    _, bridge_log = node_process("sim_bridge", **{"bridge.timing": "lockstep"})
-    _, policy_log = node_process("policy_node", **{
-        "policy_node.timing": "lockstep", "policy_node.checkpoint": str(CHECKPOINT),
-        "policy_node.instruction": "push the puck to the goal", "policy_node.publish_plan": True})
+    logs = start_graph_publishing_plans(node_process, "lockstep")
     viewer = PlanViewer()
     try:
-        assert wait_until(viewer, lambda: viewer.checkable_plan() is not None, 120), policy_log() + bridge_log()
+        assert wait_until(viewer, lambda: viewer.checkable_plan() is not None, 120), logs()
         plan, state, first_action = viewer.checkable_plan()
         markers = {marker.ns: marker for marker in plan.markers}
         planned, executed = markers["planned"], markers["executed"]
@@ -66,7 +72,7 @@ def test_the_planned_chunk_is_published_as_the_hands_path_from_the_observed_hand
         np.testing.assert_allclose(points[0], state[:3], atol=1e-6)  # from the hand the policy saw
         np.testing.assert_allclose(points[1] - points[0], first_action[:3] * HAND_STEP, atol=1e-6)  # its 1st command
         assert len(executed.points) == model["n_action_steps"] + 1
-        assert "publishing each planned chunk on policy_node/planned_path" in policy_log()
+        assert "publishing each planned chunk on policy_node/planned_path" in logs()
     finally:
         viewer.destroy_node()
 
@@ -75,16 +81,13 @@ def test_timed_chunks_are_published_as_paths_from_the_hand_they_were_sampled_at(
     """In timed execution a chunk arrives while the robot moves on (sampled ahead, on the node's sampling thread):
     its path still starts at the hand of the observation it was sampled from, stamped with that observation."""
     model = read_checkpoint(CHECKPOINT)["model_config"]
-    _, bridge_log = node_process("sim_bridge", **{"bridge.timing": "timed"})
-    _, policy_log = node_process("policy_node", **{
-        "policy_node.timing": "timed", "policy_node.checkpoint": str(CHECKPOINT),
-        "policy_node.instruction": "push the puck to the goal", "policy_node.publish_plan": True})
+    logs = start_graph_publishing_plans(node_process, "timed")
     viewer = PlanViewer()
     try:
         def matched():
             return [plan for plan in viewer.plans if stamp_key(plan.markers[0].header.stamp) in viewer.states]
 
-        assert wait_until(viewer, lambda: len(matched()) >= 3, 120), policy_log() + bridge_log()
+        assert wait_until(viewer, lambda: len(matched()) >= 3, 120), logs()
         for plan in matched():
             planned = {marker.ns: marker for marker in plan.markers}["planned"]
             assert planned.header.frame_id == "world"
