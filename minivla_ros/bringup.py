@@ -146,6 +146,9 @@ def stop_processes(processes: list[subprocess.Popen], grace: float = 10.0) -> No
                   "killed", file=sys.stderr, flush=True)
             process.kill()
             process.wait()
+        if process.returncode == -signal.SIGALRM:  # spin.STOP_DEADLINE_SECONDS
+            print(f"[minivla] {getattr(process, 'name', process.pid)} did not finish stopping in time and ended "
+                  "itself", file=sys.stderr, flush=True)
         if getattr(process, "echo", None) is not None:
             process.echo.join(timeout=2.0)  # its last lines come before whatever this process prints next
 

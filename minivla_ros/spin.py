@@ -43,6 +43,10 @@ def follow_parent() -> None:
 STOP_CHECK_SECONDS = 0.1
 # How long a managed node stopping waits for its last messages (the hold) to be acknowledged by their subscribers.
 HOLD_ACK_SECONDS = 1.0
+# How long a node has to end once asked to stop: its wind-down, clean-up and middleware shutdown. After that the
+# kernel ends it (SIGALRM). The same 10 s that `minivla run` (bringup.stop_processes) and `ros2 launch` (5 s to
+# SIGTERM, 5 more to SIGKILL) give a node before they kill it; here it also holds when nobody is left to kill it.
+STOP_DEADLINE_SECONDS = 10
 
 
 def wind_down(node) -> None:
@@ -68,11 +72,22 @@ def run_node(node_class, args=None) -> None:
     of its own. With rclpy's handlers and a wait without end (`rclpy.spin`), about one SIGINT in 15 went unheeded
     under load: the node sat in rcl_wait until it was killed 10 s later, and a recorder killed there loses the
     end of its bag (measured: 4 hangs in 68 two-episode recordings, 3 of them the recorder's, with 2 parallel
-    recordings on 2 cores; none in 28 with this loop)."""
+    recordings on 2 cores; none in 28 with this loop).
+
+    Once asked to stop, a node has STOP_DEADLINE_SECONDS to end; then the kernel ends it (exit status -SIGALRM)."""
     follow_parent()
     stop = threading.Event()
+
+    def request_stop(number, frame):
+        if not stop.is_set():
+            # A deadline the kernel keeps (SIGALRM's default action ends the process), so that a shutdown that
+            # hangs in the middleware, holding the interpreter's lock where no Python watchdog could run, still
+            # ends. Seen once in CI: after `minivla run` was killed outright, a node was alive 15 s after its SIGTERM.
+            signal.alarm(STOP_DEADLINE_SECONDS)
+        stop.set()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda number, frame: stop.set())
+        signal.signal(signum, request_stop)
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = None
     try:

@@ -18,7 +18,7 @@ from rcl_interfaces.srv import SetParameters
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from minivla_ros import bringup, graph, qos
+from minivla_ros import bringup, graph, qos, spin
 from minivla_ros.conversions import image_from_msg
 from minivla_ros.msg import ActionCommand, RobotState
 from ros_helpers import wait_until
@@ -232,6 +232,41 @@ def test_minivla_run_leaves_no_node_behind_on_any_signal(tmp_path, sent):
         for pid in [run.pid, *children]:
             subprocess.run(["kill", "-9", str(pid)], capture_output=True)
         log.close()
+
+
+# A node whose clean-up never returns, run by the nodes' own main (spin.run_node).
+STUCK_NODE = '''
+import threading
+from rclpy.node import Node
+from minivla_ros.spin import run_node
+
+class StuckNode(Node):
+    def __init__(self):
+        super().__init__("stuck_node")
+        print("spinning", flush=True)
+
+    def destroy_node(self):
+        print("clean-up hangs", flush=True)
+        threading.Event().wait()
+
+run_node(StuckNode)
+'''
+
+
+def test_a_node_whose_shutdown_hangs_still_ends_at_its_stop_deadline():
+    """Once a node is asked to stop, the kernel ends it spin.STOP_DEADLINE_SECONDS later whatever its shutdown does
+    (SIGALRM). CI once saw a node still alive 15 s after `minivla run` was killed outright: nobody was left to kill
+    it, and a node that never ends can hold a robot's driver or a domain."""
+    node = subprocess.Popen([sys.executable, "-c", STUCK_NODE], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=bringup.ros_environment(), cwd=ROOT)
+    try:
+        assert node.stdout.readline() == "spinning\n"
+        node.send_signal(signal.SIGTERM)
+        assert node.stdout.readline() == "clean-up hangs\n"
+        assert node.wait(timeout=spin.STOP_DEADLINE_SECONDS + 60) == -signal.SIGALRM
+    finally:
+        node.kill()
+        node.wait()
 
 
 def test_minivla_run_names_a_node_that_dies(tmp_path):
