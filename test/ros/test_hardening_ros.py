@@ -209,7 +209,9 @@ def start_run(tmp_path, episodes=50):
     return run, children, log
 
 
-def gone(pid: int, within: float = 15.0) -> bool:
+def gone(pid: int, within: float = 30.0) -> bool:
+    """Whether process `pid` ends (or is a zombie) within `within` s: a limit for a broken stop, beyond the
+    nodes' own spin.STOP_DEADLINE_SECONDS, not a figure."""
     end = time.monotonic() + within
     while time.monotonic() < end:
         if not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
