@@ -345,9 +345,6 @@ class EvalConfig(Section):
         if (self.view or self.view_save) and self.workers > 1:
             raise ConfigError(f"{where}.view and {where}.view_save show one process's episodes, and {where}.workers "
                               f"{self.workers} runs tasks in {self.workers} processes: view with {where}.workers 1")
-        if (self.view or self.view_save) and self.latency > 0:
-            raise ConfigError(f"{where}.view and {where}.view_save follow the classic loop; timed execution "
-                              f"({where}.latency {self.latency:g}) is not shown yet: view with {where}.latency 0")
 
 
 @dataclass

@@ -231,7 +231,7 @@ def evaluate_task(policy, payload: dict, task: str, eval_config: EvalConfig, env
                 try:
                     obs, counts, refused = run_timed_episode(env, runner, schedule, obs, ablation,
                                                              eval_config.latency, eval_config.seam,
-                                                             frames if video_dir else None)
+                                                             frames if video_dir else None, view)
                 except NonFiniteActions as exc:
                     raise broken_weights(eval_config.checkpoint, env.task, episode, env.step_count, exc) from exc
                 executor = {"executor": dataclasses.asdict(counts)}

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from minivla_core.errors import NonFiniteActions
+from minivla_core.view import PolicyView
 
 
 # A chunk is at most this many actions (a policy's horizon times the largest stretch is 64 here): a longer one is
@@ -245,7 +246,7 @@ class ChunkSchedule:
 
 
 def run_timed_episode(env, runner, schedule: ChunkSchedule, obs, see, latency: float, seam: str = "inpaint",
-                      frames: list | None = None) -> tuple:
+                      frames: list | None = None, view: PolicyView | None = None) -> tuple:
     """One episode of timed execution on a simulated clock, without ROS: what the graph in timed mode does, with a
     sampling time that is exactly `latency` seconds every time (`minivla eval --latency`). Deterministic, so its
     figures cannot be lucky; the graph's own timing varies around them.
@@ -260,24 +261,34 @@ def run_timed_episode(env, runner, schedule: ChunkSchedule, obs, see, latency: f
     episode's first chunk is sampled from its first observation and the robot starts it at its next step, however
     long it took (the robot waits). `obs` is the episode's first observation (env reset);
     `see(images)` is what the policy sees at each step (images, or an ablation of them); each step's image goes to
-    `frames` if given. Returns (final observation, ExecutorCounts, the error that stopped the policy or None)."""
+    `frames` if given. `view` (view.py) is shown each observation, each chunk when it is sampled (with its
+    denoising) and each action applied. Returns (final observation, ExecutorCounts, the error that stopped the
+    policy or None)."""
     period = schedule.period
     buffer = ActionBuffer(period)
     episode, gripper = env.episode, -1.0
+    view = view or PolicyView()
+    shown = None  # (number, first action's due time) of the chunk the view shows
 
     def start_sampling(seen: np.ndarray, state: np.ndarray, observation_time: float, step: int, started: float):
         """A sampling call from this observation at time `started`, if the schedule says a chunk is due."""
+        nonlocal shown
         planned = schedule.plan(observation_time, episode, step, inpaint=seam == "inpaint")
         if planned is None:
             return None
         stretch, frozen = planned
         chunk = runner.sample_continuing(seen, state, frozen)
+        sampling = runner.last_sampling
         arrival = started + latency
         index, chunk = schedule.record(observation_time, episode, chunk, stretch, arrival - observation_time)
+        view.chunk(state, chunk, runner.last_sample_seconds, lambda: runner.denoising(seen, state, sampling))
+        shown = (index, observation_time + period)
         return arrival, observation_time + period, chunk, index
 
     try:
-        first = start_sampling(see(obs.images), obs.state, 0.0, 0, 0.0)
+        seen = see(obs.images)
+        view.observe(seen, obs.state)
+        first = start_sampling(seen, obs.state, 0.0, 0, 0.0)
         buffer.add(episode, first[1], period, first[2], first[3], episode, now=0.0, next_step=period)
         sampling, step = None, 0
         while not obs.success and not env.done:
@@ -288,9 +299,13 @@ def run_timed_episode(env, runner, schedule: ChunkSchedule, obs, see, latency: f
                 buffer.add(episode, first_due, period, chunk, index, episode, now=arrival)
                 sampling = None
             action = buffer.take(now, episode)
-            if action is None:
+            held = action is None
+            if held:
                 buffer.hold()
                 action = np.array([0.0] * (env.action_dim - 1) + [gripper], dtype=np.float32)
+            # Its place in the chunk shown, if it comes from that one (the chunk before runs while it is sampled)
+            from_shown = not held and buffer.last_chunk == shown[0]
+            view.action(action, round((now - shown[1]) / period) if from_shown else None)
             gripper = float(action[-1])
             obs = env.step(action)
             if frames is not None:
@@ -298,6 +313,7 @@ def run_timed_episode(env, runner, schedule: ChunkSchedule, obs, see, latency: f
             seen = see(obs.images)
             if obs.success or env.done:
                 break  # the policy never acts on an episode's final observation
+            view.observe(seen, obs.state)
             if sampling is None:  # (an observation that comes while a chunk is sampled is not used)
                 sampling = start_sampling(seen, obs.state, now, step, now)
     except NonFiniteActions:  # the checkpoint's weights, not this observation: for the caller to say

@@ -241,12 +241,13 @@ class PolicyView:
             self.denoise_count += 1
         self.recording.disable_timeline("denoise_step")  # what follows belongs to steps only
 
-    def action(self, action: np.ndarray, step_in_chunk: int) -> None:
-        """The action applied at this step, the `step_in_chunk`-th (from 0) of the latest chunk."""
+    def action(self, action: np.ndarray, step_in_chunk: int | None) -> None:
+        """The action applied at this step, the `step_in_chunk`-th (from 0) of the latest chunk (None: not from it;
+        in timed execution a hold, or the chunk before, which runs while the latest is sampled)."""
         if self.recording is None:
             return
         self.recording.log("action", self.rr.Scalars(action))
-        if self.plan_path is not None:  # the path up to where this action takes the hand
+        if self.plan_path is not None and step_in_chunk is not None:  # the path up to where this action takes the hand
             self.recording.log("world/plan/executed", self.rr.LineStrips3D(
                 [self.plan_path[: step_in_chunk + 2]], colors=[EXECUTED_COLOUR], radii=2 * PATH_RADIUS))
 

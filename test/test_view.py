@@ -24,36 +24,48 @@ def minivla(*args):
                           text=True, timeout=600)
 
 
-def rows_by_step(chunks: list, entity: str, column: str) -> list:
-    """The values of `column` logged at `entity`, in the order of the "step" timeline."""
+def rows_by_step(chunks: list, entity: str, column: str, timeline: str = "step") -> list:
+    """The values of `column` logged at `entity`, in the order of `timeline`."""
     rows = []
     for chunk in chunks:
         if chunk.entity_path == entity and not chunk.is_static:
             batch = chunk.to_record_batch()
-            rows += zip(batch.column("step").to_pylist(), batch.column(column).to_pylist())
+            rows += zip(batch.column(timeline).to_pylist(), batch.column(column).to_pylist())
     return [value for _, value in sorted(rows, key=lambda row: row[0])]
+
+
+def row_counts(chunks: list) -> dict:
+    """entity -> rows logged on a timeline (the plots' series names are static: no step of their own)."""
+    rows = {}
+    for chunk in chunks:
+        if not chunk.is_static:
+            rows[chunk.entity_path] = rows.get(chunk.entity_path, 0) + chunk.num_rows
+    return rows
+
+
+def eval_on_and_off(tmp_path, recording, *args) -> dict:
+    """`minivla eval ARGS` without the view and with --view-save `recording`: name -> its episodes."""
+    episodes = {}
+    for name, view in {"off": [], "on": ["--view-save", recording]}.items():
+        out = tmp_path / f"{name}.json"
+        result = minivla("eval", *args, "--json", out, *view)
+        assert result.returncode == 0, result.stderr
+        episodes[name] = json.loads(out.read_text())["per_episode"]
+    return episodes
 
 
 def test_eval_view_save_records_what_the_policy_sees_and_plans(tmp_path, tiny_checkpoint):
     from minivla_core.checkpoint import read_checkpoint
 
     recording = tmp_path / "view" / "eval.rrd"
-    episodes = {}
-    for name, view in {"off": [], "on": ["--view-save", recording]}.items():
-        out = tmp_path / f"{name}.json"
-        result = minivla("eval", "--checkpoint", tiny_checkpoint, "--episodes", "2", "--max-episode-steps", "5",
-                         "--json", out, *view)
-        assert result.returncode == 0, result.stderr
-        episodes[name] = json.loads(out.read_text())["per_episode"]
+    episodes = eval_on_and_off(tmp_path, recording, "--checkpoint", tiny_checkpoint, "--episodes", "2",
+                               "--max-episode-steps", "5")
     assert episodes["on"] == episodes["off"]  # the view changes nothing the policy does
 
     reader = rerun_chunk.RrdReader(recording)
     assert [entry.application_id for entry in reader.blueprints()] == ["minivla_eval"]  # the layout travels with it
     chunks = list(reader.stream())
-    rows = {}
-    for chunk in chunks:
-        if not chunk.is_static:  # the plots' series names are static: no step of their own
-            rows[chunk.entity_path] = rows.get(chunk.entity_path, 0) + chunk.num_rows
+    rows = row_counts(chunks)
     payload = read_checkpoint(tiny_checkpoint)
     steps = sum(e["steps"] for e in episodes["on"])
     n_action_steps, inference_steps = payload["model_config"]["n_action_steps"], payload["model_config"][
@@ -75,6 +87,43 @@ def test_eval_view_save_records_what_the_policy_sees_and_plans(tmp_path, tiny_ch
     assert first_path.shape == (payload["model_config"]["horizon"] + 1, 3)
     np.testing.assert_allclose(first_path[0], states[0, :3], atol=1e-6)
     np.testing.assert_allclose(np.diff(first_path[:3], axis=0), HAND_STEP * actions[:2, :3], atol=1e-6)
+
+
+def test_eval_view_of_timed_execution_shows_each_chunk_from_its_observation(tmp_path, tiny_checkpoint):
+    """`minivla eval --latency`: each observation and applied action, each chunk when it is sampled (at its
+    observation, while the chunk before runs on) with its denoising, which ends at that chunk, frozen actions and
+    all; the episodes, executor counts included, are the same with the view on or off."""
+    from minivla_core.checkpoint import read_checkpoint
+
+    recording = tmp_path / "timed.rrd"
+    episodes = eval_on_and_off(tmp_path, recording, "--checkpoint", tiny_checkpoint, "--episodes", "2",
+                               "--max-episode-steps", "12", "--latency", "0.1")
+    assert episodes["on"] == episodes["off"]
+    assert all(e["executor"]["late"] > 0 for e in episodes["on"])  # chunks arrived after steps had passed
+
+    chunks = list(rerun_chunk.RrdReader(recording).stream())
+    rows = row_counts(chunks)
+    payload = read_checkpoint(tiny_checkpoint)
+    steps = sum(e["steps"] for e in episodes["on"])
+    camera = f"/camera/{payload['env']['camera']}"
+    assert [rows.get(path) for path in (camera, "/state", "/action")] == [steps] * 3
+    sampled = rows["/world/plan/chunk"]
+    assert sampled == rows["/policy/sample_ms"] and sampled >= 2 * len(episodes["on"])
+    assert 0 < rows["/world/plan/executed"] < sum(e["executor"]["applied"] for e in episodes["on"]) + 1
+
+    # Each chunk's denoising ends at the chunk shown: the last of its DDIM steps draws the same path. At this latency
+    # the schedule stretches chunks once it has measured it (timed.py: each action spread over 2 steps): the same
+    # path with twice the points.
+    inference_steps = payload["model_config"]["inference_steps"]
+    paths = rows_by_step(chunks, "/world/plan/chunk", "LineStrips3D:strips")
+    denoising = rows_by_step(chunks, "/world/denoising", "LineStrips3D:strips", timeline="denoise_step")
+    assert len(denoising) == sampled * inference_steps
+    for path, last_step in zip(paths, denoising[inference_steps - 1::inference_steps]):
+        path, last_step = np.array(path[0]), np.array(last_step[0])
+        stretch = (len(path) - 1) // (len(last_step) - 1)
+        assert len(path) - 1 == stretch * (len(last_step) - 1) and stretch in (1, 2)
+        np.testing.assert_allclose(last_step, path[::stretch], atol=1e-4)
+    assert len(paths[-1][0]) > len(paths[0][0])  # stretched by then
 
 
 def runner_and_observation(checkpoint, seed: int):
@@ -103,7 +152,6 @@ def test_the_denoising_shown_ends_at_the_chunk_executed(tiny_checkpoint):
 
 @pytest.mark.parametrize("setting, message", [
     ({"view_save": "x.rrd", "workers": 2}, "view with eval.workers 1"),
-    ({"view": True, "latency": 0.1}, "view with eval.latency 0"),
     ({"view_save": "x.mp4"}, "name it .rrd"),
 ])
 def test_a_view_it_cannot_show_is_refused(setting, message):
