@@ -17,7 +17,8 @@ import cv2
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "test"))
 
-from browser_view import browser_missing_reason, free_port_pair, view_command  # noqa: E402
+from browser_view import browser_missing_reason, free_port_pair, policy_view_layout, view_command  # noqa: E402
+from minivla_core.checkpoint import read_checkpoint  # noqa: E402
 
 
 def main() -> int:
@@ -33,7 +34,9 @@ def main() -> int:
     command = [sys.executable, "-m", "minivla", "eval", "--checkpoint", args.checkpoint, "--episodes",
                str(args.episodes), "--view", "--view-port", str(free_port_pair())]
     with tempfile.TemporaryDirectory() as scratch:
-        seen, output, code = view_command(command, Path(scratch) / "view.png", "minivla_eval")
+        camera = read_checkpoint(ROOT / args.checkpoint)["env"]["camera"]
+        seen, output, code = view_command(command, Path(scratch) / "view.png", "minivla_eval",
+                                          policy_view_layout(camera))
         if not seen.shown or code != 0:
             print(f"error: the view was not shown (exit {code}): {seen}\n{output[-2000:]}", file=sys.stderr)
             return 1

@@ -46,7 +46,8 @@ POLL_S = 1.0
 class BrowserView:
     """What the headless browser saw on the viewer page, at the end of `screenshot_viewer`."""
 
-    shown: bool  # the recording is active, drawn (the marker block, when one was asked for), and the page not blank
+    shown: bool  # the recording is active with the views asked for, drawn (the marker block, when one was asked for),
+    # and the page not blank
     active_recording: str  # the viewer's active recording, "Recording:APP_ID:RECORDING_ID"; "" when none
     views: list[str]  # the views of the active blueprint, as "CLASS:NAME", e.g. "2D:camera"
     marker_seen: bool  # a solid MARKER_BLOCK-sided square of the marker colour is in the screenshot
@@ -81,10 +82,20 @@ def browser_missing_reason() -> str | None:
     return None
 
 
+def policy_view_layout(camera: str) -> frozenset[str]:
+    """The views of PolicyView's blueprint (minivla_core/view.py) for a policy with one camera, `camera`, as the
+    viewer names them."""
+    return frozenset({f"2D:{camera}", "3D:hand and planned chunk (orange: executed)",
+                      "3D:denoising (timeline denoise_step)", "TimeSeries:applied action", "TimeSeries:state",
+                      "TextLog:episodes"})
+
+
 def screenshot_viewer(url: str, path: Path, app_id: str = "minivla_eval", marker: tuple | None = MARKER,
-                      timeout_s: float = 120.0, viewport: tuple[int, int] = (1280, 800)) -> BrowserView:
+                      views: frozenset[str] = frozenset(), timeout_s: float = 120.0,
+                      viewport: tuple[int, int] = (1280, 800)) -> BrowserView:
     """Open rerun's web viewer at `url` in headless chromium and wait, up to `timeout_s`, until it shows the recording
-    of `app_id` (and, unless `marker` is None, draws a block of the `marker` colour); save the last screenshot to
+    of `app_id` with at least `views` ("CLASS:NAME": the blueprint, which can arrive after the data is first drawn
+    in a default layout) and, unless `marker` is None, draws a block of the `marker` colour; save the last screenshot to
     `path` and return what was seen. A page that loads but does not show the recording is not an error (the result
     says so); one that cannot load at all (no server there) raises playwright's error."""
     from playwright.sync_api import sync_playwright
@@ -114,8 +125,7 @@ def screenshot_viewer(url: str, path: Path, app_id: str = "minivla_eval", marker
                     marker_seen=marker is not None and has_block(pixels, marker),
                     distinct_colours=distinct_colours(pixels), seconds=time.monotonic() - start, screenshot=path,
                     panic=state["panic"], console_errors=console_errors)
-                seen.shown = (seen.active_recording.startswith(f"Recording:{app_id}:")
-                              and (marker is None or seen.marker_seen) and seen.distinct_colours >= MIN_COLOURS)
+                seen.shown = shows(seen, app_id, views, marker is not None)
                 if seen.shown or seen.panic or seen.seconds > timeout_s:
                     break
         finally:
@@ -123,6 +133,13 @@ def screenshot_viewer(url: str, path: Path, app_id: str = "minivla_eval", marker
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(png)
     return seen
+
+
+def shows(seen: BrowserView, app_id: str, views: frozenset[str], marker: bool) -> bool:
+    """Whether what the browser saw is the recording of `app_id`, with at least `views`, the marker block (if
+    `marker`), and not a blank page."""
+    return (seen.active_recording.startswith(f"Recording:{app_id}:") and views <= set(seen.views)
+            and (seen.marker_seen or not marker) and seen.distinct_colours >= MIN_COLOURS)
 
 
 def read_viewer_state(page) -> dict:
@@ -195,10 +212,11 @@ def has_block(pixels: np.ndarray, colour: tuple, side: int = MARKER_BLOCK) -> bo
     return bool(windows.size) and bool((windows == side * side).any())
 
 
-def view_command(command: list[str], path: Path, app_id: str, timeout_s: float = 600.0) -> tuple[BrowserView, str, int]:
+def view_command(command: list[str], path: Path, app_id: str, views: frozenset[str] = frozenset(),
+                 timeout_s: float = 600.0) -> tuple[BrowserView, str, int]:
     """Run a `minivla ... --view` command (its argument list, run from the repository root), wait until it says the
-    viewer keeps serving (its run is over), look at the page it printed, then Ctrl-C it: (what the browser saw, its
-    output, its exit code). Stopped, killed if need be, whatever happens."""
+    viewer keeps serving (its run is over), look at the page it printed until it shows `views` (screenshot_viewer),
+    then Ctrl-C it: (what the browser saw, its output, its exit code). Stopped, killed if need be, whatever happens."""
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                errors="replace")
     lines: list[str] = []
@@ -211,7 +229,7 @@ def view_command(command: list[str], path: Path, app_id: str, timeout_s: float =
                 raise AssertionError(f"`{' '.join(command)}` never said it keeps serving:\n{''.join(lines)[-3000:]}")
             time.sleep(0.2)
         url = next(line.split()[1] for line in lines if line.startswith("viewer: "))
-        seen = screenshot_viewer(url, path, app_id=app_id, marker=None)
+        seen = screenshot_viewer(url, path, app_id=app_id, marker=None, views=views)
         process.send_signal(signal.SIGINT)
         code = process.wait(timeout=60)
         reader.join(timeout=10)

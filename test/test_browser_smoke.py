@@ -2,13 +2,15 @@
 --view` serves one: it passes on the page that reads the recording, and fails on the same viewer's page without it.
 The pixel checks themselves are shown able to fail on made-up screenshots, which needs no browser."""
 
+import dataclasses
 from urllib.parse import quote
 
 import numpy as np
 import pytest
 
 from browser_view import (
-    MARKER, MIN_COLOURS, browser_missing_reason, distinct_colours, free_port_pair, has_block, screenshot_viewer)
+    MARKER, MIN_COLOURS, browser_missing_reason, distinct_colours, free_port_pair, has_block, screenshot_viewer,
+    shows)
 from minivla_core.view import ViewerServer
 
 APP_ID = "minivla_eval"
@@ -50,13 +52,20 @@ def served_recording(tmp_path_factory):
 
 def test_viewer_shows_the_served_recording(served_recording, tmp_path):
     web_port, grpc_url = served_recording
-    seen = screenshot_viewer(f"http://127.0.0.1:{web_port}/?url={quote(grpc_url, safe='')}",
-                             tmp_path / "viewer.png", app_id=APP_ID)
+    url = f"http://127.0.0.1:{web_port}/?url={quote(grpc_url, safe='')}"
+    seen = screenshot_viewer(url, tmp_path / "viewer.png", app_id=APP_ID,
+                             views=frozenset({"2D:camera", "3D:world", "TimeSeries:plot"}))
     assert seen.shown, seen
     assert seen.active_recording.startswith(f"Recording:{APP_ID}:"), seen
     assert seen.marker_seen, seen
     assert {"2D:camera", "3D:world", "TimeSeries:plot"} <= set(seen.views), seen
     assert seen.screenshot.stat().st_size > 0
+
+    # What the page showed is not enough for a view its blueprint lacks, another app, or a marker it did not draw.
+    assert not shows(seen, APP_ID, frozenset({"2D:camera", "2D:no such view"}), marker=True)
+    assert not shows(seen, "another_app", frozenset(), marker=True)
+    assert not shows(dataclasses.replace(seen, marker_seen=False), APP_ID, frozenset(), marker=True)
+    assert shows(dataclasses.replace(seen, marker_seen=False), APP_ID, frozenset(), marker=False)
 
 
 def test_viewer_page_without_the_recording_fails_the_check(served_recording, tmp_path):
