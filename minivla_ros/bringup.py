@@ -98,7 +98,8 @@ def node_command(node: str, params_file: Path, overrides: dict, module: str | No
     module that runs the node (benchmarks: bench/slow_policy_node.py)."""
     command = [sys.executable, "-m", module or graph.NODES[node], "--ros-args", "--params-file", str(params_file)]
     for name, value in overrides.items():
-        command += ["-p", f"{name}:={text_from_value(name, value)}"]
+        if graph.can_be_said(name, value):  # (an empty list: left out, or a ConfigError)
+            command += ["-p", f"{name}:={text_from_value(name, value)}"]
     return command
 
 

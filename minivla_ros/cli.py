@@ -19,8 +19,8 @@ import os
 import subprocess
 import sys
 import textwrap
-from contextlib import nullcontext
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import yaml

@@ -169,23 +169,30 @@ def node_setting(params_file: str | Path, node: str, name: str, overrides: dict)
 def ros_parameters(config: Config, nodes) -> dict:
     """A ROS parameter file as rcl reads it (node -> ros__parameters -> section -> field) for each of `nodes`, with
     every field of the config sections it declares (SECTION_NODES), valued as in `config`: how a minivla config file
-    becomes a file for `--ros-args --params-file` (`minivla params`, `minivla policy`). An empty list is left out
-    (rcl cannot type one; the node declares the field empty, its default); one that is empty where its default is
-    not cannot be said in such a file, and is a ConfigError."""
+    becomes a file for `--ros-args --params-file` (`minivla params`, `minivla policy`). Empty lists: can_be_said."""
     parameters = {}
     for node in nodes:
         values, sections = config.to_dict(), {}  # lists of their own for each node: no YAML anchors, which rcl refuses
         for section in (section for section, users in SECTION_NODES.items() if node in users):
             sections[section] = {}
             for name, value in values[section].items():
-                if value == [] and field_of(f"{section}.{name}")[1] != []:
-                    raise ConfigError(f"{section}.{name} is empty, which a ROS parameter file cannot say (rcl "
-                                      f"cannot type an empty list) and the node would read as its default, "
-                                      f"{field_of(f'{section}.{name}')[1]}")
-                if value != []:
+                if can_be_said(f"{section}.{name}", value):
                     sections[section][name] = value
         parameters[node] = {"ros__parameters": sections}
     return parameters
+
+
+def can_be_said(name: str, value) -> bool:
+    """Whether field `name` ("section.field") set to `value` goes to a node as a ROS parameter (in a parameter file
+    or as `-p`). rcl cannot type an empty list: one whose default is empty too is left out (the node declares the
+    field empty, its default); one whose default is not cannot be said at all, and is a ConfigError."""
+    if value != []:
+        return True
+    default = field_of(name)[1]
+    if default != []:
+        raise ConfigError(f"{name} is empty, which a ROS parameter cannot say (rcl cannot type an empty list) and "
+                          f"the node would read as its default, {default}")
+    return False
 
 
 def resolve_path(path: str, cwd: str | Path | None = None) -> Path:

@@ -18,6 +18,7 @@ from rcl_interfaces.srv import SetParameters
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
+from minivla_core.errors import ConfigError
 from minivla_ros import bringup, graph, qos, spin
 from minivla_ros.conversions import image_from_msg
 from minivla_ros.msg import ActionCommand, RobotState
@@ -178,6 +179,21 @@ def test_a_parameter_no_node_declares_stops_the_node_instead_of_being_ignored():
                             cwd=ROOT)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "policy_node has no parameter(s) policy.checkpoint" in result.stdout and "policy_node.*" in result.stdout
+
+
+def test_an_empty_list_a_node_cannot_be_given_is_named_not_a_traceback():
+    """rcl cannot type `-p robot.state_joints:=[]`: the policy node died of ParameterUninitializedException. An empty
+    list whose default is empty too is left out (the node declares it so); one whose default is not is refused."""
+    command = bringup.node_command("policy_node", bringup.DEFAULT_PARAMS, {"robot.action_limits": []})
+    assert not any(part.startswith("robot.action_limits") for part in command)
+    with pytest.raises(ConfigError, match=r"robot.state_joints is empty, .* its default, \['gripper'\]"):
+        bringup.node_command("policy_node", bringup.DEFAULT_PARAMS, {"robot.state_joints": []})
+    result = subprocess.run([sys.executable, "-m", "minivla", "run", "--episodes", "1", "--set",
+                             "robot.state_joints=[]"], capture_output=True, text=True, timeout=300,
+                            env=bringup.ros_environment(), cwd=ROOT)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: robot.state_joints is empty"), result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
 
 
 def test_minivla_run_names_an_unloadable_checkpoint_at_once(tmp_path):
